@@ -180,6 +180,11 @@ def googlenet_dir(data: os.PathLike | str | None = None, *,
       shutil.rmtree(root / GOOGLENET_DIR, ignore_errors=True)
       raise DataError(_offline_message(GOOGLENET_DIR, data) +
                       f" (download failed: {e})") from e
+    except DataError:
+      # A file whose sum does not match: leave no half-filled folder that the
+      # next lookup would take for the data.
+      shutil.rmtree(root / GOOGLENET_DIR, ignore_errors=True)
+      raise
   folder = root / GOOGLENET_DIR
   sums = folder / "SHA256SUMS"
   if not sums.is_file():

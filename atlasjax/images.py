@@ -55,9 +55,12 @@ def to_rgb(image: Image.Image) -> Image.Image:
     background.paste(rgba, mask=rgba.getchannel("A"))
     return background
   if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+    # 16-bit samples: 65535 is white whatever the image holds (scaling by the
+    # image's own maximum would turn a dark or uniform image white). Only
+    # 32-bit "I" data beyond the 16-bit range is scaled by its maximum.
     array = np.asarray(image, dtype=np.float64)
-    scale = 255.0 / max(array.max(), 1.0) if array.max() > 255 else 1.0
-    image = Image.fromarray((array * scale).clip(0, 255).astype(np.uint8))
+    scale = 255.0 / max(array.max(), 65535.0)
+    image = Image.fromarray(np.rint(array * scale).clip(0, 255).astype(np.uint8))
   return image.convert("RGB")
 
 
@@ -124,7 +127,7 @@ class ReadReport:
 
 @dataclasses.dataclass
 class Batch:
-  images: np.ndarray          # [B, H, W, 3] float32 in [0, 1]
+  images: np.ndarray          # [B, H, W, 3] float32 in [0, 1] (or collated)
   indices: np.ndarray         # positions in the input file list
   paths: list[str]
 
@@ -132,11 +135,13 @@ class Batch:
 def iter_batches(paths: Sequence[str], batch_size: int,
                  load: Callable[[str], np.ndarray] = load_eval,
                  report: ReadReport | None = None, workers: int | None = None,
-                 warn: bool = True) -> Iterator[Batch]:
+                 warn: bool = True, collate: Callable = np.stack
+                 ) -> Iterator[Batch]:
   """Streams ``paths`` as batches, decoding ahead on a thread pool.
 
   Unreadable files are skipped, counted in ``report`` and warned about; at most
   two batches are decoded ahead, so memory is bounded for any number of files.
+  ``collate`` turns the list of ``load`` results into ``Batch.images``.
   """
   report = report if report is not None else ReadReport()
   workers = workers or min(8, (os.cpu_count() or 2))
@@ -166,5 +171,5 @@ def iter_batches(paths: Sequence[str], batch_size: int,
           good.append((i, image))
       report.read += len(good)
       if good:
-        yield Batch(np.stack([g[1] for g in good]),
+        yield Batch(collate([g[1] for g in good]),
                     np.array([g[0] for g in good]), [paths[g[0]] for g in good])

@@ -270,8 +270,15 @@ def _inception(params, x, block: Inception, acts: dict):
 
 def make_apply(spec: InceptionV1Spec, metadata: tuple[base.Layer, ...]):
   valid = {layer.name for layer in metadata}
-  def apply(params, images, layers: Sequence[str] | None = None):
-    """Runs the network on NHWC RGB images in [0, 1]; returns named outputs."""
+  def apply(params, images, layers: Sequence[str] | None = None,
+            perturb: dict | None = None):
+    """Runs the network on NHWC RGB images in [0, 1]; returns named outputs.
+
+    ``perturb`` maps output names to arrays added to that output before the
+    rest of the network reads it; ``jax.jvp`` through it linearises the
+    downstream network (the atlas attribution does this). Only outputs that
+    the next op consumes (a conv, pool, LRN or block output) can be perturbed.
+    """
     if images.ndim != 4 or images.shape[-1] != 3:
       raise ValueError(
           f"images must be NHWC with 3 RGB channels, got shape {images.shape}")
@@ -288,6 +295,12 @@ def make_apply(spec: InceptionV1Spec, metadata: tuple[base.Layer, ...]):
             f"Unknown layer(s) {sorted(unknown)} for model {spec.name!r}. "
             "Valid layers: " + ", ".join(layer.name for layer in metadata))
     acts: dict[str, jax.Array] = {}
+    perturb = perturb or {}
+    chain = {name for op in spec.ops for name in _op_outputs(op)[-1:]}
+    if set(perturb) - chain:
+      raise ValueError(
+          f"Cannot perturb {sorted(set(perturb) - chain)}: only outputs on the "
+          f"main path can be perturbed ({', '.join(sorted(chain))}).")
 
     def done():
       return wanted is not None and wanted <= acts.keys()
@@ -306,6 +319,9 @@ def make_apply(spec: InceptionV1Spec, metadata: tuple[base.Layer, ...]):
         acts[op.name] = x = local_response_norm(x, spec.lrn)
       else:
         x = _inception(params, x, op, acts)
+      name = _op_outputs(op)[-1]
+      if name in perturb:
+        acts[name] = x = x + perturb[name]
       if done():
         break
     else:

@@ -1,0 +1,196 @@
+"""Stage 2 of an activation atlas: a 2-D layout of the activation vectors.
+
+Optional whitening (``S = (AᵀA / N)⁻¹`` on the raw activations, which the
+paper's icon objective uses for mixed4a–5b), optional PCA pre-reduction, then
+UMAP (umap-learn) with the paper's presets per layer, seeded. The layout is
+normalised by clipping each axis at its 1st/99th percentile and rescaling to
+[0, 1].
+
+Orientation convention (shared by the grid, the atlas PNG and the viewer):
+layout ``u`` grows to the right and ``v`` grows upwards, as in the scatter plot;
+grid cell ``(x, y)`` counts columns from the left and rows from the top, so
+``x = floor(u · size)`` and ``y = floor((1 − v) · size)``.
+
+Outputs in ``<workdir>/layout/``: ``coords.npy`` (float32 ``[N, 2]``),
+``top_class.npy``, ``scatter.png`` and ``layout.json`` (settings, timing, and
+the collection fingerprint it was computed from).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import time
+
+import numpy as np
+
+from atlasjax.atlas import collect as collect_lib
+
+LAYOUT_DIR = "layout"
+CLIP_PERCENTILES = (1.0, 99.0)
+# Added to the diagonal (relative to its mean) so that channels which never
+# fire in the sample do not make AᵀA/N singular.
+WHITENING_RIDGE = 1e-4
+
+
+@dataclasses.dataclass(frozen=True)
+class UmapPreset:
+  n_neighbors: int
+  min_dist: float
+  metric: str
+
+
+# Carter et al. (2019), "Technical notes": per-layer UMAP settings.
+PRESET_MIXED4_5 = UmapPreset(50, 0.05, "cosine")
+PRESET_MIXED3 = UmapPreset(200, 0.05, "euclidean")
+PRESET_CLASS_ATLAS = UmapPreset(20, 0.01, "cosine")
+
+
+def preset_for(layer: str) -> UmapPreset:
+  if layer.startswith("mixed3"):
+    return PRESET_MIXED3
+  return PRESET_MIXED4_5
+
+
+@dataclasses.dataclass(frozen=True)
+class LayoutConfig:
+  layer: str = "mixed4c"
+  seed: int = 0
+  whiten: bool = True
+  pca_dims: int | None = None
+  n_neighbors: int | None = None   # None: the layer's preset
+  min_dist: float | None = None
+  metric: str | None = None
+  n_epochs: int | None = None      # None: umap-learn's default
+
+  def umap_params(self) -> UmapPreset:
+    preset = preset_for(self.layer)
+    return UmapPreset(
+        self.n_neighbors if self.n_neighbors is not None else preset.n_neighbors,
+        self.min_dist if self.min_dist is not None else preset.min_dist,
+        self.metric or preset.metric)
+
+
+def whitening_matrix(vectors: np.ndarray, ridge: float = WHITENING_RIDGE
+                     ) -> np.ndarray:
+  """``S = (AᵀA / N + ridge · mean(diag) · I)⁻¹`` (uncentred, as in the paper)."""
+  a = np.asarray(vectors, np.float64)
+  gram = a.T @ a / len(a)
+  gram += ridge * max(np.mean(np.diag(gram)), 1e-12) * np.eye(len(gram))
+  return np.linalg.inv(gram).astype(np.float32)
+
+
+def pca_reduce(vectors: np.ndarray, dims: int) -> np.ndarray:
+  """Projects centred vectors onto their top ``dims`` principal axes."""
+  a = np.asarray(vectors, np.float64)
+  a = a - a.mean(axis=0)
+  _, _, vt = np.linalg.svd(a.T @ a, hermitian=True)
+  axes = vt[:dims]
+  # Fix each axis' sign so the result does not depend on the LAPACK build.
+  signs = np.sign(axes[np.arange(dims), np.argmax(np.abs(axes), axis=1)])
+  return (a @ (axes * signs[:, None]).T).astype(np.float32)
+
+
+def normalize_layout(xy: np.ndarray, percentiles=CLIP_PERCENTILES) -> np.ndarray:
+  """Clips each axis at the given percentiles and rescales it to [0, 1]."""
+  lo, hi = np.percentile(xy, percentiles, axis=0)
+  span = np.where(hi - lo > 0, hi - lo, 1.0)
+  return ((np.clip(xy, lo, hi) - lo) / span).astype(np.float32)
+
+
+def umap_layout(vectors: np.ndarray, params: UmapPreset, seed: int,
+                n_epochs: int | None = None, verbose: bool = False) -> np.ndarray:
+  import umap  # Imported lazily: numba compilation is slow to start.
+  n = len(vectors)
+  if n < 4:
+    raise ValueError(f"UMAP needs at least 4 vectors, got {n}.")
+  reducer = umap.UMAP(
+      n_neighbors=min(params.n_neighbors, n - 1), min_dist=params.min_dist,
+      metric=params.metric, n_components=2, random_state=seed,
+      n_epochs=n_epochs, verbose=verbose)
+  return reducer.fit_transform(np.asarray(vectors, np.float32))
+
+
+def collection_fingerprint(collection: collect_lib.Collection) -> str:
+  text = json.dumps([collection.manifest["settings"],
+                     collection.manifest.get("samples")], sort_keys=True)
+  return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run(config: LayoutConfig, workdir: os.PathLike | str, log=print,
+        out_name: str = LAYOUT_DIR, indices: np.ndarray | None = None) -> dict:
+  """Computes (or reuses) the layout of one collected layer.
+
+  ``indices`` restricts the layout to a subset of the samples (class atlases);
+  ``out_name`` is the output folder under ``workdir``.
+  """
+  workdir = pathlib.Path(workdir)
+  collection = collect_lib.Collection.open(workdir)
+  collection.check_layer(config.layer)
+  out = workdir / out_name
+  out.mkdir(parents=True, exist_ok=True)
+  info_path = out / "layout.json"
+  fingerprint = collection_fingerprint(collection)
+  settings = {"config": dataclasses.asdict(config), "collection": fingerprint,
+              "subset": None if indices is None else hashlib.sha256(
+                  np.asarray(indices, np.int64).tobytes()).hexdigest()[:16]}
+  if info_path.exists():
+    info = json.loads(info_path.read_text())
+    if info.get("settings") == settings and (out / "coords.npy").exists():
+      log(f"layout: reusing {out}")
+      return info
+  vectors = collection.vectors_memmap(config.layer)
+  if indices is not None:
+    vectors = vectors[np.asarray(indices)]
+  start = time.perf_counter()
+  whitening = None
+  if config.whiten:
+    whitening = whitening_matrix(vectors)
+    np.save(out / "whitening.npy", whitening)
+  features = vectors
+  if config.pca_dims:
+    features = pca_reduce(vectors, min(config.pca_dims, vectors.shape[1]))
+  params = config.umap_params()
+  log(f"layout: UMAP of {len(features)} vectors ({features.shape[1]} dims, "
+      f"n_neighbors={params.n_neighbors}, min_dist={params.min_dist}, "
+      f"metric={params.metric}, seed={config.seed})")
+  xy = normalize_layout(umap_layout(features, params, config.seed, config.n_epochs))
+  elapsed = time.perf_counter() - start
+  np.save(out / "coords.npy", xy)
+  top = collection.load(["top_classes"])["top_classes"][:, 0].astype(np.int32)
+  if indices is not None:
+    top = top[np.asarray(indices)]
+  np.save(out / "top_class.npy", top)
+  if indices is not None:
+    np.save(out / "indices.npy", np.asarray(indices, np.int64))
+  scatter_plot(xy, top, out / "scatter.png",
+               title=f"{collection.settings['model']} {config.layer}: {len(xy)} "
+               "activations, coloured by top class")
+  info = {"settings": settings, "n": int(len(xy)), "seconds": round(elapsed, 2),
+          "whitening": "whitening.npy" if whitening is not None else None,
+          "umap": dataclasses.asdict(params)}
+  collect_lib._atomic_write_json(info_path, info)
+  log(f"layout: {len(xy)} points in {elapsed:.1f} s → {out}")
+  return info
+
+
+def scatter_plot(xy: np.ndarray, classes: np.ndarray, path: os.PathLike,
+                 title: str = "", size_px: int = 800) -> None:
+  """Scatter of the layout (``v`` upwards), coloured by class index."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig = plt.figure(figsize=(size_px / 100, size_px / 100), dpi=100)
+  ax = fig.add_axes([0, 0, 1, 1])
+  ax.scatter(xy[:, 0], xy[:, 1], c=np.asarray(classes) % 20, cmap="tab20",
+             s=max(1.0, 4000 / max(len(xy), 1)), linewidths=0, alpha=0.8)
+  ax.set_xlim(0, 1)
+  ax.set_ylim(0, 1)
+  ax.set_axis_off()
+  if title:
+    ax.text(0.01, 0.99, title, transform=ax.transAxes, va="top", fontsize=8)
+  fig.savefig(path, facecolor="white")
+  plt.close(fig)

@@ -1,0 +1,92 @@
+"""collect → layout → render_atlas in one work directory, resumable.
+
+Each stage checks whether its outputs are complete and were made with the
+same settings from the same inputs, and skips itself if so; otherwise it
+resumes (collection shard by shard, icons chunk by chunk). Several layers can
+be built in one run: the first is the main atlas (``atlas.json``), the others
+write ``<layer>.atlas.json`` and are listed in the main one's ``other_layers``
+for the viewer's layer switcher.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+
+from atlasjax import labels as labels_lib
+from atlasjax.atlas import collect as collect_lib
+from atlasjax.atlas import layout as layout_lib
+from atlasjax.atlas import render_atlas
+from atlasjax.models import base
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+  collect: collect_lib.CollectConfig = collect_lib.CollectConfig()
+  layout: layout_lib.LayoutConfig = layout_lib.LayoutConfig()
+  atlas: render_atlas.AtlasConfig = render_atlas.AtlasConfig()
+  viewer: bool = True
+
+
+def _atlas_is_current(path: pathlib.Path, config: render_atlas.AtlasConfig,
+                      workdir: pathlib.Path, fingerprint: str) -> bool:
+  if not path.exists():
+    return False
+  atlas = json.loads(path.read_text())
+  if (atlas.get("config") != json.loads(json.dumps(dataclasses.asdict(config)))
+      or atlas.get("collection") != fingerprint):
+    return False
+  files = [g["atlas"] for g in atlas["grids"]] + [
+      c["icon"] for g in atlas["grids"] for c in g["cells"]]
+  return all((workdir / f).exists() for f in files)
+
+
+def layer_paths(layer: str, main: bool) -> tuple[str, str]:
+  """(layout folder, file prefix) of a layer's outputs in the work directory."""
+  return (layout_lib.LAYOUT_DIR, "") if main else (f"layout_{layer}", f"{layer}.")
+
+
+def run(config: PipelineConfig, model: base.Model, params,
+        images: os.PathLike | str, workdir: os.PathLike | str,
+        labels: labels_lib.Labels | None = None, log=print) -> pathlib.Path:
+  """Builds (or finishes) the atlas of every collected layer; returns atlas.json."""
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  collect_lib.run(config.collect, model, params, images, workdir, labels, log)
+  collection = collect_lib.Collection.open(workdir)
+  fingerprint = layout_lib.collection_fingerprint(collection)
+  others = []
+  for i, layer in enumerate(config.collect.layers):
+    layout_name, prefix = layer_paths(layer, main=i == 0)
+    layout_config = dataclasses.replace(config.layout, layer=layer)
+    atlas_config = dataclasses.replace(config.atlas, layer=layer)
+    layout_lib.run(layout_config, workdir, log, out_name=layout_name)
+    path = workdir / f"{prefix}{render_atlas.ATLAS_JSON}"
+    if _atlas_is_current(path, atlas_config, workdir, fingerprint):
+      log(f"atlas: {path} is complete, skipping")
+    else:
+      render_atlas.run(atlas_config, model, params, workdir, labels, log,
+                       layout_name=layout_name, prefix=prefix)
+      atlas = json.loads(path.read_text())
+      atlas["collection"] = fingerprint
+      collect_lib._atomic_write_json(path, atlas)
+    if i:
+      others.append(path.name)
+  main = workdir / render_atlas.ATLAS_JSON
+  atlas = json.loads(main.read_text())
+  if atlas.get("other_layers", []) != others:
+    atlas["other_layers"] = others
+    collect_lib._atomic_write_json(main, atlas)
+  if config.viewer:
+    write_viewer(workdir, log)
+  return main
+
+
+def write_viewer(workdir: pathlib.Path, log=print) -> pathlib.Path | None:
+  from atlasjax import viewer  # The viewer is optional for library users.
+  index = viewer.write_viewer(workdir)
+  log(f"viewer: open {index} in a browser (or serve {workdir} with "
+      "`python -m http.server`)")
+  return index

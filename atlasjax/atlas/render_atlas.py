@@ -1,0 +1,283 @@
+"""Stage 3b of an activation atlas: feature-inverting every cell and assembling.
+
+For each requested grid size, the kept cells' mean activations are inverted
+with the atlas objective (``direction_neuron_cossim`` with the whitening matrix
+S and a cosine power) — all cells of a grid rendered together by the batched
+renderer, chunked to bounded memory, best of ``attempts``. Rendering resumes
+chunk by chunk: each finished chunk is saved before the next one starts.
+
+Outputs in the work directory (paths in ``atlas.json`` are relative to it):
+
+  atlas.json                       layer, grids, cells (see :func:`run`)
+  class_names.json                 short class names in logit order
+  grid_<size>/atlas.png            icons at their cells on white
+  grid_<size>/directions.npy       float32 [cells, C]: what each icon inverts
+  grid_<size>/attributions.npy     float16 [cells, classes]: mean attribution
+  grid_<size>/icons/<x>_<y>.png    one icon per kept cell
+
+Icon fidelity (reported per grid): each icon is fed back through the network;
+its activation vector at the centre position must be closer (cosine) to its own
+cell's direction (``v·S`` when whitening, as the objective uses) than to any
+other cell's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from atlasjax import labels as labels_lib
+from atlasjax.atlas import collect as collect_lib
+from atlasjax.atlas import grid as grid_lib
+from atlasjax.atlas import layout as layout_lib
+from atlasjax.models import base
+from atlasjax.optvis import objectives
+from atlasjax.optvis import render as render_lib
+
+ATLAS_JSON = "atlas.json"
+CLASS_NAMES = "class_names.json"
+ATLAS_JSON_VERSION = 1
+# Carter et al. (2019) render icons with cos^4 emphasis on the direction.
+DEFAULT_COSSIM_POW = 4.0
+# Icon side as a fraction of the cell when density scaling shrinks sparse cells.
+MIN_DENSITY_SCALE = 0.3
+
+
+@dataclasses.dataclass(frozen=True)
+class AtlasConfig:
+  """How to grid the layout and render the icons."""
+  layer: str = "mixed4c"
+  grid_sizes: tuple[int, ...] = (20,)
+  min_density: tuple[int, ...] = (10,)   # one value, or one per grid size
+  icon_size: int = 80
+  steps: int = 1024
+  attempts: int = 4
+  lr: float = render_lib.DEFAULT_LR
+  cossim_pow: float = DEFAULT_COSSIM_POW
+  whiten: bool = True
+  transforms: str = "atlas"
+  seed: int = 0
+  chunk_size: int | None = None
+  density_scaled: bool = False
+  n_examples: int = 8
+
+  def density_for(self, i: int) -> int:
+    if len(self.min_density) == 1:
+      return self.min_density[0]
+    if len(self.min_density) != len(self.grid_sizes):
+      raise ValueError("--min_density needs one value or one per grid size; got "
+                       f"{len(self.min_density)} for {len(self.grid_sizes)} grids.")
+    return self.min_density[i]
+
+  def render_config(self) -> render_lib.RenderConfig:
+    return render_lib.RenderConfig(
+        size=self.icon_size, steps=self.steps, lr=self.lr, attempts=self.attempts,
+        chunk_size=self.chunk_size, param="fft", decorrelate=True,
+        transforms=self.transforms)
+
+
+def make_atlas_objective(layer: str, whitening, cossim_pow: float):
+  """``direction -> Objective``: the paper's icon objective for one cell."""
+  def make(direction):
+    return objectives.direction_neuron_cossim(
+        layer, direction, cossim_pow=cossim_pow, whitening=whitening)
+  return make
+
+
+def render_icons(model: base.Model, params, layer: str, directions: np.ndarray,
+                 whitening: np.ndarray | None, config: AtlasConfig, key: jax.Array,
+                 chunk_dir: pathlib.Path | None = None, log=print) -> np.ndarray:
+  """Renders one icon per direction (``[N, size, size, 3]`` uint8).
+
+  With ``chunk_dir``, finished chunks are saved there and reused on rerun.
+  Item ``i`` uses key ``fold_in(key, i)``, so chunking does not change icons.
+  """
+  n = len(directions)
+  chunk = config.chunk_size or max(1, min(n, 64))
+  make = make_atlas_objective(
+      layer, None if whitening is None else jnp.asarray(whitening),
+      config.cossim_pow)
+  # The renderer pads a short final chunk to ``chunk``: one compilation.
+  render_config = dataclasses.replace(config.render_config(), chunk_size=chunk)
+  out = []
+  start = time.perf_counter()
+  for c, lo in enumerate(range(0, n, chunk)):
+    hi = min(n, lo + chunk)
+    path = chunk_dir / f"chunk_{c:04d}_{lo}_{hi}.npy" if chunk_dir else None
+    if path is not None and path.exists():
+      out.append(np.load(path))
+      continue
+    result = render_lib.render(
+        model, params, make, args=jnp.asarray(directions[lo:hi]),
+        config=render_config, key=key, item_ids=np.arange(lo, hi))
+    icons = np.asarray(
+        np.clip(np.asarray(result.images) * 255.0 + 0.5, 0, 255), np.uint8)
+    if path is not None:
+      tmp = path.with_name(path.stem + ".tmp.npy")
+      np.save(tmp, icons)
+      os.replace(tmp, path)
+    out.append(icons)
+    rate = hi / max(time.perf_counter() - start, 1e-9)
+    log(f"icons: {hi}/{n} rendered ({rate:.2f} icons/s)")
+  return np.concatenate(out)
+
+
+def icon_fidelity(model: base.Model, params, layer: str, icons: np.ndarray,
+                  directions: np.ndarray, whitening: np.ndarray | None,
+                  batch_size: int = 64) -> dict:
+  """Retrieval rate and mean cosine of icons against their own directions."""
+  targets = directions if whitening is None else directions @ whitening
+  targets = targets / (np.linalg.norm(targets, axis=1, keepdims=True) + 1e-12)
+  forward = jax.jit(lambda p, x: model.apply(p, x, layers=(layer,))[layer])
+  vecs = []
+  for lo in range(0, len(icons), batch_size):
+    a = np.asarray(forward(params, jnp.asarray(icons[lo:lo + batch_size],
+                                               jnp.float32) / 255.0))
+    vecs.append(a[:, a.shape[1] // 2, a.shape[2] // 2])
+  v = np.concatenate(vecs).astype(np.float64)
+  v /= np.linalg.norm(v, axis=1, keepdims=True) + 1e-12
+  cos = v @ targets.T
+  own = np.diag(cos)
+  return {"retrieval": float((cos.argmax(axis=1) == np.arange(len(v))).mean()),
+          "mean_cosine": float(own.mean()), "cells": int(len(v))}
+
+
+def assemble(icons: np.ndarray, grid: grid_lib.Grid, icon_size: int,
+             density_scaled: bool = False) -> Image.Image:
+  """Places each icon at its cell on a white canvas (row 0 at the top)."""
+  side = grid.size * icon_size
+  canvas = Image.new("RGB", (side, side), (255, 255, 255))
+  max_count = max(int(grid.count.max()), 1)
+  for icon, x, y, count in zip(icons, grid.x, grid.y, grid.count):
+    image = Image.fromarray(icon)
+    size = icon_size
+    if density_scaled:
+      scale = max(MIN_DENSITY_SCALE, float(np.sqrt(count / max_count)))
+      size = max(1, int(round(icon_size * scale)))
+      image = image.resize((size, size), Image.LANCZOS)
+    offset = (icon_size - size) // 2
+    canvas.paste(image, (int(x) * icon_size + offset, int(y) * icon_size + offset))
+  return canvas
+
+
+def _grid_key(config: AtlasConfig, size: int, density: int, fingerprint: str) -> str:
+  text = json.dumps([dataclasses.asdict(config), size, density, fingerprint],
+                    sort_keys=True, default=str)
+  return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run(config: AtlasConfig, model: base.Model, params, workdir: os.PathLike | str,
+        labels: labels_lib.Labels | None = None, log=print,
+        layout_name: str = layout_lib.LAYOUT_DIR, prefix: str = "") -> dict:
+  """Grids the layout, renders icons, assembles atlases and writes atlas.json."""
+  workdir = pathlib.Path(workdir)
+  collection = collect_lib.Collection.open(workdir)
+  layer = collection.check_layer(config.layer)
+  if collection.settings["model"] != model.name:
+    raise collect_lib.CollectError(
+        f"{workdir} was collected with model {collection.settings['model']!r}, "
+        f"not {model.name!r}; use a work directory of this model.")
+  layout_dir = workdir / layout_name
+  if not (layout_dir / "coords.npy").exists():
+    raise collect_lib.CollectError(
+        f"No layout in {layout_dir}: run experiments/layout.py first.")
+  xy = np.load(layout_dir / "coords.npy")
+  subset = (np.load(layout_dir / "indices.npy")
+            if (layout_dir / "indices.npy").exists() else None)
+  vectors = collection.vectors_memmap(layer)
+  keys = ["image_index"] + (
+      [f"attributions/{layer}"] if collection.settings["attributions"] else [])
+  extra = collection.load(keys)
+  attributions = extra.get(f"attributions/{layer}")
+  image_index = extra["image_index"]
+  if subset is not None:
+    vectors = np.asarray(vectors)[subset]
+    image_index = image_index[subset]
+    attributions = None if attributions is None else attributions[subset]
+  whitening = None
+  if config.whiten:
+    path = layout_dir / "whitening.npy"
+    whitening = (np.load(path) if path.exists()
+                 else layout_lib.whitening_matrix(vectors))
+    np.save(layout_dir / "whitening.npy", whitening)
+  fingerprint = layout_lib.collection_fingerprint(collection)
+  grids_json = []
+  base_key = jax.random.PRNGKey(config.seed)
+  for gi, size in enumerate(config.grid_sizes):
+    density = config.density_for(gi)
+    grid = grid_lib.build_grid(xy, vectors, size, density, attributions,
+                               n_examples=config.n_examples, image_index=image_index)
+    gdir_name = f"{prefix}grid_{size}"
+    gdir = workdir / gdir_name
+    (gdir / "icons").mkdir(parents=True, exist_ok=True)
+    key_text = _grid_key(config, size, density, fingerprint)
+    chunk_dir = gdir / f"chunks_{key_text}"
+    chunk_dir.mkdir(exist_ok=True)
+    log(f"grid {size}×{size}: {len(grid)} cells over density {density}; "
+        f"rendering {config.icon_size}px icons, {config.steps} steps, "
+        f"{config.attempts} attempt(s)")
+    icons = render_icons(model, params, layer, grid.directions, whitening, config,
+                         jax.random.fold_in(base_key, size), chunk_dir, log)
+    fidelity = icon_fidelity(model, params, layer, icons, grid.directions,
+                             whitening)
+    log(f"grid {size}×{size}: icon fidelity retrieval {fidelity['retrieval']:.3f}, "
+        f"mean cosine {fidelity['mean_cosine']:.3f}")
+    np.save(gdir / "directions.npy", grid.directions.astype(np.float32))
+    if grid.attributions is not None:
+      np.save(gdir / "attributions.npy", grid.attributions.astype(np.float16))
+    cells = []
+    for i in range(len(grid)):
+      icon_rel = f"{gdir_name}/icons/{grid.x[i]}_{grid.y[i]}.png"
+      Image.fromarray(icons[i]).save(workdir / icon_rel)
+      top = []
+      if grid.attributions is not None:
+        for index, value in grid_lib.top_classes(grid.attributions[i]):
+          name = labels.short_name(index) if labels is not None else str(index)
+          top.append({"index": index, "name": name, "attribution": round(value, 6)})
+      examples = []
+      for s in grid.examples[i]:
+        image_id = collection.ids[int(image_index[s])]
+        if image_id not in examples:
+          examples.append(image_id)
+      cells.append({"x": int(grid.x[i]), "y": int(grid.y[i]),
+                    "count": int(grid.count[i]), "top_classes": top,
+                    "examples": examples, "icon": icon_rel, "direction": i})
+    assemble(icons, grid, config.icon_size, config.density_scaled).save(
+        gdir / "atlas.png")
+    grids_json.append({
+        "size": size, "min_density": density, "atlas": f"{gdir_name}/atlas.png",
+        "icon_size": config.icon_size, "directions": f"{gdir_name}/directions.npy",
+        "attributions": (f"{gdir_name}/attributions.npy"
+                         if grid.attributions is not None else None),
+        "whitening": (f"{layout_name}/whitening.npy"
+                      if whitening is not None else None),
+        "fidelity": fidelity, "cells": cells})
+  if labels is not None:
+    (workdir / CLASS_NAMES).write_text(
+        json.dumps([labels.short_name(i) for i in range(len(labels))]))
+  atlas = {
+      "version": ATLAS_JSON_VERSION, "model": model.name, "layer": layer,
+      "class_names": CLASS_NAMES if labels is not None else None,
+      "images_root": collection.settings["images_root"],
+      "layout": {"coords": f"{layout_name}/coords.npy",
+                 "scatter": f"{layout_name}/scatter.png",
+                 "labels": f"{layout_name}/top_class.npy"},
+      "orientation": "cell x = column from the left, y = row from the top; layout "
+                     "u grows right and v grows up: x = floor(u*size), "
+                     "y = floor((1-v)*size)",
+      "config": dataclasses.asdict(config),
+      "grids": grids_json,
+  }
+  path = workdir / f"{prefix}{ATLAS_JSON}"
+  collect_lib._atomic_write_json(path, atlas)
+  log(f"atlas: wrote {path}")
+  return atlas
