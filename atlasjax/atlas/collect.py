@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import os
 import pathlib
 import shutil
-import sys
 import time
 from typing import Sequence
 
@@ -48,6 +48,7 @@ COLLECT_DIR = "collect"
 SHARD_PREFIX = "shard_"
 MANIFEST_VERSION = 1
 TOP_K = 5
+EMPTY_MARK = "empty"
 # Random crops are drawn in normalised image coordinates: area fraction and
 # aspect ratio of the box relative to the (unit-square) image.
 DEFAULT_CROP_SCALE = (0.1, 1.0)
@@ -275,6 +276,11 @@ def run(config: CollectConfig, model: base.Model, params, images: os.PathLike | 
     if not model.layer(layer).spatial:
       raise CollectError(f"Layer {layer!r} has no spatial extent; atlases sample "
                          "positions of convolutional layers such as mixed4c.")
+  if config.attributions and "perturb" not in inspect.signature(
+      model.apply).parameters:
+    raise CollectError(
+        f"Model {model.name!r} does not accept `perturb`, which attributions "
+        "need (see atlasjax.models.base); collect with attributions=False.")
   if config.crops_per_image < 1:
     raise CollectError("--crops_per_image must be at least 1.")
   root = pathlib.Path(images)
@@ -344,8 +350,9 @@ def run(config: CollectConfig, model: base.Model, params, images: os.PathLike | 
       parts.append(part)
     if parts:
       shard = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    else:
-      shard = {"image_index": np.zeros((0,), np.int32)}
+    else:  # Orbax cannot store empty arrays: mark an all-unreadable shard.
+      shard = {"image_index": np.full((1,), -1, np.int32),
+               EMPTY_MARK: np.ones((1,), np.int8)}
     shard["skipped"] = np.array(
         [index_of[p] for p, _ in report.failed] or [-1], np.int32)
     checkpointer.save(folder / name, _nest(shard))
@@ -401,8 +408,8 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 
 def _shard_entry(name: str, lo: int, hi: int, tree: dict) -> dict:
   skipped = np.asarray(tree["skipped"])
-  return {"name": name, "images": [lo, hi],
-          "samples": int(np.asarray(tree["image_index"]).shape[0]),
+  samples = 0 if EMPTY_MARK in tree else int(np.asarray(tree["image_index"]).shape[0])
+  return {"name": name, "images": [lo, hi], "samples": samples,
           "skipped": int((skipped >= 0).sum())}
 
 

@@ -110,7 +110,7 @@ def umap_layout(vectors: np.ndarray, params: UmapPreset, seed: int,
   reducer = umap.UMAP(
       n_neighbors=min(params.n_neighbors, n - 1), min_dist=params.min_dist,
       metric=params.metric, n_components=2, random_state=seed,
-      n_epochs=n_epochs, verbose=verbose)
+      n_epochs=n_epochs, verbose=verbose, n_jobs=1)  # Seeded UMAP is serial.
   return reducer.fit_transform(np.asarray(vectors, np.float32))
 
 

@@ -11,6 +11,12 @@ limits the computation: the model stops once every requested output exists.
 the input) that users and the rest of the library query; nothing is discovered
 by running the network or hooking into it.
 
+Models may also accept ``perturb``, a dict mapping output names to arrays added
+to those outputs before the rest of the network reads them: a pure way (no
+hooks) to linearise the network downstream of a layer with ``jax.jvp``, which
+the atlas attributions need. A model without it can still be visualized and
+laid out; only attribution collection requires it.
+
 Anything that fits this protocol (see ``tests/conftest.py`` for a tiny CNN)
 works with the renderer, the atlas pipeline and the classic visualizations.
 """

@@ -1,0 +1,324 @@
+"""Writes the static, offline atlas viewer for a work directory.
+
+Reads ``<workdir>/atlas.json`` (and any ``other_layers``), validates it and
+emits::
+
+  <workdir>/index.html                 the page (open from disk or serve)
+  <workdir>/viewer/viewer.js, .css     the hand-written viewer (package data)
+  <workdir>/viewer/data/atlas.js       window.ATLAS_DATA: layers, grids, names
+  <workdir>/viewer/data/L<l>_g<n>_cells.js       cells of one grid (lazy)
+  <workdir>/viewer/data/L<l>_g<n>_attr<k>.js     int8 attribution chunks (lazy)
+  <workdir>/viewer/thumbs/<hash>.jpg   thumbnails of the nearest examples
+
+Data are JavaScript files loaded with ``<script>`` tags rather than JSON read
+with ``fetch()``, because pages opened from ``file://`` may not fetch.  The
+icons are referenced in place (relative URLs), never copied.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import html
+import json
+import math
+import os
+import pathlib
+import shutil
+from typing import Any
+
+import numpy as np
+
+STATIC_DIR = pathlib.Path(__file__).resolve().parent / "static"
+SCHEMA_VERSION = 1
+# Classes per attribution chunk file: a class search loads one chunk.
+CLASSES_PER_CHUNK = 64
+
+
+class AtlasFormatError(ValueError):
+  """atlas.json is malformed or names files that do not exist."""
+
+
+@dataclasses.dataclass
+class _Layer:
+  json_path: pathlib.Path
+  spec: dict
+
+
+def _load_json(path: pathlib.Path, what: str) -> Any:
+  if not path.is_file():
+    raise AtlasFormatError(f"{what} not found: {path}")
+  try:
+    return json.loads(path.read_text())
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise AtlasFormatError(f"{what} is not valid JSON: {path}: {e}") from e
+
+
+def _req(d: dict, key: str, where: str, types=None):
+  if not isinstance(d, dict) or key not in d:
+    raise AtlasFormatError(f"{where}: missing required key {key!r}")
+  v = d[key]
+  if types is not None and not isinstance(v, types):
+    raise AtlasFormatError(f"{where}: {key!r} must be {types}, got "
+                           f"{type(v).__name__}")
+  return v
+
+
+def _file(base: pathlib.Path, rel: str, where: str) -> pathlib.Path:
+  if not isinstance(rel, str) or not rel:
+    raise AtlasFormatError(f"{where}: expected a relative path, got {rel!r}")
+  p = (base / rel)
+  if not p.is_file():
+    raise AtlasFormatError(f"{where}: file not found: {p}")
+  return p
+
+
+def load_atlas(workdir: str | os.PathLike) -> list[_Layer]:
+  """Reads and validates ``atlas.json`` plus its ``other_layers``.
+
+  Raises :class:`AtlasFormatError` naming the offending key or missing file.
+  """
+  workdir = pathlib.Path(workdir)
+  if not workdir.is_dir():
+    raise AtlasFormatError(f"work directory not found: {workdir}")
+  main = workdir / "atlas.json"
+  layers = [_Layer(main, _load_json(main, "atlas.json"))]
+  for rel in layers[0].spec.get("other_layers") or []:
+    p = main.parent / rel
+    layers.append(_Layer(p, _load_json(p, f"other layer {rel!r}")))
+  for layer in layers:
+    _validate(layer)
+  return layers
+
+
+def _validate(layer: _Layer):
+  spec, base = layer.spec, layer.json_path.parent
+  w = str(layer.json_path)
+  if not isinstance(spec, dict):
+    raise AtlasFormatError(f"{w}: top level must be an object")
+  version = spec.get("version", SCHEMA_VERSION)
+  if version != SCHEMA_VERSION:
+    raise AtlasFormatError(f"{w}: unsupported version {version!r} "
+                           f"(viewer reads version {SCHEMA_VERSION})")
+  _req(spec, "layer", w, str)
+  if spec.get("class_names") is not None:
+    _file(base, spec["class_names"], f"{w}: class_names")
+  layout = spec.get("layout")
+  if layout is not None:
+    if not isinstance(layout, dict):
+      raise AtlasFormatError(f"{w}: 'layout' must be an object")
+    if layout.get("scatter"):
+      _file(base, layout["scatter"], f"{w}: layout.scatter")
+  grids = _req(spec, "grids", w, list)
+  if not grids:
+    raise AtlasFormatError(f"{w}: 'grids' is empty")
+  sizes = set()
+  for gi, g in enumerate(grids):
+    gw = f"{w}: grids[{gi}]"
+    size = _req(g, "size", gw, int)
+    if size <= 0 or size in sizes:
+      raise AtlasFormatError(f"{gw}: size {size} is invalid or repeated")
+    sizes.add(size)
+    icon_size = _req(g, "icon_size", gw, int)
+    if icon_size <= 0:
+      raise AtlasFormatError(f"{gw}: icon_size must be positive")
+    if g.get("attributions"):
+      _file(base, g["attributions"], f"{gw}: attributions")
+    cells = _req(g, "cells", gw, list)
+    seen = set()
+    for ci, c in enumerate(cells):
+      cw = f"{gw}.cells[{ci}]"
+      x, y = _req(c, "x", cw, int), _req(c, "y", cw, int)
+      if not (0 <= x < size and 0 <= y < size):
+        raise AtlasFormatError(f"{cw}: ({x}, {y}) outside the {size}x{size} grid")
+      if (x, y) in seen:
+        raise AtlasFormatError(f"{cw}: cell ({x}, {y}) listed twice")
+      seen.add((x, y))
+      _req(c, "count", cw, (int, float))
+      _file(base, _req(c, "icon", cw, str), f"{cw}: icon")
+      if not isinstance(c.get("top_classes", []), list) or not isinstance(
+          c.get("examples", []), list):
+        raise AtlasFormatError(f"{cw}: top_classes/examples must be lists")
+
+
+# ---------------------------------------------------------------------------
+def _url(path: pathlib.Path, workdir: pathlib.Path) -> str:
+  rel = os.path.relpath(path.resolve(), workdir.resolve())
+  return pathlib.PurePath(rel).as_posix()
+
+
+def _js(var_call: str, payload: Any) -> str:
+  return var_call.replace("%s", json.dumps(payload, separators=(",", ":"),
+                                           allow_nan=False)) + "\n"
+
+
+def _thumb(src: pathlib.Path, dst: pathlib.Path, size: int) -> bool:
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  if dst.is_file():
+    return True
+  try:
+    with Image.open(src) as im:
+      im.draft("RGB", (size * 2, size * 2))  # fast JPEG DCT downscale
+      im = im.convert("RGB")
+      side = min(im.size)
+      left, top = (im.width - side) // 2, (im.height - side) // 2
+      im = im.crop((left, top, left + side, top + side)).resize(
+          (size, size), Image.BILINEAR)
+      tmp = dst.with_suffix(".tmp")
+      im.save(tmp, "JPEG", quality=80)
+      tmp.replace(dst)
+    return True
+  except (OSError, ValueError, SyntaxError):
+    return False
+
+
+def _quantise_attr(attr: np.ndarray):
+  """[rows, classes] float -> (int8 [classes, rows], per-class scale)."""
+  a = np.nan_to_num(np.asarray(attr, np.float32))
+  scale = np.abs(a).max(axis=0) / 127.0
+  scale[scale == 0] = 1.0
+  q = np.clip(np.round(a / scale), -127, 127).astype(np.int8)
+  return np.ascontiguousarray(q.T), scale
+
+
+def write_viewer(workdir: str | os.PathLike, *, thumb_size: int = 64,
+                 examples_per_cell: int = 6, title: str | None = None
+                 ) -> pathlib.Path:
+  """(Re)writes the static viewer for ``workdir``; returns its index.html.
+
+  Args:
+    workdir: folder holding ``atlas.json`` (the atlas pipeline's output).
+    thumb_size: side in px of the example-image thumbnails.
+    examples_per_cell: thumbnails made for the first (nearest) N examples.
+    title: page title (default: "<model> <layer> activation atlas").
+  """
+  workdir = pathlib.Path(workdir)
+  layers = load_atlas(workdir)
+  out = workdir / "viewer"
+  data_dir, thumbs_dir = out / "data", out / "thumbs"
+  if data_dir.is_dir():
+    shutil.rmtree(data_dir)  # stale chunks of an earlier, different atlas
+  data_dir.mkdir(parents=True)
+  thumbs_dir.mkdir(parents=True, exist_ok=True)
+  for name in ("viewer.js", "viewer.css"):
+    shutil.copyfile(STATIC_DIR / name, out / name)
+
+  name_lists: list[list[str]] = []
+  name_paths: dict[pathlib.Path, int] = {}
+  thumb_ok: dict[tuple[str, str], str | None] = {}
+  meta_layers = []
+  for li, layer in enumerate(layers):
+    spec, base = layer.spec, layer.json_path.parent
+    # Class names: the listed file, else whatever the cells name.
+    names_idx = None
+    if spec.get("class_names"):
+      p = (base / spec["class_names"]).resolve()
+      if p not in name_paths:
+        names = _load_json(p, "class_names")
+        if not isinstance(names, list):
+          raise AtlasFormatError(f"{p}: class names must be a JSON list")
+        name_paths[p] = len(name_lists)
+        name_lists.append([str(n) for n in names])
+      names_idx = name_paths[p]
+    else:
+      found: dict[int, str] = {}
+      for g in spec["grids"]:
+        for c in g["cells"]:
+          for t in c.get("top_classes", []):
+            found[int(t["index"])] = str(t.get("name", t["index"]))
+      n = max(found, default=-1) + 1
+      name_lists.append([found.get(i, str(i)) for i in range(n)])
+      names_idx = len(name_lists) - 1
+
+    images_root = spec.get("images_root")
+    images_root = pathlib.Path(images_root) if images_root else None
+    if images_root is not None and not images_root.is_absolute():
+      images_root = base / images_root
+    have_images = images_root is not None and images_root.is_dir()
+
+    layout = spec.get("layout") or {}
+    scatter = (_url(base / layout["scatter"], workdir)
+               if layout.get("scatter") else None)
+
+    meta_grids = []
+    for g in sorted(spec["grids"], key=lambda g: g["size"]):
+      size, cells = g["size"], g["cells"]
+      tag = f"L{li}_g{size}"
+      cols: dict[str, list] = {k: [] for k in
+                               ("x", "y", "count", "dir", "icon", "top", "ex",
+                                "exNames")}
+      for c in sorted(cells, key=lambda c: (c["y"], c["x"])):
+        cols["x"].append(c["x"])
+        cols["y"].append(c["y"])
+        cols["count"].append(c["count"])
+        cols["dir"].append(int(c.get("direction", -1)))
+        cols["icon"].append(_url(base / c["icon"], workdir))
+        top = []
+        for t in c.get("top_classes", [])[:5]:
+          a = float(t.get("attribution", 0.0))
+          top.append([int(t["index"]), round(a if math.isfinite(a) else 0.0, 5)])
+        cols["top"].append(top)
+        ex, ex_names = [], []
+        for eid in c.get("examples", [])[:examples_per_cell]:
+          key = (str(images_root), eid)
+          if key not in thumb_ok:
+            thumb_ok[key] = None
+            if have_images:
+              stem = hashlib.sha1(f"{images_root}/{eid}".encode()).hexdigest()[:20]
+              if _thumb(images_root / eid, thumbs_dir / f"{stem}.jpg", thumb_size):
+                thumb_ok[key] = stem
+          if thumb_ok[key]:
+            ex.append(thumb_ok[key])
+            ex_names.append(str(eid))
+        cols["ex"].append(ex)
+        cols["exNames"].append(ex_names)
+      cells_file = f"{tag}_cells.js"
+      (data_dir / cells_file).write_text(_js(
+          f"AtlasViewer.registerCells({li},{size},%s);", cols))
+
+      n_chunks = 0
+      n_classes = len(name_lists[names_idx])
+      if g.get("attributions"):
+        attr = np.load(base / g["attributions"])
+        if attr.ndim != 2:
+          raise AtlasFormatError(f"{base / g['attributions']}: expected a 2-D "
+                                 f"[cells, classes] array, got {attr.shape}")
+        dirs = [d for d in cols["dir"] if d >= 0]
+        if dirs and max(dirs) >= attr.shape[0]:
+          raise AtlasFormatError(
+              f"grid {size}: cell direction {max(dirs)} out of range for "
+              f"attributions with {attr.shape[0]} rows")
+        q, scale = _quantise_attr(attr)
+        n_classes = max(n_classes, q.shape[0])
+        for k, start in enumerate(range(0, q.shape[0], CLASSES_PER_CHUNK)):
+          block = q[start:start + CLASSES_PER_CHUNK]
+          (data_dir / f"{tag}_attr{k}.js").write_text(_js(
+              f"AtlasViewer.registerAttr({li},{size},{k},%s);", {
+                  "start": start, "rows": int(q.shape[1]),
+                  "scale": [float(s) for s in scale[start:start + len(block)]],
+                  "data": base64.b64encode(block.tobytes()).decode()}))
+          n_chunks += 1
+      meta_grids.append({
+          "size": size, "iconSize": g["icon_size"], "nCells": len(cells),
+          "maxCount": max([c["count"] for c in cells], default=1) or 1,
+          "cells": f"viewer/data/{cells_file}",
+          "attr": f"viewer/data/{tag}_attr%d.js" if n_chunks else None,
+          "attrChunk": CLASSES_PER_CHUNK, "attrChunks": n_chunks,
+      })
+    meta_layers.append({
+        "name": spec["layer"], "model": spec.get("model", ""),
+        "names": names_idx, "scatter": scatter, "grids": meta_grids,
+        "thumbs": bool(have_images)})
+
+  main = layers[0].spec
+  title = title or " ".join(
+      s for s in (main.get("model"), main["layer"], "activation atlas") if s)
+  (data_dir / "atlas.js").write_text(_js("window.ATLAS_DATA=%s;", {
+      "version": SCHEMA_VERSION, "title": title, "layers": meta_layers,
+      "classNames": name_lists, "thumbs": "viewer/thumbs/"}))
+  page = (STATIC_DIR / "index.html").read_text().replace(
+      "{{TITLE}}", html.escape(title))
+  index = workdir / "index.html"
+  index.write_text(page)
+  return index

@@ -1,0 +1,106 @@
+"""Layout (whitening, PCA, UMAP, normalisation) and grid binning."""
+
+import numpy as np
+import pytest
+
+from atlasjax.atlas import grid as grid_lib
+from atlasjax.atlas import layout
+
+
+def test_whitening_is_inverse_second_moment():
+  rng = np.random.default_rng(0)
+  a = np.abs(rng.normal(size=(2000, 12)) @ rng.normal(size=(12, 12)))
+  s = layout.whitening_matrix(a, ridge=0.0)
+  gram = a.T @ a / len(a)
+  np.testing.assert_allclose(s @ gram, np.eye(12), atol=1e-3)
+  # Whitened vectors (A S^½) have identity second moment.
+  w, v = np.linalg.eigh(s.astype(np.float64))
+  half = v @ np.diag(np.sqrt(w)) @ v.T
+  white = a @ half
+  np.testing.assert_allclose(white.T @ white / len(a), np.eye(12), atol=1e-3)
+
+
+def test_whitening_survives_dead_channels():
+  a = np.random.default_rng(1).random((100, 6))
+  a[:, 2] = 0.0  # A channel that never fires: AᵀA/N is singular.
+  s = layout.whitening_matrix(a)
+  assert np.isfinite(s).all()
+
+
+def test_pca_keeps_the_top_variance_axes():
+  rng = np.random.default_rng(2)
+  a = rng.normal(size=(500, 5)) * np.array([10, 5, 1, 0.1, 0.01])
+  reduced = layout.pca_reduce(a, 2)
+  np.testing.assert_allclose(np.var(reduced, axis=0), [100, 25], rtol=0.2)
+
+
+def test_normalize_layout_clips_percentiles():
+  xy = np.random.default_rng(3).normal(size=(1000, 2))
+  xy[0] = [1e6, -1e6]
+  out = layout.normalize_layout(xy)
+  assert out.min() == 0.0 and out.max() == 1.0
+  assert (out[0] == [1.0, 0.0]).all()   # the outlier is clipped, not scaling all
+  assert 0.3 < np.median(out) < 0.7
+
+
+def test_presets_follow_the_paper():
+  assert layout.preset_for("mixed4c") == layout.UmapPreset(50, 0.05, "cosine")
+  assert layout.preset_for("mixed5b") == layout.UmapPreset(50, 0.05, "cosine")
+  assert layout.preset_for("mixed3a") == layout.UmapPreset(200, 0.05, "euclidean")
+  assert layout.PRESET_CLASS_ATLAS == layout.UmapPreset(20, 0.01, "cosine")
+  c = layout.LayoutConfig(layer="mixed3b", n_neighbors=7)
+  assert c.umap_params() == layout.UmapPreset(7, 0.05, "euclidean")
+
+
+def test_umap_is_seeded():
+  v = np.random.default_rng(4).random((60, 8)).astype(np.float32)
+  p = layout.UmapPreset(10, 0.1, "cosine")
+  a = layout.umap_layout(v, p, seed=3, n_epochs=50)
+  b = layout.umap_layout(v, p, seed=3, n_epochs=50)
+  np.testing.assert_array_equal(a, b)
+
+
+def test_grid_binning_matches_brute_force():
+  rng = np.random.default_rng(5)
+  xy = rng.random((500, 2))
+  xy[:3] = [[0.0, 0.0], [1.0, 1.0], [0.999, 0.0]]
+  vectors = rng.normal(size=(500, 4))
+  attr = rng.normal(size=(500, 7))
+  g = grid_lib.build_grid(xy, vectors, size=5, min_density=15, attributions=attr)
+  for i in range(len(g)):
+    x, y = g.x[i], g.y[i]
+    members = [j for j in range(500)
+               if min(int(xy[j, 0] * 5), 4) == x and min(int((1 - xy[j, 1]) * 5), 4) == y]
+    assert g.count[i] == len(members) > 15
+    np.testing.assert_allclose(g.directions[i], vectors[members].mean(0), rtol=1e-5)
+    np.testing.assert_allclose(g.attributions[i], attr[members].mean(0), rtol=1e-4,
+                               atol=1e-6)
+    assert set(g.examples[i]) <= set(members)
+  # Every cell over the threshold is kept, and only those.
+  hist = np.zeros((5, 5), int)
+  for j in range(500):
+    hist[min(int((1 - xy[j, 1]) * 5), 4), min(int(xy[j, 0] * 5), 4)] += 1
+  assert len(g) == (hist > 15).sum()
+
+
+def test_grid_orientation_top_row_is_high_v():
+  xy = np.array([[0.05, 0.95]] * 3 + [[0.95, 0.05]] * 3)
+  g = grid_lib.build_grid(xy, np.eye(6), size=2, min_density=0)
+  cells = {(int(x), int(y)) for x, y in zip(g.x, g.y)}
+  assert cells == {(0, 0), (1, 1)}   # top-left is low u, high v
+
+
+def test_examples_are_nearest_to_the_mean_one_per_image():
+  xy = np.full((4, 2), 0.5)
+  vectors = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1], [1.0, 0.05]])
+  g = grid_lib.build_grid(xy, vectors, 1, 0, image_index=np.array([0, 1, 2, 2]))
+  mean = vectors.mean(0)
+  cos = vectors @ mean / np.linalg.norm(vectors, axis=1)
+  assert g.examples[0][0] == int(np.argmax(cos))
+  assert len(g.examples[0]) == 3   # image 2 appears once
+
+
+def test_empty_grid_is_a_clear_error():
+  xy = np.random.default_rng(6).random((30, 2))
+  with pytest.raises(grid_lib.EmptyGridError, match="Lower --min_density"):
+    grid_lib.build_grid(xy, np.ones((30, 3)), size=20, min_density=10)
