@@ -5,6 +5,7 @@ config dataclasses from them; the library itself never reads FLAGS.
 """
 
 from absl import flags
+from absl import logging
 
 from atlasjax import data as data_lib
 from atlasjax import labels as labels_lib
@@ -67,6 +68,8 @@ def images_folder() -> str:
 
 
 def load_model():
+  # Orbax and XLA log every shard at INFO; our own progress lines suffice.
+  logging.set_verbosity(logging.WARNING)
   model, params = models.load(MODEL.value, DATA.value)
   return model, params, labels_lib.load(DATA.value)
 

@@ -289,7 +289,7 @@ def run(config: CollectConfig, model: base.Model, params, images: os.PathLike | 
     raise CollectError(f"No image files found under {root} (looked for "
                        f"{', '.join(images_lib.IMAGE_EXTENSIONS)}).")
   ids = [os.path.relpath(p, root) for p in paths]
-  folder = pathlib.Path(workdir) / COLLECT_DIR
+  folder = pathlib.Path(workdir).resolve() / COLLECT_DIR  # orbax wants absolute.
   folder.mkdir(parents=True, exist_ok=True)
   settings = _settings(config, model, params, root, ids)
   manifest_path = folder / MANIFEST
@@ -425,7 +425,7 @@ class Collection:
 
   @classmethod
   def open(cls, workdir: os.PathLike | str) -> "Collection":
-    folder = pathlib.Path(workdir) / COLLECT_DIR
+    folder = pathlib.Path(workdir).resolve() / COLLECT_DIR
     path = folder / MANIFEST
     if not path.exists():
       raise CollectError(f"No collection in {folder}: run experiments/collect.py "

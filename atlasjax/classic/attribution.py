@@ -1,0 +1,190 @@
+"""Attribution maps: input saliency, SmoothGrad, CAM and Grad-CAM.
+
+All functions are pure, take a batch (``images [B, H, W, 3]`` RGB in [0, 1],
+``classes [B]`` int) and are jitted with the model as a static argument.
+
+* :func:`saliency`: vanilla gradient of a class logit w.r.t. the input
+  (Simonyan et al. 2013); :func:`saliency_map` reduces it to ``[B, H, W]``.
+* :func:`smoothgrad`: the gradient averaged over ``n`` noisy copies (Smilkov
+  et al. 2017) with an explicit key; noise sd is a fraction of each image's
+  value range (``max - min``).
+* :func:`cam`: class activation map ``A @ W[:, c]`` for a global-average-pool
+  + linear head (Zhou et al. 2016); :func:`googlenet_cam` reads GoogLeNet's
+  head. Its mean over positions plus the class bias is exactly the logit.
+* :func:`grad_cam`: ``relu(sum_k alpha_k A_k)`` with ``alpha_k`` the spatial mean
+  of ``d logit_c / d A_k`` (Selvaraju et al. 2017), at any spatial layer.
+
+Gradients w.r.t. a layer use the model protocol's ``perturb`` argument: an
+additive offset on the layer's output, whose derivative at zero is the gradient
+w.r.t. the activations (no hooks, no graph surgery). Only outputs the rest of
+the network reads (block outputs, not post-ReLU branch outputs, which the block
+concatenates before their ReLU) can be perturbed; others raise
+:class:`NotOnPathError` suggesting the ``_pre_relu`` twin or the block output.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+
+import jax
+import jax.numpy as jnp
+
+from atlasjax.models import base
+
+LOGITS = "logits"
+CAM_LAYER = "mixed5b"                      # GoogLeNet's last block, before GAP
+GOOGLENET_CLASSIFIER = "loss3/classifier"   # params key of the linear head
+_EPS = 1e-12
+
+
+class NotOnPathError(ValueError):
+  """A layer whose output does not feed the logits in the traced program."""
+
+
+# ---------------------------------------------------------------------------
+# Gradients.
+
+def _class_scores(logits, classes):
+  return jnp.take_along_axis(logits, classes[:, None], axis=1)[:, 0]
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def saliency(model: base.Model, params, images, classes):
+  """``d logit[b, classes[b]] / d images[b]``, shape ``[B, H, W, 3]``."""
+  def total(x):
+    logits = model.apply(params, x, layers=(LOGITS,))[LOGITS]
+    return _class_scores(logits, classes).sum()
+  return jax.grad(total)(images)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "n"))
+def smoothgrad(model: base.Model, params, images, classes, key, n: int,
+               noise_fraction):
+  """Mean input gradient over ``n`` noisy copies of each image.
+
+  Args:
+    key: PRNG key; image ``b``, sample ``s`` uses
+      ``fold_in(fold_in(key, b), s)``, so results do not depend on the batch
+      size or on ``n`` for the samples they share.
+    n: number of noisy samples (they are processed one after another, so
+      memory is that of one gradient).
+    noise_fraction: noise sd as a fraction of each image's ``max - min``
+      (Smilkov et al. recommend 0.1–0.2). With ``n=1`` and 0 this is
+      :func:`saliency`.
+  """
+  sd = noise_fraction * (images.max(axis=(1, 2, 3)) - images.min(axis=(1, 2, 3)))
+  image_keys = jax.vmap(lambda b: jax.random.fold_in(key, b))(
+      jnp.arange(images.shape[0]))
+
+  def step(total, s):
+    noise = jax.vmap(lambda k: jax.random.normal(
+        jax.random.fold_in(k, s), images.shape[1:], images.dtype))(image_keys)
+    noisy = images + sd[:, None, None, None] * noise
+    return total + saliency(model, params, noisy, classes), None
+
+  total, _ = jax.lax.scan(step, jnp.zeros_like(images), jnp.arange(n))
+  return total / n
+
+
+def saliency_map(gradients, reduce: str = "max_abs"):
+  """``[B, H, W, 3]`` gradients to ``[B, H, W]`` maps.
+
+  ``reduce``: ``"max_abs"`` (Simonyan: max over channels of ``|g|``) or
+  ``"l2"`` (the per-pixel gradient norm).
+  """
+  if reduce == "max_abs":
+    return jnp.abs(gradients).max(axis=-1)
+  if reduce == "l2":
+    return jnp.sqrt((gradients ** 2).sum(axis=-1))
+  raise ValueError(f"Unknown reduce {reduce!r}; use 'max_abs' or 'l2'.")
+
+
+# ---------------------------------------------------------------------------
+# Gradients w.r.t. an intermediate layer.
+
+def layer_gradient(model: base.Model, params, images, layer: str,
+                   score_fn):
+  """Activations at ``layer`` and ``d score_fn(outputs) / d activations``.
+
+  Args:
+    model, params, images: as for ``model.apply``.
+    layer: a spatial layer name.
+    score_fn: ``dict[str, Array] -> scalar`` over the model outputs (``layer``
+      and ``logits`` are computed); the gradient is of this scalar.
+
+  Returns:
+    ``(activations, gradient)``, both shaped like ``outputs[layer]``.
+
+  Raises:
+    NotOnPathError: ``layer`` is not consumed by the computation after it.
+  """
+  model.layer(layer)
+  if "perturb" not in inspect.signature(model.apply).parameters:
+    raise TypeError(f"Model {model.name!r} does not accept `perturb`, which "
+                    "layer gradients need (see atlasjax.models.base).")
+  wanted = tuple(dict.fromkeys((layer, LOGITS)))
+  shape = jax.eval_shape(
+      lambda p, x: model.apply(p, x, layers=(layer,))[layer], params, images)
+
+  def score(offset):
+    outputs = model.apply(params, images, layers=wanted, perturb={layer: offset})
+    return score_fn(outputs), outputs[layer]
+
+  offset = jnp.zeros(shape.shape, shape.dtype)
+  try:
+    jax.eval_shape(score, offset)
+  except ValueError as e:
+    if "perturb" not in str(e):
+      raise
+    raise NotOnPathError(
+        f"Layer {layer!r} of {model.name!r} is an output that nothing downstream "
+        "reads (e.g. a post-ReLU inception branch); gradients w.r.t. it are "
+        "undefined. Use its '_pre_relu' twin or the block output.") from e
+  grad, acts = jax.grad(score, has_aux=True)(offset)
+  return acts, grad
+
+
+# ---------------------------------------------------------------------------
+# Class activation maps.
+
+def cam(features, kernel, classes):
+  """Class activation maps ``sum_k features[..., k] * kernel[k, c]``.
+
+  Args:
+    features: ``[B, h, w, C]`` activations that the head global-average-pools.
+    kernel: ``[C, K]`` weights of the linear head.
+    classes: ``[B]`` class per image.
+
+  Returns:
+    ``[B, h, w]`` unnormalised maps; ``mean over (h, w) + bias[c]`` is logit ``c``.
+  """
+  return jnp.einsum("bhwc,cb->bhw", features, kernel[:, classes])
+
+
+@functools.partial(jax.jit, static_argnames=("model", "layer", "classifier"))
+def googlenet_cam(model: base.Model, params, images, classes,
+                  layer: str = CAM_LAYER,
+                  classifier: str = GOOGLENET_CLASSIFIER):
+  """CAM of GoogLeNet (exact: its head is global-average-pool + linear)."""
+  features = model.apply(params, images, layers=(layer,))[layer]
+  return cam(features, params[classifier]["kernel"], classes)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "layer"))
+def grad_cam(model: base.Model, params, images, classes, layer: str):
+  """Grad-CAM ``relu(sum_k alpha_k A_k)``, ``alpha_k = mean_ij d y_c / d A_ijk``.
+
+  Returns ``[B, h, w]`` unnormalised maps at ``layer``'s resolution.
+  """
+  def score(outputs):
+    return _class_scores(outputs[LOGITS], classes).sum()
+  acts, grads = layer_gradient(model, params, images, layer, score)
+  weights = grads.mean(axis=(1, 2))
+  return jax.nn.relu(jnp.einsum("bhwc,bc->bhw", acts, weights))
+
+
+def normalize_map(maps):
+  """``relu(m) / max(relu(m))`` per map of ``[B, h, w]`` (zeros stay zero)."""
+  maps = jax.nn.relu(maps)
+  return maps / jnp.maximum(maps.max(axis=(1, 2), keepdims=True), _EPS)

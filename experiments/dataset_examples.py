@@ -1,0 +1,101 @@
+r"""Dataset examples and activation spectrum for channels of a layer.
+
+  python experiments/dataset_examples.py --images=$ATLASJAX_DATA/imagenet-sample \
+      --layer=mixed4c --channels=97,447 --out=/tmp/examples
+
+For each channel writes examples_<layer>_<c>.png (the top-k receptive-field
+crops around each image's maximum, then whole images), spectrum_<layer>_<c>.png
+(images at --quantiles of the channel's max activation) and one JSON with the
+top-k scores, positions and paths. Memory stays bounded: one batch of
+activations at a time plus one score per image and channel.
+"""
+
+import json
+import os
+
+from absl import app
+from absl import flags
+import jax
+import numpy as np
+
+from atlasjax import data as data_lib
+from atlasjax import images as images_lib
+from atlasjax import models
+from atlasjax.classic import examples
+
+_IMAGES = flags.DEFINE_string(
+    "images", None, "Folder of photos (default: the sample photos).")
+_OUT = flags.DEFINE_string("out", None, "Output folder.", required=True)
+_LAYER = flags.DEFINE_string("layer", "mixed4c", "Spatial layer name.")
+_CHANNELS = flags.DEFINE_list("channels", ["97"], "Channel indices.")
+_K = flags.DEFINE_integer("k", examples.DEFAULT_K, "Examples per channel.")
+_QUANTILES = flags.DEFINE_list(
+    "quantiles", [str(q) for q in examples.DEFAULT_QUANTILES],
+    "Spectrum quantiles in [0, 1].")
+_CROP = flags.DEFINE_integer(
+    "crop", None, "Crop side in pixels (default: the layer's effective "
+    "receptive field, see --rf_mass).")
+_RF_MASS = flags.DEFINE_float("rf_mass", examples.DEFAULT_RF_MASS,
+                              "Gradient mass defining the receptive field.")
+_LIMIT = flags.DEFINE_integer("limit", None, "Use only the first N images.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", examples.DEFAULT_BATCH_SIZE,
+                                   "Images per forward pass.")
+_SEED = flags.DEFINE_integer("seed", 0, "Key for the receptive-field probe.")
+_DATA = flags.DEFINE_string("data", None, "Data root (default: $ATLASJAX_DATA).")
+
+
+def main(argv):
+  del argv
+  model, params = models.load(data=_DATA.value)
+  paths = images_lib.list_images(_IMAGES.value or
+                                 data_lib.sample_dir(_DATA.value))
+  paths = paths[:_LIMIT.value] if _LIMIT.value else paths
+  channels = [int(c) for c in _CHANNELS.value]
+  layer = model.layer(_LAYER.value)
+  config = examples.ExamplesConfig(layer=layer.name, k=_K.value,
+                                   batch_size=_BATCH_SIZE.value)
+  found = examples.collect(model, params, paths, config,
+                           examples.channel_directions(channels, layer.depth))
+  crop = _CROP.value or examples.receptive_field_size(
+      model, params, layer.name, jax.random.PRNGKey(_SEED.value),
+      mass=_RF_MASS.value)
+  quantiles = [float(q) for q in _QUANTILES.value]
+  summary = {"layer": layer.name, "stride": layer.stride, "crop": crop,
+             "n_images": found.report.read, "skipped": found.report.skipped,
+             "channels": {}}
+  os.makedirs(_OUT.value, exist_ok=True)
+  for d, channel in enumerate(channels):
+    ids = found.top.images[d]
+    titles = [f"{found.top.scores[d, i]:.1f}" for i in range(len(ids))]
+    tiles = (examples.example_tiles(found, d, ids, crop_size=crop)
+             + examples.example_tiles(found, d, ids))
+    name = f"{layer.name}_{channel}"
+    examples.save_examples_sheet(
+        tiles, os.path.join(_OUT.value, f"examples_{name}.png"),
+        titles=titles + titles, ncols=len(ids),
+        suptitle=f"{name}: top-{len(ids)} crops ({crop}px) and images")
+    spectrum = examples.spectrum_indices(found.scores[:, d], quantiles)
+    examples.save_examples_sheet(
+        examples.example_tiles(found, d, spectrum),
+        os.path.join(_OUT.value, f"spectrum_{name}.png"),
+        titles=[f"q={q:g}: {found.scores[i, d]:.1f}"
+                for q, i in zip(quantiles, spectrum)],
+        ncols=len(quantiles), suptitle=f"{name}: activation spectrum")
+    summary["channels"][str(channel)] = {
+        "top": [{"path": found.paths[i], "score": float(s),
+                 "position": [int(v) for v in p]}
+                for i, s, p in zip(ids, found.top.scores[d],
+                                   found.top.positions[d]) if i >= 0],
+        "spectrum": [{"quantile": q, "path": found.paths[i],
+                      "score": float(found.scores[i, d])}
+                     for q, i in zip(quantiles, spectrum)],
+        "mean_score": float(np.nanmean(found.scores[:, d])),
+    }
+  with open(os.path.join(_OUT.value, f"examples_{layer.name}.json"), "w") as f:
+    json.dump(summary, f, indent=2)
+  print(json.dumps({k: summary[k] for k in
+                    ("layer", "stride", "crop", "n_images", "skipped")}))
+
+
+if __name__ == "__main__":
+  app.run(main)
