@@ -1,0 +1,88 @@
+r"""Layout time and peak memory at scale: N vectors of 512 dims.
+
+  python bench/layout_bench.py --n=100000,1000000 [--source=WORKDIR] [--pca_dims=0,50]
+
+Vectors are real mixed4c activations from a collection (``--source``) tiled to
+N rows with small multiplicative noise, or, without a source, synthetic
+non-negative sparse vectors. Each configuration runs in its own subprocess so
+``ru_maxrss`` is that run's peak memory. Prints one JSON line per run.
+"""
+
+import json
+import resource
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+import numpy as np
+
+_N = flags.DEFINE_list("n", ["100000", "1000000"], "Numbers of vectors.")
+_SOURCE = flags.DEFINE_string("source", None, "Work directory with a mixed4c "
+                              "collection to replicate (default: synthetic).")
+_PCA = flags.DEFINE_list("pca_dims", ["0"], "PCA dims before UMAP (0 = none).")
+_DIMS = flags.DEFINE_integer("dims", 512, "Vector dimension.")
+_CHILD = flags.DEFINE_boolean("child", False, "Internal: run one configuration.")
+_TIMEOUT = flags.DEFINE_integer("timeout", 5400, "Seconds per configuration.")
+
+
+def make_vectors(n, dims, source, seed=0):
+  rng = np.random.default_rng(seed)
+  if source:
+    from atlasjax.atlas import collect
+    base = np.asarray(collect.Collection.open(source).vectors_memmap("mixed4c"))
+  else:
+    base = np.maximum(rng.normal(size=(4096, dims)), 0).astype(np.float32)
+  out = np.empty((n, base.shape[1]), np.float32)
+  for lo in range(0, n, len(base)):
+    hi = min(n, lo + len(base))
+    noise = rng.uniform(0.9, 1.1, size=(hi - lo, base.shape[1])).astype(np.float32)
+    out[lo:hi] = base[: hi - lo] * noise
+  return out
+
+
+def child(n, pca, source):
+  sys.path.insert(0, ".")
+  from atlasjax.atlas import layout
+  import machine
+  vectors = make_vectors(n, _DIMS.value, source)
+  t0 = time.perf_counter()
+  layout.whitening_matrix(vectors)
+  t1 = time.perf_counter()
+  features = layout.pca_reduce(vectors, pca) if pca else vectors
+  t2 = time.perf_counter()
+  xy = layout.normalize_layout(layout.umap_layout(
+      features, layout.PRESET_MIXED4_5, seed=0))
+  t3 = time.perf_counter()
+  peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+  print(json.dumps({
+      "bench": "layout", "n": n, "dims": int(vectors.shape[1]), "pca_dims": pca,
+      "source": "replicated mixed4c" if source else "synthetic",
+      "umap": "n_neighbors=50 min_dist=0.05 cosine seed=0 (serial)",
+      "whitening_s": round(t1 - t0, 2), "pca_s": round(t2 - t1, 2),
+      "umap_s": round(t3 - t2, 1), "total_s": round(t3 - t0, 1),
+      "peak_rss_gb": round(peak_gb, 2), "finite": bool(np.isfinite(xy).all()),
+      "machine": machine.describe()}), flush=True)
+
+
+def main(argv):
+  del argv
+  if _CHILD.value:
+    child(int(_N.value[0]), int(_PCA.value[0]), _SOURCE.value)
+    return
+  for n in _N.value:
+    for pca in _PCA.value:
+      cmd = [sys.executable, __file__, "--child", f"--n={n}", f"--pca_dims={pca}",
+             f"--dims={_DIMS.value}"] + ([f"--source={_SOURCE.value}"]
+                                         if _SOURCE.value else [])
+      try:
+        subprocess.run(cmd, check=True, timeout=_TIMEOUT.value)
+      except subprocess.TimeoutExpired:
+        print(json.dumps({"bench": "layout", "n": int(n), "pca_dims": int(pca),
+                          "error": f"did not finish in {_TIMEOUT.value} s"}),
+              flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)
