@@ -102,14 +102,16 @@ def normalize_layout(xy: np.ndarray, percentiles=CLIP_PERCENTILES) -> np.ndarray
 
 
 def umap_layout(vectors: np.ndarray, params: UmapPreset, seed: int,
-                n_epochs: int | None = None, verbose: bool = False) -> np.ndarray:
+                n_epochs: int | None = None, verbose: bool = False,
+                n_components: int = 2) -> np.ndarray:
+  """Seeded UMAP embedding ``[N, n_components]`` (1 for a 1-D ordering)."""
   import umap  # Imported lazily: numba compilation is slow to start.
   n = len(vectors)
   if n < 4:
     raise ValueError(f"UMAP needs at least 4 vectors, got {n}.")
   reducer = umap.UMAP(
       n_neighbors=min(params.n_neighbors, n - 1), min_dist=params.min_dist,
-      metric=params.metric, n_components=2, random_state=seed,
+      metric=params.metric, n_components=n_components, random_state=seed,
       n_epochs=n_epochs, verbose=verbose, n_jobs=1)  # Seeded UMAP is serial.
   return reducer.fit_transform(np.asarray(vectors, np.float32))
 

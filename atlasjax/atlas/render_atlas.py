@@ -169,10 +169,15 @@ def assemble(icons: np.ndarray, grid: grid_lib.Grid, icon_size: int,
   return canvas
 
 
-def _grid_key(config: AtlasConfig, size: int, density: int, fingerprint: str) -> str:
+def _grid_key(config: AtlasConfig, size: int, density: int, fingerprint: str,
+              directions: np.ndarray) -> str:
+  """Names a grid's chunk cache; the directions make a changed layout or
+  sample subset (class atlases) render afresh instead of reusing stale icons."""
   text = json.dumps([dataclasses.asdict(config), size, density, fingerprint],
                     sort_keys=True, default=str)
-  return hashlib.sha256(text.encode()).hexdigest()[:16]
+  digest = hashlib.sha256(text.encode())
+  digest.update(np.ascontiguousarray(directions, np.float32).tobytes())
+  return digest.hexdigest()[:16]
 
 
 def run(config: AtlasConfig, model: base.Model, params, workdir: os.PathLike | str,
@@ -219,7 +224,7 @@ def run(config: AtlasConfig, model: base.Model, params, workdir: os.PathLike | s
     gdir_name = f"{prefix}grid_{size}"
     gdir = workdir / gdir_name
     (gdir / "icons").mkdir(parents=True, exist_ok=True)
-    key_text = _grid_key(config, size, density, fingerprint)
+    key_text = _grid_key(config, size, density, fingerprint, grid.directions)
     chunk_dir = gdir / f"chunks_{key_text}"
     chunk_dir.mkdir(exist_ok=True)
     log(f"grid {size}×{size}: {len(grid)} cells over density {density}; "
