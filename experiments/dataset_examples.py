@@ -6,7 +6,10 @@ r"""Dataset examples and activation spectrum for channels of a layer.
 For each channel writes examples_<layer>_<c>.png (the top-k receptive-field
 crops around each image's maximum, then whole images), spectrum_<layer>_<c>.png
 (images at --quantiles of the channel's max activation) and one JSON with the
-top-k scores, positions and paths. Memory stays bounded: one batch of
+top-k scores, positions and paths. With --render (the default) each
+channel's optimized image (one batched feature-visualization render of all
+channels, --render_size px, --render_steps steps) is shown beside its
+examples. Memory stays bounded: one batch of
 activations at a time plus one score per image and channel.
 """
 
@@ -22,6 +25,8 @@ from atlasjax import data as data_lib
 from atlasjax import images as images_lib
 from atlasjax import models
 from atlasjax.classic import examples
+from atlasjax.optvis import objectives
+from atlasjax.optvis import render as render_lib
 
 _IMAGES = flags.DEFINE_string(
     "images", None, "Folder of photos (default: the sample photos).")
@@ -42,6 +47,24 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", examples.DEFAULT_BATCH_SIZE,
                                    "Images per forward pass.")
 _SEED = flags.DEFINE_integer("seed", 0, "Key for the receptive-field probe.")
 _DATA = flags.DEFINE_string("data", None, "Data root (default: $ATLASJAX_DATA).")
+_RENDER = flags.DEFINE_boolean(
+    "render", True, "Show each channel's optimized image beside its examples.")
+_RENDER_SIZE = flags.DEFINE_integer("render_size", 128, "Optimized image side.")
+_RENDER_STEPS = flags.DEFINE_integer("render_steps", 256, "Optimization steps.")
+
+
+def _channel_objective(layer):
+  return lambda c: objectives.channel(layer, c)
+
+
+def render_channels(model, params, layer, channels, seed):
+  """``[N, s, s, 3]`` numpy: one optimized image per channel, one render."""
+  config = render_lib.RenderConfig(size=_RENDER_SIZE.value,
+                                   steps=_RENDER_STEPS.value)
+  result = render_lib.render(model, params, _channel_objective(layer),
+                             args=np.asarray(channels, np.int32), config=config,
+                             key=jax.random.PRNGKey(seed), item_ids=channels)
+  return np.asarray(result.images)[..., :3]
 
 
 def main(argv):
@@ -64,6 +87,8 @@ def main(argv):
              "n_images": found.report.read, "skipped": found.report.skipped,
              "channels": {}}
   os.makedirs(_OUT.value, exist_ok=True)
+  rendered = (render_channels(model, params, layer.name, channels, _SEED.value)
+              if _RENDER.value else [None] * len(channels))
   for d, channel in enumerate(channels):
     ids = found.top.images[d]
     titles = [f"{found.top.scores[d, i]:.1f}" for i in range(len(ids))]
@@ -72,7 +97,8 @@ def main(argv):
     name = f"{layer.name}_{channel}"
     examples.save_examples_sheet(
         tiles, os.path.join(_OUT.value, f"examples_{name}.png"),
-        titles=titles + titles, ncols=len(ids),
+        titles=titles + titles, beside=rendered[d],
+        ncols=len(ids) + (rendered[d] is not None),
         suptitle=f"{name}: top-{len(ids)} crops ({crop}px) and images")
     spectrum = examples.spectrum_indices(found.scores[:, d], quantiles)
     examples.save_examples_sheet(
