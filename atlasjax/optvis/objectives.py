@@ -1,0 +1,440 @@
+"""Objectives: pure, composable functions of a model's activations.
+
+An :class:`Objective` wraps a function ``acts -> scalar`` plus the names of the
+model layers it reads. ``acts`` is a mapping from layer name to the activations
+of a *batch of images that are optimised together* — shape ``[B, H, W, C]`` for
+spatial layers, ``[B, K]`` for ``logits``/``probs`` — plus the key
+``"input"``: the parameterized images ``[B, H, W, 3]`` in [0, 1] *before* the
+random transforms (Lucid's ``T("input")``). For an ordinary visualization
+``B == 1``; batch-level terms (:func:`diversity`, :func:`channel_interpolate`,
+:func:`alignment`) use ``B > 1``. Per-image objectives average over the batch
+axis, so their value does not depend on ``B``; the image penalties
+(:func:`l1`, :func:`l2`, :func:`total_variation`, :func:`blur_input_each_step`)
+are sums over every pixel, as in Lucid.
+
+The renderer *maximises* the objective. Objectives compose like numbers::
+
+  obj = channel("mixed4a", 97) - 0.05 * l1() + 0.2 * deepdream("mixed4c")
+  obj = sum_objectives([channel("mixed4a", c) for c in range(300)])
+
+``sum_objectives`` (and Python's ``sum``, which uses ``__radd__``) builds one flat
+sum: evaluation iterates over a list instead of recursing through nested
+``__add__`` closures, so thousands of terms do not hit the recursion limit.
+
+Everything that varies across a batch of renders — a channel index, a neuron
+position, a direction vector, a class — is an ordinary (possibly traced) array
+argument, so ``jax.vmap(lambda c: channel("mixed4a", c)(acts))`` works and the
+renderer compiles one program for a whole family of objectives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Activations = Mapping[str, jax.Array]
+ObjectiveFn = Callable[[Activations], jax.Array]
+
+INPUT = "input"
+
+# Lucid's epsilon in ``_dot_cossim`` and in the atlas recipe's cosine term.
+COSSIM_EPS = 1e-4
+# Cosine similarities are floored at this value before the power, so that a
+# direction pointing away from the target still gets a (small) positive weight.
+COSSIM_FLOOR = 0.1
+# Epsilon inside the square root of :func:`l2` (Lucid's default).
+L2_EPS = 1e-6
+# Epsilon of the Gram-matrix L2 normalisation in :func:`diversity`.
+GRAM_NORM_EPS = 1e-10
+# How many neighbours apart :func:`alignment` compares images (Lucid: 1..4).
+ALIGNMENT_MAX_DISTANCE = 4
+# Lucid's 3×3 blur: weight 1 at the centre, 0.5 on the border, normalised.
+BLUR_KERNEL = np.array([[0.5, 0.5, 0.5], [0.5, 1.0, 0.5], [0.5, 0.5, 0.5]],
+                       np.float32)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Objective:
+  """A scalar function of activations, with the layers it reads.
+
+  Attributes:
+    fn: ``acts -> scalar`` (see the module docstring for ``acts``).
+    layers: model layer names ``fn`` reads (``"input"`` excluded); the
+      renderer asks the model for exactly these and stops the forward pass at
+      the deepest of them.
+    name: human-readable description.
+  """
+
+  fn: ObjectiveFn
+  layers: tuple[str, ...] = ()
+  name: str = ""
+
+  def __call__(self, acts: Activations) -> jax.Array:
+    return self.fn(acts)
+
+  def __add__(self, other):
+    if _is_scalar(other):
+      return Objective(lambda acts: self.fn(acts) + other, self.layers,
+                       f"({self.name} + {_fmt(other)})")
+    return sum_objectives([self, other])
+
+  def __radd__(self, other):
+    if _is_scalar(other) and not isinstance(other, jax.Array) and other == 0:
+      return self  # sum() starts from 0.
+    return self.__add__(other)
+
+  def __neg__(self):
+    return self * -1.0
+
+  def __sub__(self, other):
+    return self + (-other if isinstance(other, Objective) else -other)
+
+  def __rsub__(self, other):
+    return (-self) + other
+
+  def __mul__(self, other):
+    if _is_scalar(other):
+      return Objective(lambda acts: other * self.fn(acts), self.layers,
+                       f"{_fmt(other)}·{self.name}")
+    if isinstance(other, Objective):
+      return Objective(lambda acts: self.fn(acts) * other.fn(acts),
+                       _merge_layers([self, other]), f"{self.name}·{other.name}")
+    return NotImplemented
+
+  def __rmul__(self, other):
+    return self.__mul__(other)
+
+  def __truediv__(self, other):
+    if not _is_scalar(other):
+      return NotImplemented
+    return self * (1.0 / other)
+
+  def __repr__(self) -> str:
+    return f"Objective({self.name})"
+
+
+def _is_scalar(x: Any) -> bool:
+  return isinstance(x, numbers.Number) or (
+      isinstance(x, (jax.Array, np.ndarray)) and np.ndim(x) == 0)
+
+
+def _fmt(x: Any) -> str:
+  return f"{x:g}" if isinstance(x, numbers.Number) else "w"
+
+
+def _merge_layers(objs: Iterable[Objective]) -> tuple[str, ...]:
+  seen: dict[str, None] = {}
+  for o in objs:
+    for layer in o.layers:
+      seen.setdefault(layer, None)
+  return tuple(seen)
+
+
+def _flatten_terms(objs: Sequence[Objective]) -> list[Objective]:
+  """Expands nested flat sums so ``a + b + c`` is one list, not a chain."""
+  terms: list[Objective] = []
+  for o in objs:
+    terms.extend(getattr(o, "_terms", None) or [o])
+  return terms
+
+
+class _Sum(Objective):
+  """A flat sum of objectives, evaluated by iterating (no recursion)."""
+
+
+def sum_objectives(objs: Iterable[Objective]) -> Objective:
+  """The sum of ``objs`` as one flat objective (safe for thousands of terms)."""
+  terms = _flatten_terms(list(objs))
+  if not terms:
+    raise ValueError("sum_objectives needs at least one objective")
+
+  def fn(acts):
+    total = terms[0].fn(acts)
+    for t in terms[1:]:
+      total = total + t.fn(acts)
+    return total
+
+  name = " + ".join(t.name for t in terms[:4]) + (
+      f" + … ({len(terms)} terms)" if len(terms) > 4 else "")
+  out = _Sum(fn, _merge_layers(terms), name)
+  object.__setattr__(out, "_terms", terms)
+  return out
+
+
+def _layers(*names: str) -> tuple[str, ...]:
+  return tuple(n for n in dict.fromkeys(names) if n != INPUT)
+
+
+def _centre(a: jax.Array, position) -> tuple[Any, Any]:
+  """(row, col) of ``position``, or the centre (``H // 2, W // 2``, Lucid's)."""
+  if position is None:
+    return a.shape[1] // 2, a.shape[2] // 2
+  position = jnp.asarray(position)
+  return position[0], position[1]
+
+
+# ----------------------------------------------------------------------------
+# Neurons, channels, layers.
+
+def neuron(layer: str, index, position=None) -> Objective:
+  """Activation of one unit: channel ``index`` at spatial ``position``.
+
+  Args:
+    layer: layer name.
+    index: channel (int or traced int array).
+    position: ``(row, col)`` (array-like, may be traced) or None for the centre
+      ``(H // 2, W // 2)``, the bottom-right of the central 2×2 for even sizes.
+  """
+  def fn(acts):
+    a = acts[layer]
+    r, c = _centre(a, position)
+    return jnp.take(a[:, r, c, :], index, axis=-1).mean()
+  return Objective(fn, _layers(layer), f"neuron:{layer}")
+
+
+def channel(layer: str, index) -> Objective:
+  """Mean activation of channel ``index`` over all positions (and images)."""
+  def fn(acts):
+    return jnp.take(acts[layer], index, axis=-1).mean()
+  return Objective(fn, _layers(layer), f"channel:{layer}")
+
+
+def deepdream(layer: str) -> Objective:
+  """Mean of squared activations of ``layer`` (Mordvintsev et al., 2015)."""
+  return Objective(lambda acts: jnp.mean(acts[layer] ** 2), _layers(layer),
+                   f"deepdream:{layer}")
+
+
+# ----------------------------------------------------------------------------
+# Directions.
+
+def _dot_cossim(x: jax.Array, y: jax.Array, cossim_pow: float) -> jax.Array:
+  """Lucid's ``_dot_cossim``: mean of ``x·y · max(0.1, cos(x, y)) ** p``.
+
+  Dot products are over the last axis; the mean is over every other axis.
+  With ``cossim_pow == 0`` it is the mean dot product.
+  """
+  dot = jnp.sum(x * y, axis=-1)
+  if cossim_pow == 0:
+    return dot.mean()
+  x_mag = jnp.sqrt(jnp.sum(x * x, axis=-1))
+  y_mag = jnp.sqrt(jnp.sum(y * y, axis=-1))
+  cossim = dot / (COSSIM_EPS + x_mag) / (COSSIM_EPS + y_mag)
+  return jnp.mean(dot * jnp.maximum(COSSIM_FLOOR, cossim) ** cossim_pow)
+
+
+def direction(layer: str, vec, cossim_pow: float = 0.0) -> Objective:
+  """Activations along ``vec`` at every position, averaged (Lucid's form).
+
+  ``cossim_pow == 0`` gives the mean dot product; ``> 0`` weights each
+  position's dot product by its floored cosine similarity to the power.
+  """
+  def fn(acts):
+    return _dot_cossim(acts[layer], jnp.asarray(vec), cossim_pow)
+  return Objective(fn, _layers(layer), f"direction:{layer}")
+
+
+def direction_cossim(layer: str, vec) -> Objective:
+  """Mean over positions of the cosine similarity between activations and ``vec``."""
+  def fn(acts):
+    a, v = acts[layer], jnp.asarray(vec)
+    dot = jnp.sum(a * v, axis=-1)
+    mags = jnp.sqrt(jnp.sum(a * a, axis=-1)) * jnp.sqrt(jnp.sum(v * v))
+    return jnp.mean(dot / (COSSIM_EPS + mags))
+  return Objective(fn, _layers(layer), f"direction_cossim:{layer}")
+
+
+def direction_neuron(layer: str, vec, position=None,
+                     cossim_pow: float = 0.0) -> Objective:
+  """:func:`direction` at one spatial position (default the centre)."""
+  def fn(acts):
+    a = acts[layer]
+    r, c = _centre(a, position)
+    return _dot_cossim(a[:, r, c, :], jnp.asarray(vec), cossim_pow)
+  return Objective(fn, _layers(layer), f"direction_neuron:{layer}")
+
+
+def direction_neuron_cossim(layer: str, vec, position=None,
+                            cossim_pow: float = 1.0, whitening=None,
+                            form: str | None = None) -> Objective:
+  """The activation-atlas objective: a direction at the centre neuron,
+  weighted by cosine similarity. Two published forms:
+
+  * ``form="lucid"`` (default when ``whitening`` is None): Lucid's
+    ``_dot_cossim``, ``mean(v·a · max(0.1, cos(a, v)) ** p)`` with
+    ``cos = v·a / (ε + |a|) / (ε + |v|)``, ε = 1e-4.
+  * ``form="atlas"`` (default when ``whitening`` is given): the activation
+    atlas notebook's ``direction_neuron_cossim_S``: ``w = v @ S``,
+    ``d = mean_c(a_c · w_c)`` (a *mean* over channels), ``cos = d / (ε + |a|)``
+    — no division by ``|w|`` — and the value ``d · max(0.1, cos) ** p``.
+    ``S`` is a whitening matrix ``[C, C]`` (e.g. the inverse activation
+    covariance); ``None`` means the identity.
+
+  Args:
+    layer: layer name.
+    vec: direction ``[C]`` (may be traced; the renderer vmaps over it).
+    position: ``(row, col)`` or None for the centre.
+    cossim_pow: the power ``p``.
+    whitening: optional ``[C, C]`` matrix, closed over (same for every item).
+    form: ``"lucid"`` or ``"atlas"``; see above.
+  """
+  form = form or ("lucid" if whitening is None else "atlas")
+  if form not in ("lucid", "atlas"):
+    raise ValueError(f"form must be 'lucid' or 'atlas', got {form!r}")
+  if form == "lucid" and whitening is not None:
+    raise ValueError("whitening is only part of the atlas form")
+
+  def fn(acts):
+    a = acts[layer]
+    r, c = _centre(a, position)
+    a = a[:, r, c, :]
+    v = jnp.asarray(vec)
+    if form == "lucid":
+      return _dot_cossim(a, v, cossim_pow)
+    w = v if whitening is None else v @ jnp.asarray(whitening)
+    dot = jnp.mean(a * w, axis=-1)
+    mag = jnp.sqrt(jnp.sum(a * a, axis=-1))
+    cossim = jnp.maximum(COSSIM_FLOOR, dot / (COSSIM_EPS + mag))
+    return jnp.mean(dot * cossim ** cossim_pow)
+  return Objective(fn, _layers(layer), f"direction_neuron_cossim[{form}]:{layer}")
+
+
+# ----------------------------------------------------------------------------
+# Classes.
+
+def class_logit(label, layer: str = "logits") -> Objective:
+  """The logit of class ``label`` (int or traced int), averaged over images."""
+  def fn(acts):
+    return jnp.take(acts[layer], label, axis=-1).mean()
+  return Objective(fn, _layers(layer), f"logit:{layer}")
+
+
+def class_probability(label, layer: str = "logits") -> Objective:
+  """Softmax probability of class ``label`` computed from ``layer`` (logits)."""
+  def fn(acts):
+    probs = jax.nn.softmax(acts[layer], axis=-1)
+    return jnp.take(probs, label, axis=-1).mean()
+  return Objective(fn, _layers(layer), f"probability:{layer}")
+
+
+# ----------------------------------------------------------------------------
+# Image penalties (use with a negative weight).
+
+def l1(layer: str = INPUT, constant=0.0) -> Objective:
+  """``sum |x - constant|`` over ``layer`` (default the input image)."""
+  return Objective(lambda acts: jnp.sum(jnp.abs(acts[layer] - constant)),
+                   _layers(layer), f"l1:{layer}")
+
+
+def l2(layer: str = INPUT, constant=0.0, epsilon: float = L2_EPS) -> Objective:
+  """``sqrt(ε + sum (x - constant)²)`` over ``layer``."""
+  return Objective(
+      lambda acts: jnp.sqrt(epsilon + jnp.sum((acts[layer] - constant) ** 2)),
+      _layers(layer), f"l2:{layer}")
+
+
+def total_variation(layer: str = INPUT) -> Objective:
+  """Anisotropic total variation: sum of absolute neighbour differences
+  (``tf.image.total_variation``), summed over the batch."""
+  def fn(acts):
+    x = acts[layer]
+    return (jnp.sum(jnp.abs(x[:, 1:] - x[:, :-1]))
+            + jnp.sum(jnp.abs(x[:, :, 1:] - x[:, :, :-1])))
+  return Objective(fn, _layers(layer), f"tv:{layer}")
+
+
+def blur(x: jax.Array) -> jax.Array:
+  """Lucid's normalised 3×3 per-channel blur of ``[B, H, W, C]`` (SAME padding)."""
+  c = x.shape[-1]
+  k = jnp.tile(jnp.asarray(BLUR_KERNEL)[:, :, None, None], (1, 1, 1, c))
+  conv = lambda t: jax.lax.conv_general_dilated(
+      t, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      feature_group_count=c)
+  return conv(x) / conv(jnp.ones_like(x))
+
+
+def blur_input_each_step() -> Objective:
+  """``0.5 · sum (x - stop_gradient(blur(x)))²`` on the input.
+
+  Maximising ``-k · blur_input_each_step()`` with plain gradient steps is the
+  update ``x ← (1 - k) x + k blur(x)`` of early feature-visualization work
+  (Nguyen et al., 2015).
+  """
+  def fn(acts):
+    x = acts[INPUT]
+    return 0.5 * jnp.sum((x - jax.lax.stop_gradient(blur(x))) ** 2)
+  return Objective(fn, (), "blur_input_each_step")
+
+
+# ----------------------------------------------------------------------------
+# Batch-level terms: these relate the B images optimised together.
+
+def channel_interpolate(layer1: str, index1, layer2: str, index2) -> Objective:
+  """Image ``n`` of ``B`` maximises ``(1 - n/(B-1))·ch1 + n/(B-1)·ch2``.
+
+  Summed over the batch, as in Lucid; use with a "shared + separate"
+  parameterization (:func:`atlasjax.optvis.param.shared_separate`).
+  """
+  def fn(acts):
+    a1 = jnp.take(acts[layer1], index1, axis=-1)
+    a2 = jnp.take(acts[layer2], index2, axis=-1)
+    b = a1.shape[0]
+    w = jnp.linspace(0.0, 1.0, b) if b > 1 else jnp.zeros((1,))
+    m1 = a1.reshape(b, -1).mean(axis=1)
+    m2 = a2.reshape(b, -1).mean(axis=1)
+    return jnp.sum((1.0 - w) * m1 + w * m2)
+  return Objective(fn, _layers(layer1, layer2), f"interpolate:{layer1}:{layer2}")
+
+
+def alignment(layer: str, decay_ratio: float = 2.0) -> Objective:
+  """Negative mean squared difference between nearby images in the batch.
+
+  Pairs ``d = 1 … 4`` apart are weighted by ``decay_ratio ** -d``. The value is
+  ≤ 0, so *adding* it (with a positive weight) encourages neighbours to agree.
+  """
+  def fn(acts):
+    a = acts[layer]
+    b = a.shape[0]
+    total = 0.0
+    for d in range(1, ALIGNMENT_MAX_DISTANCE + 1):
+      if d < b:
+        total = total + jnp.sum(
+            jnp.mean((a[:-d] - a[d:]) ** 2, axis=tuple(range(1, a.ndim)))
+        ) / decay_ratio ** d
+    return -total
+  return Objective(fn, _layers(layer), f"alignment:{layer}")
+
+
+def diversity(layer: str) -> Objective:
+  """Negative mean pairwise cosine similarity of Gram matrices across the batch.
+
+  ``G_i = A_iᵀ A_i`` for each image's ``[HW, C]`` activations, L2-normalised;
+  the value is ``-(1/B) Σ_{i≠j} <G_i, G_j>``. It is the *negative* of Lucid's
+  ``diversity``: add it with a positive weight (Lucid's ``- 1e2 * diversity``
+  is ``+ 1e2 * diversity`` here) to push the images apart in "style".
+  """
+  def fn(acts):
+    a = acts[layer]
+    b, c = a.shape[0], a.shape[-1]
+    flat = a.reshape(b, -1, c)
+    grams = jnp.einsum("bnc,bnd->bcd", flat, flat)
+    norms = jnp.sqrt(jnp.maximum(
+        jnp.sum(grams ** 2, axis=(1, 2), keepdims=True), GRAM_NORM_EPS))
+    g = (grams / norms).reshape(b, -1)
+    sims = g @ g.T
+    return -(jnp.sum(sims) - jnp.trace(sims)) / b
+  return Objective(fn, _layers(layer), f"diversity:{layer}")
+
+
+__all__ = [
+    "Objective", "sum_objectives", "neuron", "channel", "deepdream",
+    "direction", "direction_cossim", "direction_neuron",
+    "direction_neuron_cossim", "class_logit", "class_probability", "l1", "l2",
+    "total_variation", "blur", "blur_input_each_step", "channel_interpolate",
+    "alignment", "diversity", "INPUT",
+]

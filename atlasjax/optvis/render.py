@@ -1,0 +1,447 @@
+"""The renderer: one jitted program optimises a whole batch of visualizations.
+
+``render(model, params, make, args, config, key)`` renders ``N`` objectives of
+the same *family* — ``make(arg)`` builds item ``i``'s :class:`Objective` from
+``arg = tree_map(lambda x: x[i], args)`` — as one XLA program:
+
+* ``lax.scan`` over the optimisation steps, inside ``jit``;
+* ``vmap`` over items (and over ``config.attempts`` restarts per item); the
+  network therefore sees one large batch per step;
+* Adam from optax (``config.lr``, Lucid's 0.05 by default);
+* the model runs only up to the deepest layer the objective reads
+  (``layers=objective.layers``);
+* item ``i`` uses the key ``fold_in(fold_in(key, item_ids[i]), attempt)``, so
+  its image does not depend on ``N``, on chunking or on sharding;
+* after the last step each attempt is scored by the objective on its final,
+  untransformed image, and the best attempt is kept on device;
+* large batches are processed in chunks of at most ``chunk_size`` items (each
+  chunk is padded to the same shape, so one compilation serves all chunks),
+  and each chunk is sharded across ``devices`` (default: all local devices)
+  along the item axis with :mod:`jax.sharding`.
+
+The jitted program is cached per ``(model, make, config, param, transforms,
+optimizer, devices)``: calling :func:`render` again with new ``args``, a new
+``key`` or new ``params`` of the same shapes does not recompile. Keep ``make``
+the same Python object between calls (define it once, don't rebuild a lambda
+per call).
+
+Which image parameterization and transforms are used: by default they are
+built from :class:`RenderConfig` (``param``, ``decorrelate``, ``alpha``,
+``transforms`` preset names); passing ``param=`` (an
+:class:`~atlasjax.optvis.param.ImageParam`) or ``transforms=`` (a
+:data:`~atlasjax.optvis.transform.Transform`) to :func:`render` overrides them.
+
+Optional ReLU gradient redirection (Lucid's ``redirected_relu_grad``, on for
+the first ``config.redirect_relu_steps`` steps): where the objective reads a
+layer ``L`` that the model also exposes as ``L_pre_relu`` (the protocol's
+convention: ``L == relu(L_pre_relu)``), the renderer requests the
+pre-activation and applies :func:`redirected_relu` itself. ReLUs *inside* the
+network keep their ordinary gradient: the model protocol deliberately has no
+hooks to swap them.
+
+Progress: with ``config.progress_every = k > 0``, every ``k`` steps a
+``jax.debug.callback`` reports ``(chunk, step, mean objective)`` to
+``progress`` (default: a line on stderr); nothing synchronises with the host
+on the other steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import sys
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from atlasjax.models import base
+from atlasjax.optvis import objectives as objectives_lib
+from atlasjax.optvis import param as param_lib
+from atlasjax.optvis import transform as transform_lib
+
+PyTree = Any
+MakeObjective = Callable[[PyTree], objectives_lib.Objective]
+
+DEFAULT_LR = 0.05
+# Lucid redirects ReLU gradients for the first 16 steps.
+LUCID_REDIRECT_STEPS = 16
+# Automatic chunking: at most this many optimised pixels per chunk (64 images
+# of 128 × 128), which bounds activation memory for the backward pass.
+AUTO_CHUNK_PIXELS = 64 * 128 * 128
+# Background grey used to score images that have an alpha channel.
+SCORE_BACKGROUND = 0.5
+_BATCH_AXIS = "items"
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderConfig:
+  """How to render; hashable, so it keys the compilation cache.
+
+  Attributes:
+    size: image side in pixels.
+    steps: Adam steps.
+    lr: Adam learning rate.
+    attempts: independent restarts per item; the one with the highest final
+      objective is kept.
+    chunk_size: items per compiled chunk; None picks one from
+      :data:`AUTO_CHUNK_PIXELS`. Rounded up to a multiple of the device count.
+    param: ``"fft"``, ``"pixel"``, ``"laplacian"`` or ``"cppn"``.
+    decorrelate: Lucid's colour decorrelation.
+    alpha: optimise an alpha channel too (images come back RGBA; the
+      transforms composite them over random noise).
+    transforms: preset name: ``"standard"``, ``"distill2017"``, ``"atlas"``
+      or ``"none"``.
+    images_per_item: images optimised jointly per item (``B`` of the
+      objective's activations; > 1 for diversity or interpolation).
+    redirect_relu_steps: steps with ReLU gradient redirection (0 = off).
+    progress_every: report progress every this many steps (0 = never).
+    unroll: ``lax.scan`` unroll factor. On XLA:CPU a rolled loop body ran
+      ~1.3–1.6× slower per step than straight-line code in our measurements
+      (bench/RESULTS.md); unrolling trades compile time for speed.
+  """
+
+  size: int = 128
+  steps: int = 512
+  lr: float = DEFAULT_LR
+  attempts: int = 1
+  chunk_size: int | None = None
+  param: str = "fft"
+  decorrelate: bool = True
+  alpha: bool = False
+  transforms: str = "standard"
+  images_per_item: int = 1
+  redirect_relu_steps: int = LUCID_REDIRECT_STEPS
+  progress_every: int = 0
+  unroll: int = 1
+
+  def image_param(self) -> param_lib.ImageParam:
+    return param_lib.image(self.size, self.images_per_item, self.param,
+                           decorrelate=self.decorrelate, alpha=self.alpha)
+
+  def transform(self) -> transform_lib.Transform:
+    return transform_lib.preset(self.transforms, self.size, alpha=self.alpha)
+
+
+@dataclasses.dataclass
+class RenderResult:
+  """Rendered images and their scores (device arrays).
+
+  Attributes:
+    images: ``[N, size, size, C]`` in [0, 1] (C = 3, or 4 with alpha); with
+      ``images_per_item > 1``, ``[N, B, size, size, C]``.
+    values: ``[N]`` objective of the kept attempt on its final image (no
+      transforms).
+    losses: ``[N, steps]`` the minimised loss, ``-objective`` on the
+      transformed images, at each step of the kept attempt.
+    attempt_values: ``[N, attempts]`` final objective of every attempt.
+  """
+
+  images: jax.Array
+  values: jax.Array
+  losses: jax.Array
+  attempt_values: jax.Array
+
+
+# ----------------------------------------------------------------------------
+# ReLU gradient redirection.
+
+@jax.custom_vjp
+def redirected_relu(x: jax.Array, active: jax.Array) -> jax.Array:
+  """``relu(x)`` whose gradient, while ``active``, lets some signal through.
+
+  Lucid's ``redirected_relu_grad``: for each image (axis 0) whose ordinary ReLU
+  gradient is entirely zero, pass the incoming gradient instead, except where
+  it would push an already negative input lower. ``active`` is a traced bool,
+  so one compiled program switches it off after the first steps.
+  """
+  del active
+  return jax.nn.relu(x)
+
+
+def _redirected_relu_fwd(x, active):
+  return jax.nn.relu(x), (x, active)
+
+
+def _redirected_relu_bwd(res, g):
+  x, active = res
+  relu_grad = jnp.where(x < 0, 0.0, g)
+  # g is the gradient of the *loss*; g > 0 means descent lowers the input.
+  redirected = jnp.where((x < 0) & (g > 0), 0.0, g)
+  axes = tuple(range(1, x.ndim))
+  magnitude = jnp.sqrt(jnp.sum(relu_grad ** 2, axis=axes, keepdims=True))
+  result = jnp.where(magnitude > 0, relu_grad, redirected)
+  return jnp.where(active, result, relu_grad), None
+
+
+redirected_relu.defvjp(_redirected_relu_fwd, _redirected_relu_bwd)
+
+
+# ----------------------------------------------------------------------------
+# The compiled renderer.
+
+def _pre_relu_twins(model: base.Model, layers: Sequence[str]) -> dict[str, str]:
+  names = set(model.layer_names)
+  return {l: l + "_pre_relu" for l in layers
+          if not l.endswith("_pre_relu") and l + "_pre_relu" in names}
+
+
+def _fit_min_size(model: base.Model, x: jax.Array) -> jax.Array:
+  """Pads ``[B, H, W, C]`` with grey up to the model's minimum input size."""
+  h, w = x.shape[1:3]
+  if h >= model.min_size and w >= model.min_size:
+    return x
+  fit = transform_lib.crop_or_pad_to(max(h, model.min_size), max(w, model.min_size))
+  return jax.vmap(lambda img: fit(None, img))(x)
+
+
+def _drop_alpha(images: jax.Array) -> jax.Array:
+  if images.shape[-1] == 4:
+    rgb, a = images[..., :3], images[..., 3:]
+    return a * rgb + (1 - a) * SCORE_BACKGROUND
+  return images
+
+
+def _chunk_size(config: RenderConfig, n: int, n_dev: int) -> int:
+  chunk = config.chunk_size
+  if chunk is None:
+    per_item = config.size ** 2 * config.attempts * config.images_per_item
+    chunk = max(1, AUTO_CHUNK_PIXELS // per_item)
+  chunk = max(1, min(chunk, n))
+  return n_dev * math.ceil(chunk / n_dev)
+
+
+def _print_progress(chunk: int, step: int, value: float) -> None:
+  print(f"render: chunk {chunk} step {step} mean objective {value:.4g}",
+        file=sys.stderr, flush=True)
+
+
+class Renderer:
+  """A compiled renderer for one objective family and configuration.
+
+  Build it with :func:`build` (cached); call :meth:`run_chunk` per chunk or use
+  :func:`render`. ``fn`` is the jitted function
+  ``(params, key, item_ids [M], args [M, ...], chunk_index) ->
+  (images, values, losses, attempt_values)``.
+  """
+
+  def __init__(self, model: base.Model, make: MakeObjective,
+               config: RenderConfig, image_param: param_lib.ImageParam,
+               transform: transform_lib.Transform,
+               optimizer: optax.GradientTransformation,
+               devices: tuple[jax.Device, ...]):
+    self.model, self.make, self.config = model, make, config
+    self.param, self.transform, self.optimizer = image_param, transform, optimizer
+    self.devices = devices
+    self.mesh = Mesh(np.asarray(devices), (_BATCH_AXIS,)) if len(devices) > 1 else None
+    self.progress: Callable[[int, int, float], None] = _print_progress
+    self.fn = jax.jit(self._run)
+
+  # -- sharding helpers ------------------------------------------------------
+  def shard(self, tree, replicate: bool = False):
+    """Places ``tree`` on the devices: split along axis 0, or replicated."""
+    if self.mesh is None:
+      return jax.device_put(tree, self.devices[0])
+    sharding = NamedSharding(self.mesh, P() if replicate else P(_BATCH_AXIS))
+    return jax.device_put(tree, sharding)
+
+  def _constrain(self, tree):
+    if self.mesh is None:
+      return tree
+    sharding = NamedSharding(self.mesh, P(_BATCH_AXIS))
+    return jax.tree_util.tree_map(
+        lambda x: jax.lax.with_sharding_constraint(x, sharding), tree)
+
+  # -- the traced program ----------------------------------------------------
+  def _activations(self, params, obj, x, redirect):
+    """Model outputs the objective reads (optionally via redirected ReLUs)."""
+    if not obj.layers:
+      return {}
+    twins = _pre_relu_twins(self.model, obj.layers) if redirect is not None else {}
+    request = tuple(dict.fromkeys(twins.get(l, l) for l in obj.layers))
+    outs = self.model.apply(params, x, layers=request)
+    acts = dict(outs)
+    for layer, twin in twins.items():
+      acts[layer] = redirected_relu(outs[twin], redirect)
+    return acts
+
+  def _loss(self, raw, arg, key, step, params):
+    obj = self.make(arg)
+    images = self.param.to_rgb(raw)
+    keys = jax.random.split(jax.random.fold_in(key, step), images.shape[0])
+    x = _fit_min_size(self.model, jax.vmap(self.transform)(keys, images))
+    redirect = (step < self.config.redirect_relu_steps
+                if self.config.redirect_relu_steps > 0 else None)
+    acts = self._activations(params, obj, x, redirect)
+    acts[objectives_lib.INPUT] = images
+    return -obj(acts)
+
+  def _score(self, images, arg, params):
+    obj = self.make(arg)
+    x = _fit_min_size(self.model, _drop_alpha(images))
+    acts = self._activations(params, obj, x, None)
+    acts[objectives_lib.INPUT] = images
+    return obj(acts)
+
+  def _report(self, chunk, step, value):
+    self.progress(int(chunk), int(step), float(value))
+
+  def init(self, key, item_ids, args):
+    """Expands items × attempts; returns ``(raw, opt_state, args, loop_keys)``."""
+    n_att = self.config.attempts
+    m = item_ids.shape[0]
+    ids = jnp.repeat(item_ids, n_att)
+    attempt = jnp.tile(jnp.arange(n_att), m)
+    args = jax.tree_util.tree_map(lambda x: jnp.repeat(x, n_att, axis=0), args)
+    keys = jax.vmap(lambda i, a: jax.random.fold_in(jax.random.fold_in(key, i), a)
+                    )(ids, attempt)
+    keys = self._constrain(keys)
+    init_keys, loop_keys = jnp.moveaxis(jax.vmap(jax.random.split)(keys), 1, 0)
+    raw = self._constrain(jax.vmap(self.param.init)(init_keys))
+    return raw, jax.vmap(self.optimizer.init)(raw), args, loop_keys
+
+  def step(self, raw, opt_state, args, loop_keys, step, params):
+    """One Adam step for every (item, attempt); returns the new state and losses."""
+    grad_fn = jax.vmap(jax.value_and_grad(self._loss), in_axes=(0, 0, 0, None, None))
+    loss, grads = grad_fn(raw, args, loop_keys, step, params)
+    updates, opt_state = jax.vmap(self.optimizer.update)(grads, opt_state, raw)
+    return optax.apply_updates(raw, updates), opt_state, loss
+
+  def _run(self, params, key, item_ids, args, chunk_index):
+    cfg = self.config
+    n_att = cfg.attempts
+    m = item_ids.shape[0]
+    raw, opt_state, args, loop_keys = self.init(key, item_ids, args)
+
+    def step_fn(carry, step):
+      raw, opt_state, loss = self.step(*carry, args, loop_keys, step, params)
+      if cfg.progress_every > 0:
+        jax.lax.cond(
+            (step + 1) % cfg.progress_every == 0,
+            lambda: jax.debug.callback(self._report, chunk_index, step + 1,
+                                       -jnp.mean(loss)),
+            lambda: None)
+      return (raw, opt_state), loss
+
+    (raw, _), losses = jax.lax.scan(step_fn, (raw, opt_state),
+                                    jnp.arange(cfg.steps), unroll=cfg.unroll)
+    images = jax.vmap(self.param.to_rgb)(raw)
+    values = jax.vmap(self._score, in_axes=(0, 0, None))(images, args, params)
+    values = values.reshape(m, n_att)
+    best = jnp.argmax(values, axis=1)
+    pick = lambda x: jnp.take_along_axis(
+        x.reshape((m, n_att) + x.shape[1:]),
+        best.reshape((m, 1) + (1,) * (x.ndim - 1)), axis=1)[:, 0]
+    images = pick(images)
+    if cfg.images_per_item == 1:
+      images = images[:, 0]
+    return images, pick(values.reshape(-1)), pick(losses.T), values
+
+  def lower(self, params, key, item_ids, args):
+    """``jax.jit(...).lower`` of one chunk, e.g. for ``cost_analysis``."""
+    return self.fn.lower(params, key, item_ids, args, jnp.int32(0))
+
+  def run_chunk(self, params, key, item_ids, args, chunk_index=0):
+    return self.fn(params, key, item_ids, args, jnp.int32(chunk_index))
+
+
+@functools.lru_cache(maxsize=64)
+def build(model: base.Model, make: MakeObjective, config: RenderConfig,
+          image_param: param_lib.ImageParam | None = None,
+          transform: transform_lib.Transform | None = None,
+          optimizer: optax.GradientTransformation | None = None,
+          devices: tuple[jax.Device, ...] | None = None) -> Renderer:
+  """The (cached) :class:`Renderer` for these static choices."""
+  if config.attempts < 1 or config.steps < 1 or config.images_per_item < 1:
+    raise ValueError(f"attempts, steps and images_per_item must be ≥ 1: {config}")
+  return Renderer(
+      model, make, config,
+      image_param if image_param is not None else config.image_param(),
+      transform if transform is not None else config.transform(),
+      optimizer if optimizer is not None else optax.adam(config.lr),
+      tuple(devices) if devices is not None else tuple(jax.local_devices()))
+
+
+@functools.lru_cache(maxsize=64)
+def _ignore_arg(make: Callable[[], objectives_lib.Objective]) -> MakeObjective:
+  return lambda arg: make()
+
+
+def _num_items(args) -> int:
+  leaves = jax.tree_util.tree_leaves(args)
+  if not leaves:
+    raise ValueError("args has no arrays; pass args=None for a fixed objective")
+  n = {np.shape(x)[0] if np.ndim(x) else None for x in leaves}
+  if len(n) != 1 or None in n:
+    raise ValueError(f"every leaf of args needs the same leading (item) axis; got {n}")
+  return n.pop()
+
+
+def render(model: base.Model, params: PyTree, make: Callable[..., Any],
+           args: PyTree = None, config: RenderConfig = RenderConfig(),
+           key: jax.Array | None = None, *,
+           param: param_lib.ImageParam | None = None,
+           transforms: transform_lib.Transform | None = None,
+           optimizer: optax.GradientTransformation | None = None,
+           item_ids: Sequence[int] | jax.Array | None = None,
+           devices: Sequence[jax.Device] | None = None,
+           progress: Callable[[int, int, float], None] | None = None
+           ) -> RenderResult:
+  """Renders ``N`` objectives ``make(args[i])`` as one batched program.
+
+  Args:
+    model: a :class:`~atlasjax.models.base.Model`.
+    params: its parameters.
+    make: ``arg -> Objective`` for one item (``arg`` has ``args``' structure
+      without the leading axis). With ``args=None``, ``make()`` takes no
+      argument and one image is rendered.
+    args: pytree of arrays with a leading item axis ``N``.
+    config: a :class:`RenderConfig`.
+    key: base PRNG key (default ``PRNGKey(0)``).
+    param: override the image parameterization from ``config``.
+    transforms: override the transforms preset from ``config``.
+    optimizer: override Adam(``config.lr``).
+    item_ids: integer id of each item for its PRNG key (default ``0..N-1``);
+      equal ids give equal images whatever the batch.
+    devices: devices to shard over (default all local devices).
+    progress: ``(chunk, step, mean_objective) -> None`` for
+      ``config.progress_every``.
+
+  Returns:
+    A :class:`RenderResult` of device arrays.
+  """
+  if args is None:
+    make, args = _ignore_arg(make), np.zeros((1,), np.int32)
+  n = _num_items(args)
+  key = jax.random.PRNGKey(0) if key is None else key
+  renderer = build(model, make, config, param, transforms, optimizer,
+                   tuple(devices) if devices is not None else None)
+  renderer.progress = progress if progress is not None else _print_progress
+  ids = np.arange(n) if item_ids is None else np.asarray(item_ids)
+  if ids.shape != (n,):
+    raise ValueError(f"item_ids must have shape ({n},), got {ids.shape}")
+  chunk = _chunk_size(config, n, len(renderer.devices))
+  num_chunks = math.ceil(n / chunk)
+  total = num_chunks * chunk
+  index = np.minimum(np.arange(total), n - 1)   # pad by repeating the last item
+  ids = ids.astype(np.int32)[index]
+  args = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[index], args)
+  params = renderer.shard(params, replicate=True)
+  outs = []
+  for c in range(num_chunks):
+    sl = slice(c * chunk, (c + 1) * chunk)
+    chunk_args = renderer.shard(jax.tree_util.tree_map(lambda x: x[sl], args))
+    outs.append(renderer.run_chunk(params, key, renderer.shard(ids[sl]),
+                                   chunk_args, c))
+  images, values, losses, attempt_values = (
+      jnp.concatenate(parts)[:n] if num_chunks > 1 else parts[0][:n]
+      for parts in zip(*outs))
+  return RenderResult(images, values, losses, attempt_values)
+
+
+__all__ = ["RenderConfig", "RenderResult", "Renderer", "build", "render",
+           "redirected_relu", "DEFAULT_LR", "LUCID_REDIRECT_STEPS"]

@@ -1,0 +1,161 @@
+r"""Renderer throughput: batched scan+vmap renderer vs a Lucid-style loop.
+
+  python bench/render_bench.py                       # batch 1/8/32/128 × 80/128 px
+  python bench/render_bench.py --batch=32 --size=128 --steps=64 --layer=mixed4a
+
+Prints one JSON line per configuration:
+  batch, size, steps, layer, icons_per_sec, image_steps_per_sec (batch × steps /
+  seconds, compile excluded), gflops_per_sec (XLA cost-analysis FLOPs of one
+  optimisation step × steps / seconds), compile_s, microbench_gflops_per_sec
+  (a bare ``jax.jit(jax.grad(...))`` of the same network on the same batch at the
+  transformed size), gflops_vs_microbench, loop_image_steps_per_sec (one
+  objective at a time, a jitted step per Python iteration, as Lucid and Lucent
+  do), speedup_vs_loop, machine.
+"""
+
+import dataclasses
+import json
+import os
+import platform
+import time
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from atlasjax import models
+from atlasjax.optvis import objectives
+from atlasjax.optvis import render
+
+_BATCH = flags.DEFINE_list("batch", ["1", "8", "32", "128"], "Batch sizes.")
+_SIZE = flags.DEFINE_list("size", ["80", "128"], "Image sizes.")
+_STEPS = flags.DEFINE_integer("steps", 64, "Steps per render.")
+_LAYER = flags.DEFINE_string("layer", "mixed4c", "Layer of the channel objectives.")
+_TRANSFORMS = flags.DEFINE_string("transforms", "standard", "Transforms preset.")
+_UNROLL = flags.DEFINE_integer("unroll", 1, "lax.scan unroll factor.")
+_LOOP_STEPS = flags.DEFINE_integer("loop_steps", 16, "Steps timed for the one-at-a-time loop.")
+_CHUNK = flags.DEFINE_integer("chunk", 0, "Items per compiled chunk (0 = the whole batch).")
+_MICRO_REPS = flags.DEFINE_integer("micro_reps", 3, "Repetitions of the microbenchmark.")
+_DATA = flags.DEFINE_string("data", None, "Data root (default: $ATLASJAX_DATA).")
+
+
+def _flops(compiled) -> float:
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost.get("flops", 0.0))
+
+
+def machine() -> dict:
+  """The machine (CPU, cores, backend, load average), noting the shared CPU."""
+  out = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+         "backend": jax.default_backend(), "jax": jax.__version__,
+         "devices": len(jax.local_devices())}
+  try:
+    out["load_avg_1m"] = round(os.getloadavg()[0], 2)
+  except OSError:
+    pass
+  out["note"] = "CPU shared with other agents"
+  return out
+
+
+class ChannelFamily:
+  """``channel(layer, c)`` as a hashable family (one compile per config)."""
+
+  def __init__(self, layer):
+    self.layer = layer
+
+  def __call__(self, c):
+    return objectives.channel(self.layer, c)
+
+
+def step_flops(renderer, params, ids, args) -> float:
+  """Cost-analysis FLOPs of one optimisation step for the whole chunk."""
+  key = jax.random.PRNGKey(0)
+  state = jax.eval_shape(renderer.init, key, ids, args)
+  step = jax.jit(lambda raw, opt, a, k, p: renderer.step(raw, opt, a, k, jnp.int32(0), p))
+  return _flops(step.lower(*state, params).compile())
+
+
+def microbench(model, params, layer, batch, side, reps):
+  """GFLOP/s of a bare jitted gradient of the channel objective."""
+  x = jnp.full((batch, side, side, 3), 0.5, jnp.float32)
+  f = jax.jit(jax.grad(lambda x: model.apply(params, x, layers=(layer,))[layer][..., 0].mean()))
+  compiled = f.lower(x).compile()
+  compiled(x).block_until_ready()
+  t = time.perf_counter()
+  for _ in range(reps):
+    compiled(x).block_until_ready()
+  return _flops(compiled) * reps / (time.perf_counter() - t) / 1e9
+
+
+def loop_rate(renderer, params, steps) -> float:
+  """Image-steps/s of one objective at a time with a jitted step per iteration."""
+  ids = jnp.zeros((1,), jnp.int32)
+  raw, opt, args, keys = jax.jit(renderer.init)(jax.random.PRNGKey(0), ids, ids)
+  step = jax.jit(renderer.step)
+  raw, opt, _ = step(raw, opt, args, keys, jnp.int32(0), params)   # compile
+  jax.block_until_ready(raw)
+  t = time.perf_counter()
+  for i in range(steps):
+    raw, opt, loss = step(raw, opt, args, keys, jnp.int32(i), params)
+    float(loss[0])          # Lucid/Lucent read the loss back every step
+  return steps / (time.perf_counter() - t)
+
+
+def transformed_side(renderer, size) -> int:
+  img = jnp.zeros((size, size, 3))
+  return jax.eval_shape(renderer.transform, jax.random.PRNGKey(0), img).shape[0]
+
+
+def run(model, params, batch, size, steps, layer):
+  chunk = min(_CHUNK.value or batch, batch)
+  cfg = render.RenderConfig(size=size, steps=steps, transforms=_TRANSFORMS.value,
+                            chunk_size=chunk, unroll=_UNROLL.value)
+  family = ChannelFamily(layer)
+  renderer = render.build(model, family, cfg)
+  ids = jnp.arange(chunk, dtype=jnp.int32)
+  key = jax.random.PRNGKey(0)
+  rparams = renderer.shard(params, replicate=True)
+  t = time.perf_counter()
+  compiled = renderer.lower(rparams, key, ids, ids).compile()
+  compile_s = time.perf_counter() - t
+  args = jnp.arange(batch)
+  jax.block_until_ready(render.render(model, params, family, args, cfg, key).values)  # warm
+  t = time.perf_counter()
+  jax.block_until_ready(render.render(model, params, family, args + batch, cfg, key).values)
+  seconds = time.perf_counter() - t
+  flops = step_flops(renderer, rparams, ids, ids) * steps * (-(-batch // chunk))
+  micro = microbench(model, params, layer, batch, transformed_side(renderer, size),
+                     _MICRO_REPS.value)
+  loop = loop_rate(render.build(model, family, dataclasses.replace(cfg, chunk_size=1)),
+                   params, _LOOP_STEPS.value)
+  rate = batch * steps / seconds
+  gflops = flops / seconds / 1e9
+  return {
+      "batch": batch, "size": size, "steps": steps, "layer": layer,
+      "icons_per_sec": round(batch / seconds, 3),
+      "image_steps_per_sec": round(rate, 2),
+      "gflops_per_sec": round(gflops, 2),
+      "compile_s": round(compile_s, 1),
+      "microbench_gflops_per_sec": round(micro, 2),
+      "gflops_vs_microbench": round(gflops / micro, 3),
+      "loop_image_steps_per_sec": round(loop, 2),
+      "speedup_vs_loop": round(rate / loop, 2),
+      "unroll": _UNROLL.value, "chunk": chunk,
+      "machine": machine(),
+  }
+
+
+def main(argv):
+  del argv
+  model, params = models.load(data=_DATA.value)
+  for size in map(int, _SIZE.value):
+    for batch in map(int, _BATCH.value):
+      print(json.dumps(run(model, params, batch, size, _STEPS.value, _LAYER.value)),
+            flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)

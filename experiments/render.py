@@ -1,0 +1,216 @@
+r"""Renders feature visualizations of objectives given on the command line.
+
+  python experiments/render.py --objective=channel:mixed4a:97 \
+      --objective=channel:mixed4a:0-7 --objective=neuron:mixed4c:447 \
+      --objective=deepdream:mixed4c --objective=logit:goldfish \
+      --objective=direction:mixed4c:dirs.npy --size=128 --steps=512 --out=/tmp/vis
+
+Objective specs: ``channel:LAYER:I``, ``neuron:LAYER:I``, ``deepdream:LAYER``,
+``logit:CLASS`` (a class name, WordNet id or index), ``prob:CLASS``,
+``direction:LAYER:FILE.npy`` (``[C]`` or ``[N, C]``). ``I`` may be a range
+``A-B`` (inclusive), and ``CLASS`` a list ``a,b,c``: each renders a batch in one
+program. ``--interpolate=LAYER:A,LAYER:B --frames=K`` renders a channel
+interpolation with a shared + separate parameterization.
+
+Writes one PNG per objective (a strip for ``--diversity`` / ``--interpolate``),
+``contact_sheet.png`` and ``results.json``: a list of
+``{"objective", "file", "final_value"}`` with files relative to ``--out``.
+"""
+
+import dataclasses
+import json
+import pathlib
+import re
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from atlasjax import labels as labels_lib
+from atlasjax import models
+from atlasjax.optvis import objectives
+from atlasjax.optvis import param as param_lib
+from atlasjax.optvis import render as render_lib
+from atlasjax.optvis import transform as transform_lib
+
+_OBJECTIVE = flags.DEFINE_multi_string("objective", [], "Objective spec(s); see the module doc.")
+_SIZE = flags.DEFINE_integer("size", 128, "Image side in pixels.")
+_STEPS = flags.DEFINE_integer("steps", 512, "Optimisation steps.")
+_PARAM = flags.DEFINE_enum("param", "fft", param_lib.KINDS, "Image parameterization.")
+_DECORRELATE = flags.DEFINE_boolean("decorrelate", True, "Decorrelate colours.")
+_TRANSFORMS = flags.DEFINE_enum("transforms", "standard", transform_lib.PRESETS,
+                                "Transforms preset.")
+_LR = flags.DEFINE_float("lr", render_lib.DEFAULT_LR, "Adam learning rate.")
+_ATTEMPTS = flags.DEFINE_integer("attempts", 1, "Restarts per objective; best kept.")
+_DIVERSITY = flags.DEFINE_integer("diversity", 0, "Render K diverse images per objective.")
+_DIVERSITY_WEIGHT = flags.DEFINE_float("diversity_weight", 1e2, "Weight of the diversity term.")
+_DIVERSITY_LAYER = flags.DEFINE_string("diversity_layer", None,
+                                       "Layer for the diversity term (default: the objective's).")
+_INTERPOLATE = flags.DEFINE_string("interpolate", None, "LAYER:A,LAYER:B channel interpolation.")
+_FRAMES = flags.DEFINE_integer("frames", 6, "Frames of --interpolate.")
+_ALIGNMENT_WEIGHT = flags.DEFINE_float("alignment_weight", 1e-1, "Weight of alignment in --interpolate.")
+_SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
+_OUT = flags.DEFINE_string("out", None, "Output folder.", required=True)
+_MODEL = flags.DEFINE_string("model", models.DEFAULT_MODEL, "Model name.")
+_DATA = flags.DEFINE_string("data", None, "Data root (default: $ATLASJAX_DATA).")
+_CHUNK = flags.DEFINE_integer("chunk_size", None, "Items per compiled chunk.")
+_PROGRESS = flags.DEFINE_integer("progress_every", 0, "Report progress every K steps.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+  """One parsed ``--objective``: a family, its batched args and item names."""
+  kind: str
+  layer: str
+  args: np.ndarray
+  names: tuple[str, ...]
+
+
+def _indices(text: str) -> list[int]:
+  out = []
+  for part in text.split(","):
+    m = re.fullmatch(r"(\d+)-(\d+)", part.strip())
+    out += list(range(int(m[1]), int(m[2]) + 1)) if m else [int(part)]
+  return out
+
+
+def parse(spec: str, model, labels_fn) -> Family:
+  kind, _, rest = spec.partition(":")
+  if kind in ("channel", "neuron"):
+    layer, _, idx = rest.partition(":")
+    depth = model.layer(layer).depth
+    ids = _indices(idx)
+    bad = [i for i in ids if not 0 <= i < depth]
+    if bad:
+      raise app.UsageError(f"{spec}: channels {bad} outside 0..{depth - 1}")
+    return Family(kind, layer, np.array(ids, np.int32),
+                  tuple(f"{kind}:{layer}:{i}" for i in ids))
+  if kind == "deepdream":
+    model.layer(rest)
+    return Family(kind, rest, np.zeros((1,), np.int32), (f"deepdream:{rest}",))
+  if kind in ("logit", "prob"):
+    labels = labels_fn()
+    ids = [labels.lookup(q.strip()) for q in rest.split(",")]
+    return Family(kind, "logits", np.array(ids, np.int32),
+                  tuple(f"{kind}:{labels.short_name(i)}" for i in ids))
+  if kind == "direction":
+    layer, _, path = rest.partition(":")
+    vecs = np.load(path).astype(np.float32)
+    vecs = vecs[None] if vecs.ndim == 1 else vecs
+    if vecs.shape[-1] != model.layer(layer).depth:
+      raise app.UsageError(f"{spec}: vectors have {vecs.shape[-1]} dims, "
+                           f"{layer} has {model.layer(layer).depth} channels")
+    return Family(kind, layer, vecs,
+                  tuple(f"direction:{layer}:{path}#{i}" for i in range(len(vecs))))
+  raise app.UsageError(f"Unknown objective kind in {spec!r}; use channel, neuron, "
+                       "deepdream, logit, prob or direction")
+
+
+@dataclasses.dataclass(frozen=True)
+class MakeObjective:
+  """``arg -> Objective`` for a family (hashable, so compilation is cached)."""
+  kind: str
+  layer: str
+  diversity: float = 0.0
+  diversity_layer: str | None = None
+
+  def __call__(self, arg):
+    base = {
+        "channel": lambda: objectives.channel(self.layer, arg),
+        "neuron": lambda: objectives.neuron(self.layer, arg),
+        "deepdream": lambda: objectives.deepdream(self.layer),
+        "logit": lambda: objectives.class_logit(arg),
+        "prob": lambda: objectives.class_probability(arg),
+        "direction": lambda: objectives.direction(self.layer, arg),
+    }[self.kind]()
+    if self.diversity:
+      base = base + self.diversity * objectives.diversity(
+          self.diversity_layer or self.layer)
+    return base
+
+
+def _interpolate_objective(layer1, layer2, weight):
+  def make(arg):
+    return (objectives.channel_interpolate(layer1, arg[0], layer2, arg[1])
+            + weight * objectives.alignment(layer1))
+  return make
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+  return (np.clip(np.asarray(image, np.float32), 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def strip(images: np.ndarray) -> np.ndarray:
+  """``[K, H, W, C]`` side by side, or a single ``[H, W, C]``."""
+  return np.concatenate(list(images), axis=1) if images.ndim == 4 else images
+
+
+def contact_sheet(tiles: list[np.ndarray], columns: int = 8, gap: int = 4) -> np.ndarray:
+  h = max(t.shape[0] for t in tiles)
+  w = max(t.shape[1] for t in tiles)
+  c = tiles[0].shape[2]
+  rows = -(-len(tiles) // columns)
+  cols = min(columns, len(tiles))
+  sheet = np.ones((rows * (h + gap) + gap, cols * (w + gap) + gap, c), np.float32)
+  for i, t in enumerate(tiles):
+    r, q = divmod(i, columns)
+    y, x = gap + r * (h + gap), gap + q * (w + gap)
+    sheet[y:y + t.shape[0], x:x + t.shape[1]] = t
+  return sheet
+
+
+def main(argv):
+  del argv
+  if not _OBJECTIVE.value and not _INTERPOLATE.value:
+    raise app.UsageError("Give at least one --objective or --interpolate.")
+  model, params = models.load(_MODEL.value, _DATA.value)
+  labels_fn = lambda: labels_lib.load(_DATA.value)
+  out = pathlib.Path(_OUT.value)
+  out.mkdir(parents=True, exist_ok=True)
+  config = render_lib.RenderConfig(
+      size=_SIZE.value, steps=_STEPS.value, lr=_LR.value, attempts=_ATTEMPTS.value,
+      chunk_size=_CHUNK.value, param=_PARAM.value, decorrelate=_DECORRELATE.value,
+      transforms=_TRANSFORMS.value, images_per_item=max(1, _DIVERSITY.value),
+      progress_every=_PROGRESS.value)
+  key = jax.random.PRNGKey(_SEED.value)
+  records, tiles = [], []
+
+  def save(name, images, value):
+    file = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:120] + f"_{len(records):03d}.png"
+    Image.fromarray(to_uint8(strip(images))).save(out / file)
+    records.append({"objective": name, "file": file, "final_value": float(value)})
+    tiles.append(np.asarray(strip(images), np.float32)[..., :3])
+
+  for spec in _OBJECTIVE.value:
+    family = parse(spec, model, labels_fn)
+    make = MakeObjective(family.kind, family.layer,
+                         _DIVERSITY_WEIGHT.value if _DIVERSITY.value > 1 else 0.0,
+                         _DIVERSITY_LAYER.value)
+    result = render_lib.render(model, params, make, args=jnp.asarray(family.args),
+                               config=config, key=key)
+    for name, images, value in zip(family.names, np.asarray(result.images),
+                                   np.asarray(result.values)):
+      save(name, images, value)
+      print(f"{name}: {value:.4g}")
+
+  if _INTERPOLATE.value:
+    (l1, c1), (l2, c2) = [s.rsplit(":", 1) for s in _INTERPOLATE.value.split(",")]
+    frames = _FRAMES.value
+    cfg = dataclasses.replace(config, images_per_item=frames)
+    make = _interpolate_objective(l1, l2, _ALIGNMENT_WEIGHT.value)
+    result = render_lib.render(
+        model, params, make, args=jnp.array([[int(c1), int(c2)]]), config=cfg, key=key,
+        param=param_lib.shared_separate(config.size, frames, decorrelate=config.decorrelate))
+    save(f"interpolate:{_INTERPOLATE.value}", np.asarray(result.images[0]),
+         result.values[0])
+
+  Image.fromarray(to_uint8(contact_sheet(tiles))).save(out / "contact_sheet.png")
+  (out / "results.json").write_text(json.dumps(records, indent=1))
+  print(f"wrote {len(records)} images, contact_sheet.png and results.json to {out}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,187 @@
+"""The batched renderer on the tiny custom CNN (fast, protocol-only)."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from atlasjax.optvis import objectives as obj
+from atlasjax.optvis import param
+from atlasjax.optvis import render
+
+# Pixel parameterization and no transforms compile fastest; the default
+# (FFT + standard transforms) is exercised by the determinism test below.
+BASE = render.RenderConfig(size=24, steps=12, lr=0.05, param="pixel",
+                           transforms="none", redirect_relu_steps=0)
+KEY = jax.random.PRNGKey(3)
+VECS = jnp.asarray(np.random.default_rng(0).normal(size=(2, 16)), jnp.float32)
+S = jnp.asarray(np.eye(16) + 0.1, jnp.float32)
+
+_LAYERS = ("conv1", "conv2", "logits")
+_FAMILIES = (
+    lambda a: obj.channel("conv2", a["index"]),
+    lambda a: obj.neuron("conv1", a["index"]),
+    lambda a: obj.deepdream("conv2"),
+    lambda a: obj.direction("conv2", a["vec"]),
+    lambda a: obj.direction_neuron("conv2", a["vec"]),
+    lambda a: obj.direction_neuron_cossim("conv2", a["vec"], cossim_pow=4.0),
+    lambda a: obj.direction_neuron_cossim("conv2", a["vec"], cossim_pow=4.0, whitening=S),
+    lambda a: obj.class_logit(a["index"]),
+    lambda a: obj.class_probability(a["index"]),
+    lambda a: obj.channel("conv2", a["index"]) - 1e-4 * obj.total_variation()
+    - 1e-4 * obj.l2() - 1e-5 * obj.l1(constant=0.5) - 1e-3 * obj.blur_input_each_step(),
+)
+
+
+def _any_family(a):
+  """Item ``i`` optimises family ``a["family"]``: every family in one compile."""
+  objs = [f(a) for f in _FAMILIES]
+  return obj.Objective(
+      lambda acts: jax.lax.switch(a["family"], [lambda x, o=o: o(x) for o in objs], acts),
+      _LAYERS, "any")
+
+
+def test_gradient_ascent_raises_every_objective(toy):
+  model, params = toy
+  n = len(_FAMILIES)
+  args = {"family": jnp.arange(n), "index": jnp.arange(n) % 8,
+          "vec": jnp.asarray(np.random.default_rng(0).normal(size=(n, 16)), jnp.float32)}
+  r = render.render(model, params, _any_family, args=args, config=BASE, key=KEY)
+  start = -np.asarray(r.losses[:, 0])       # objective at the initial image
+  assert r.images.shape == (n, 24, 24, 3)
+  assert r.losses.shape == (n, BASE.steps)
+  assert np.all(np.asarray(r.values) > start), (start, r.values)
+  assert float(r.images.min()) >= 0 and float(r.images.max()) <= 1
+
+
+_CHANNEL = lambda c: obj.channel("conv2", c)
+_STD = BASE.__class__(**{**BASE.__dict__, "transforms": "standard", "size": 32,
+                          "param": "fft", "redirect_relu_steps": 4})
+
+
+def test_batch_equals_stacked_single_renders_and_is_deterministic(toy):
+  model, params = toy
+  batch = render.render(model, params, _CHANNEL, args=jnp.arange(3), config=_STD, key=KEY)
+  again = render.render(model, params, _CHANNEL, args=jnp.arange(3), config=_STD, key=KEY)
+  np.testing.assert_array_equal(batch.images, again.images)
+  singles = [render.render(model, params, _CHANNEL, args=jnp.array([i]), config=_STD,
+                           key=KEY, item_ids=[i]) for i in range(3)]
+  stacked = np.concatenate([np.asarray(s.images) for s in singles])
+  np.testing.assert_allclose(batch.images, stacked, atol=2e-3)
+  np.testing.assert_allclose(batch.values, [float(s.values[0]) for s in singles], rtol=1e-2, atol=1e-3)
+
+
+def test_no_recompile_on_new_arguments(toy):
+  model, params = toy
+  traces = []
+
+  def make(c):
+    traces.append(1)          # runs only while tracing
+    return obj.channel("conv2", c)
+
+  cfg = BASE.__class__(**{**BASE.__dict__, "steps": 3})
+  render.render(model, params, make, args=jnp.arange(4), config=cfg, key=KEY)
+  n = len(traces)
+  assert n > 0
+  params2 = jax.tree_util.tree_map(lambda x: x * 1.1, params)
+  r = render.render(model, params2, make, args=jnp.arange(4, 8), config=cfg,
+                    key=jax.random.PRNGKey(9))
+  r.values.block_until_ready()
+  assert len(traces) == n
+  assert render.build(model, make, cfg).fn._cache_size() <= 1
+
+
+def test_attempts_keep_best_and_chunking(toy):
+  model, params = toy
+  cfg = BASE.__class__(**{**BASE.__dict__, "attempts": 3})
+  r = render.render(model, params, _CHANNEL, args=jnp.arange(5), config=cfg, key=KEY)
+  assert r.attempt_values.shape == (5, 3)
+  np.testing.assert_allclose(r.values, np.max(r.attempt_values, axis=1))
+  chunked = render.render(model, params, _CHANNEL, args=jnp.arange(5), key=KEY,
+                          config=cfg.__class__(**{**cfg.__dict__, "chunk_size": 2}))
+  np.testing.assert_allclose(chunked.images, r.images, atol=2e-3)
+  np.testing.assert_allclose(chunked.attempt_values, r.attempt_values, rtol=1e-2, atol=1e-3)
+
+
+def test_joint_batch_objectives(toy):
+  model, params = toy
+  cfg = BASE.__class__(**{**BASE.__dict__, "images_per_item": 3})
+  make = lambda c: obj.channel("conv2", c) + 10.0 * obj.diversity("conv1")
+  r = render.render(model, params, make, args=jnp.arange(2), config=cfg, key=KEY)
+  assert r.images.shape == (2, 3, 24, 24, 3)
+  assert np.all(np.asarray(r.values) > -np.asarray(r.losses[:, 0]))
+  frames = 4
+  cfg = BASE.__class__(**{**BASE.__dict__, "images_per_item": frames, "size": 16})
+  interp = lambda a: (obj.channel_interpolate("conv2", a[0], "conv2", a[1])
+                      + 0.1 * obj.alignment("conv1"))
+  r = render.render(model, params, interp, args=jnp.array([[0, 5]]), config=cfg, key=KEY,
+                    param=param.shared_separate(16, frames))
+  assert r.images.shape == (1, frames, 16, 16, 3)
+
+
+def test_fixed_objective_alpha_and_progress(toy):
+  model, params = toy
+  seen = []
+  cfg = BASE.__class__(**{**BASE.__dict__, "alpha": True, "transforms": "standard",
+                          "steps": 10, "progress_every": 5, "redirect_relu_steps": 4})
+  r = render.render(model, params, lambda: obj.channel("conv2", 0) - 1e-3 * obj.l1(),
+                    config=cfg, key=KEY, progress=lambda *a: seen.append(a))
+  r.values.block_until_ready()
+  jax.effects_barrier()
+  assert r.images.shape == (1, 24, 24, 4)
+  assert [s[1] for s in seen] == [5, 10]
+
+
+def test_redirected_relu_gradient():
+  x = jnp.array([[-1.0, -2.0], [1.0, -1.0]])
+  up = jax.grad(lambda x, a: -render.redirected_relu(x, a).sum())    # loss = -out
+  # Row 0 is all negative: the ordinary gradient is zero; redirected, it pushes up.
+  np.testing.assert_allclose(up(x, True), [[-1, -1], [-1, 0]])
+  np.testing.assert_allclose(up(x, False), [[0, 0], [-1, 0]])
+  down = jax.grad(lambda x: render.redirected_relu(x, True).sum())   # loss = +out
+  np.testing.assert_allclose(down(x), [[0, 0], [1, 0]])   # never pushes negatives lower
+
+
+_SHARDING_SCRIPT = textwrap.dedent("""
+  import json, sys
+  import jax, jax.numpy as jnp, numpy as np
+  sys.path.insert(0, sys.argv[1])
+  from toy_model import TOY_MODEL, toy_params
+  from atlasjax.optvis import objectives as obj, render
+  assert len(jax.local_devices()) == 4, jax.local_devices()
+  cfg = render.RenderConfig(size=24, steps=6, param="pixel", transforms="standard",
+                            chunk_size=4)
+  make = lambda c: obj.channel("conv2", c)
+  params = toy_params()
+  sharded = render.render(TOY_MODEL, params, make, args=jnp.arange(6), config=cfg)
+  renderer = render.build(TOY_MODEL, make, cfg)
+  ids = renderer.shard(np.arange(4, dtype=np.int32))
+  out = renderer.run_chunk(renderer.shard(params, replicate=True), jax.random.PRNGKey(0),
+                           ids, renderer.shard(jnp.arange(4)))
+  single = render.render(TOY_MODEL, params, make, args=jnp.arange(6), config=cfg,
+                         devices=jax.local_devices()[:1])
+  print(json.dumps({
+      "devices": len(out[0].sharding.device_set),
+      "max_diff": float(np.abs(np.asarray(sharded.images) - np.asarray(single.images)).max()),
+      "shape": list(sharded.images.shape)}))
+""")
+
+
+def test_sharded_over_four_cpu_devices_matches_single_device():
+  repo = pathlib.Path(__file__).resolve().parents[2]
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+             PYTHONPATH=str(repo) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  out = subprocess.run([sys.executable, "-c", _SHARDING_SCRIPT, str(repo / "tests")],
+                       env=env, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  assert result["devices"] == 4
+  assert result["shape"] == [6, 24, 24, 3]
+  assert result["max_diff"] < 2e-3

@@ -1,0 +1,77 @@
+"""Transforms: static shapes under jit, determinism, exact cases."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from atlasjax.optvis import transform as tr
+
+KEY = jax.random.PRNGKey(1)
+IMG = jnp.asarray(np.random.default_rng(0).uniform(size=(20, 20, 3)), jnp.float32)
+
+
+def test_pad_and_jitter():
+  p = tr.pad(3)(KEY, IMG)
+  assert p.shape == (26, 26, 3)
+  np.testing.assert_allclose(p[0, 0], 0.5)
+  r = tr.pad(2, "reflect")(KEY, IMG)
+  np.testing.assert_allclose(r[0, 2], IMG[2, 0])
+  u = tr.pad(2, value="uniform")(KEY, IMG)
+  assert u.shape == (24, 24, 3) and 0 <= float(u[0, 0, 0]) <= 1
+  j = tr.jitter(4)
+  out = [j(jax.random.PRNGKey(i), IMG) for i in range(6)]
+  assert all(o.shape == (16, 16, 3) for o in out)
+  assert len({float(o[0, 0, 0]) for o in out}) > 1
+  with pytest.raises(ValueError):
+    tr.pad(1, "edge")
+
+
+def test_identity_resampling_and_exact_rotation():
+  np.testing.assert_allclose(tr.random_scale([1.0])(KEY, IMG), IMG, atol=1e-6)
+  np.testing.assert_allclose(tr.random_rotate([0])(KEY, IMG), IMG, atol=1e-6)
+  rot = tr.random_rotate([90])(KEY, IMG)
+  np.testing.assert_allclose(rot, np.rot90(np.asarray(IMG), k=1), atol=1e-5)
+  zoom = tr.random_scale([2.0])(KEY, IMG)
+  # Centre pixel of a 2× zoom is the average of the 4 central input pixels.
+  np.testing.assert_allclose(zoom[9:11, 9:11].mean((0, 1)), IMG[9:11, 9:11].mean((0, 1)), atol=0.05)
+
+
+def test_crop_or_pad_to():
+  assert tr.crop_or_pad_to(10)(KEY, IMG).shape == (10, 10, 3)
+  np.testing.assert_allclose(tr.crop_or_pad_to(10)(KEY, IMG), IMG[5:15, 5:15])
+  big = tr.crop_or_pad_to(25, 22)(KEY, IMG)
+  assert big.shape == (25, 22, 3)
+  np.testing.assert_allclose(big[2:22, 1:21], IMG)
+
+
+@pytest.mark.parametrize("name", tr.PRESETS)
+def test_presets_static_shapes_under_jit(name):
+  size = 64
+  t = tr.preset(name, size)
+  img = jnp.full((size, size, 3), 0.3)
+  f = jax.jit(t)
+  shapes = {f(jax.random.PRNGKey(i), img).shape for i in range(3)}
+  assert len(shapes) == 1
+  expected = {"standard": 64 + 24 - 12, "distill2017": 64, "atlas": 64 + 4 - 34,
+              "none": 64}[name]
+  assert shapes.pop() == (expected, expected, 3)
+  batch = jax.jit(jax.vmap(t))(jax.random.split(KEY, 4), jnp.stack([img] * 4))
+  assert batch.shape[0] == 4
+
+
+def test_deterministic_given_key_and_differentiable():
+  t = jax.jit(tr.compose(*tr.standard()))
+  a, b = t(KEY, IMG), t(KEY, IMG)
+  np.testing.assert_array_equal(a, b)
+  c = t(jax.random.PRNGKey(2), IMG)
+  assert not np.allclose(a, c)
+  g = jax.grad(lambda x: t(KEY, x).sum())(IMG)
+  assert float(jnp.abs(g).sum()) > 0
+
+
+def test_collapse_alpha():
+  rgba = jnp.concatenate([IMG, jnp.ones((20, 20, 1))], -1)
+  np.testing.assert_allclose(tr.collapse_alpha_random()(KEY, rgba), IMG)
+  alpha_t = tr.preset("standard", 20, alpha=True)
+  assert alpha_t(KEY, rgba).shape[-1] == 3
