@@ -48,10 +48,10 @@ METRIC = flags.DEFINE_string("metric", None, "UMAP metric (default: preset).")
 GRIDS = flags.DEFINE_list("grid_sizes", ["10", "20"],
                           "Grid sizes (the paper used 20,40,80,160).")
 MIN_DENSITY = flags.DEFINE_list(
-    "min_density", ["6", "3"], "Keep cells with more samples than this: one "
+    "min_density", ["6", "10"], "Keep cells with more samples than this: one "
     "value, or one per grid size (paper: 10 for 20×20).")
 ICON_SIZE = flags.DEFINE_integer("icon_size", 80, "Icon side in px (paper: 80).")
-STEPS = flags.DEFINE_integer("steps", 256, "Optimization steps (paper: 1024).")
+STEPS = flags.DEFINE_integer("steps", 384, "Optimization steps (paper: 1024).")
 ATTEMPTS = flags.DEFINE_integer("attempts", 1, "Attempts per icon, best kept "
                                 "(paper: 4).")
 COSSIM_POW = flags.DEFINE_float("cossim_pow", render_atlas.DEFAULT_COSSIM_POW,

@@ -18,6 +18,9 @@ _LOCAL_DATA = REPO.parent / "shared" / "data"
 
 if not os.environ.get(data_lib.ENV_VAR) and _LOCAL_DATA.is_dir():
   os.environ[data_lib.ENV_VAR] = str(_LOCAL_DATA)
+if os.environ.get(data_lib.ENV_VAR):
+  # Absolute, so that paths built from it survive a chdir or a symlink.
+  os.environ[data_lib.ENV_VAR] = os.path.abspath(os.environ[data_lib.ENV_VAR])
 
 
 @pytest.fixture(scope="session")

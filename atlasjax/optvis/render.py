@@ -90,6 +90,8 @@ class RenderConfig:
       objective is kept.
     chunk_size: items per compiled chunk; None picks one from
       :data:`AUTO_CHUNK_PIXELS`. Rounded up to a multiple of the device count.
+      An explicit value pads smaller batches up to it, so an item renders
+      bit-identically in any batch (the same compiled program runs).
     param: ``"fft"``, ``"pixel"``, ``"laplacian"`` or ``"cppn"``.
     decorrelate: Lucid's colour decorrelation.
     alpha: optimise an alpha channel too (images come back RGBA; the
@@ -210,9 +212,12 @@ def _chunk_size(config: RenderConfig, n: int, n_dev: int) -> int:
   chunk = config.chunk_size
   if chunk is None:
     per_item = config.size ** 2 * config.attempts * config.images_per_item
-    chunk = max(1, AUTO_CHUNK_PIXELS // per_item)
-  chunk = max(1, min(chunk, n))
-  return n_dev * math.ceil(chunk / n_dev)
+    chunk = max(1, min(AUTO_CHUNK_PIXELS // per_item, n))
+  # An explicit chunk_size is kept even for fewer items (the chunk is padded):
+  # every call then runs the same compiled program, so an item's image is
+  # bit-identical whatever batch it is rendered in. Programs for different
+  # batch shapes round differently, and the optimisation amplifies that.
+  return n_dev * math.ceil(max(1, chunk) / n_dev)
 
 
 def _print_progress(chunk: int, step: int, value: float) -> None:

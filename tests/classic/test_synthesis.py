@@ -54,16 +54,13 @@ def test_class_model_raises_logit_and_is_batch_independent(googlenet):
                                             config, key, objective)
   np.testing.assert_array_equal(np.asarray(reordered.images[::-1]),
                                 np.asarray(both.images))
-  # Alone (a batch of 1 is another compiled program): the same initial image
-  # and transforms (equal step-0 loss). Later steps agree only roughly: XLA's
-  # batch-1 convolutions round differently and Adam's sign-like first steps
-  # amplify that on the real network.
-  alone = synthesis.render_class_models(model, params, [WOK], config, key,
+  # Alone, with the same explicit chunk size (so the same compiled program):
+  # bit-identical to its image in the batch.
+  fixed = dataclasses.replace(config, chunk_size=2)
+  alone = synthesis.render_class_models(model, params, [WOK], fixed, key,
                                         objective)
-  np.testing.assert_allclose(np.asarray(alone.losses[0, 0]),
-                             np.asarray(both.losses[1, 0]), rtol=1e-4, atol=1e-4)
-  alone_logit = synthesis.class_logits(model, params, alone.images, [WOK])[0]
-  assert alone_logit > start[1] + 5.0, (alone_logit, start)
+  np.testing.assert_array_equal(np.asarray(alone.images[0]),
+                                np.asarray(both.images[1]))
 
 
 def test_class_model_objective_penalties():
