@@ -188,7 +188,8 @@ def scatter_plot(xy: np.ndarray, classes: np.ndarray, path: os.PathLike,
   fig = plt.figure(figsize=(size_px / 100, size_px / 100), dpi=100)
   ax = fig.add_axes([0, 0, 1, 1])
   ax.scatter(xy[:, 0], xy[:, 1], c=np.asarray(classes) % 20, cmap="tab20",
-             s=max(1.0, 4000 / max(len(xy), 1)), linewidths=0, alpha=0.8)
+             s=float(np.clip(30000 / max(len(xy), 1), 2.0, 40.0)), linewidths=0,
+             alpha=0.8)
   ax.set_xlim(0, 1)
   ax.set_ylim(0, 1)
   ax.set_axis_off()

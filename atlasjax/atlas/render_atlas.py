@@ -48,6 +48,8 @@ CLASS_NAMES = "class_names.json"
 ATLAS_JSON_VERSION = 1
 # Carter et al. (2019) render icons with cos^4 emphasis on the direction.
 DEFAULT_COSSIM_POW = 4.0
+# Icons per compiled batch when AtlasConfig.chunk_size is None.
+DEFAULT_ICON_CHUNK = 64
 # Icon side as a fraction of the cell when density scaling shrinks sparse cells.
 MIN_DENSITY_SCALE = 0.3
 
@@ -102,7 +104,10 @@ def render_icons(model: base.Model, params, layer: str, directions: np.ndarray,
   Item ``i`` uses key ``fold_in(key, i)``, so chunking does not change icons.
   """
   n = len(directions)
-  chunk = config.chunk_size or max(1, min(n, 64))
+  # Equal chunks (131 icons → 3 × 44, not 64 + 64 + 3 padded to 64): one
+  # compiled program and no rendering wasted on padding.
+  n_chunks = -(-n // (config.chunk_size or DEFAULT_ICON_CHUNK))
+  chunk = max(1, -(-n // n_chunks))
   make = make_atlas_objective(
       layer, None if whitening is None else jnp.asarray(whitening),
       config.cossim_pow)

@@ -213,6 +213,7 @@ def _chunk_size(config: RenderConfig, n: int, n_dev: int) -> int:
   if chunk is None:
     per_item = config.size ** 2 * config.attempts * config.images_per_item
     chunk = max(1, min(AUTO_CHUNK_PIXELS // per_item, n))
+    chunk = -(-n // -(-n // chunk))   # equal chunks: least padding
   # An explicit chunk_size is kept even for fewer items (the chunk is padded):
   # every call then runs the same compiled program, so an item's image is
   # bit-identical whatever batch it is rendered in. Programs for different
