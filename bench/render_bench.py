@@ -15,8 +15,6 @@ Prints one JSON line per configuration:
 
 import dataclasses
 import json
-import os
-import platform
 import time
 
 from absl import app
@@ -25,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import machine  # bench/machine.py (this script's folder is on sys.path)
 from atlasjax import models
 from atlasjax.optvis import objectives
 from atlasjax.optvis import render
@@ -45,19 +44,6 @@ def _flops(compiled) -> float:
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   return float(cost.get("flops", 0.0))
-
-
-def machine() -> dict:
-  """The machine (CPU, cores, backend, load average), noting the shared CPU."""
-  out = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-         "backend": jax.default_backend(), "jax": jax.__version__,
-         "devices": len(jax.local_devices())}
-  try:
-    out["load_avg_1m"] = round(os.getloadavg()[0], 2)
-  except OSError:
-    pass
-  out["note"] = "CPU shared with other agents"
-  return out
 
 
 class ChannelFamily:
@@ -144,7 +130,7 @@ def run(model, params, batch, size, steps, layer):
       "loop_image_steps_per_sec": round(loop, 2),
       "speedup_vs_loop": round(rate / loop, 2),
       "unroll": _UNROLL.value, "chunk": chunk,
-      "machine": machine(),
+      "machine": machine.describe(),
   }
 
 
