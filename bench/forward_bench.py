@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import platform
 import statistics
 import sys
 import time
@@ -42,6 +41,7 @@ from atlasjax import data as data_lib  # noqa: E402
 from atlasjax import images as images_lib  # noqa: E402
 from atlasjax import models  # noqa: E402
 from atlasjax.models import weights  # noqa: E402
+import machine as machine_lib  # noqa: E402  (bench/machine.py)
 
 _BATCH = flags.DEFINE_list("batch", ["1", "8", "32"], "Batch sizes.")
 _LAYERS = flags.DEFINE_list("layers", ["mixed4c", "logits"],
@@ -59,35 +59,10 @@ _DATA = flags.DEFINE_string("data", None, "Data root (default: $ATLASJAX_DATA)."
 _CHECK_TOL = 1e-4
 
 
-def cpu_model() -> str:
-  try:
-    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
-
-
-def cpu_isa() -> str:
-  try:
-    flags_ = set(pathlib.Path("/proc/cpuinfo").read_text().split())
-  except OSError:
-    return "unknown"
-  for isa in ("avx512f", "avx2", "avx", "sse4_2", "neon", "asimd"):
-    if isa in flags_:
-      return isa
-  return "unknown"
-
-
 def machine(torch=None) -> dict:
-  device = jax.devices()[0]
-  info = {"cpu": cpu_model(), "isa": cpu_isa(), "cores": os.cpu_count(),
-          "jax": jax.__version__, "backend": jax.default_backend(),
-          "device": device.device_kind, "python": platform.python_version(),
-          "loadavg_1m": round(os.getloadavg()[0], 2),
-          "threads": _THREADS.value or os.cpu_count(),
-          "xla_flags": os.environ.get("XLA_FLAGS", "")}
+  info = machine_lib.describe()
+  info.update(threads=_THREADS.value or os.cpu_count(),
+              xla_flags=os.environ.get("XLA_FLAGS", ""))
   if torch is not None:
     info["torch"] = torch.__version__
     info["torch_threads"] = torch.get_num_threads()
