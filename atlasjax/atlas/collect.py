@@ -319,6 +319,9 @@ def run(config: CollectConfig, model: base.Model, params, images: os.PathLike | 
   checkpointer = ocp.PyTreeCheckpointer()
   images_per_batch = max(1, config.batch_size // config.crops_per_image)
   start, done_images = time.perf_counter(), 0
+  # Images in shards still to compute, counted once (for the ETA).
+  pending = sum(min((j + 1) * config.shard_images, len(paths)) - j * config.shard_images
+                for j in range(n_shards) if not _is_finalized(folder / shard_name(j)))
   for k in range(n_shards):
     name = shard_name(k)
     lo, hi = k * config.shard_images, min((k + 1) * config.shard_images, len(paths))
@@ -362,11 +365,9 @@ def run(config: CollectConfig, model: base.Model, params, images: os.PathLike | 
     _atomic_write_json(manifest_path, manifest)
     done_images += hi - lo
     rate = done_images / max(time.perf_counter() - start, 1e-9)
-    remaining = sum(
-        min((j + 1) * config.shard_images, len(paths)) - j * config.shard_images
-        for j in range(k + 1, n_shards) if not _is_finalized(folder / shard_name(j)))
+    pending -= hi - lo
     log(f"collect: shard {k + 1}/{n_shards} done ({hi}/{len(paths)} images, "
-        f"{rate:.1f} img/s, ETA {remaining / max(rate, 1e-9):.0f} s)")
+        f"{rate:.1f} img/s, ETA {pending / max(rate, 1e-9):.0f} s)")
   manifest["shards"] = [by_name[n] for n in sorted(by_name)]
   samples = sum(s["samples"] for s in manifest["shards"])
   skipped = sum(s["skipped"] for s in manifest["shards"])

@@ -66,14 +66,15 @@ def build_grid(xy: np.ndarray, vectors: np.ndarray, size: int, min_density: int,
   vectors = np.asarray(vectors)
   directions, attrs, examples = [], [], []
   for cell in kept:
+    # Ascending sample indices: the stable argsort keeps input order per cell.
     members = order[starts[cell]:starts[cell + 1]]
-    v = np.asarray(vectors[np.sort(members)], np.float64)
+    v = np.asarray(vectors[members], np.float64)
     mean = v.mean(axis=0)
     directions.append(mean)
     if attributions is not None:
-      attrs.append(np.asarray(attributions[np.sort(members)], np.float64).mean(0))
+      attrs.append(np.asarray(attributions[members], np.float64).mean(0))
     cos = (v @ mean) / (np.linalg.norm(v, axis=1) * np.linalg.norm(mean) + 1e-12)
-    ranked = np.sort(members)[np.argsort(-cos, kind="stable")]
+    ranked = members[np.argsort(-cos, kind="stable")]
     if image_index is not None:
       _, first = np.unique(np.asarray(image_index)[ranked], return_index=True)
       ranked = ranked[np.sort(first)]
