@@ -1,6 +1,7 @@
 r"""Layout time and peak memory at scale: N vectors of 512 dims.
 
   python bench/layout_bench.py --n=100000,1000000 [--source=WORKDIR] [--pca_dims=0,50]
+  python bench/layout_bench.py --n=1000000 --fit_sample=100000 --source=WORKDIR
 
 Vectors are real mixed4c activations from a collection (``--source``) tiled to
 N rows with small multiplicative noise, or, without a source, synthetic
@@ -23,6 +24,8 @@ _SOURCE = flags.DEFINE_string("source", None, "Work directory with a mixed4c "
                               "collection to replicate (default: synthetic).")
 _PCA = flags.DEFINE_list("pca_dims", ["0"], "PCA dims before UMAP (0 = none).")
 _DIMS = flags.DEFINE_integer("dims", 512, "Vector dimension.")
+_FIT = flags.DEFINE_integer("fit_sample", 0, "Fit UMAP on this many vectors and "
+                            "transform the rest (0 = fit on all).")
 _CHILD = flags.DEFINE_boolean("child", False, "Internal: run one configuration.")
 _TIMEOUT = flags.DEFINE_integer("timeout", 5400, "Seconds per configuration.")
 
@@ -42,7 +45,7 @@ def make_vectors(n, dims, source, seed=0):
   return out
 
 
-def child(n, pca, source):
+def child(n, pca, source, fit_sample):
   sys.path.insert(0, ".")
   from atlasjax.atlas import layout
   import machine
@@ -52,13 +55,19 @@ def child(n, pca, source):
   t1 = time.perf_counter()
   features = layout.pca_reduce(vectors, pca) if pca else vectors
   t2 = time.perf_counter()
-  xy = layout.normalize_layout(layout.umap_layout(
-      features, layout.PRESET_MIXED4_5, seed=0))
+  if fit_sample and fit_sample < n:
+    log = lambda line: print(line, file=sys.stderr, flush=True)
+    raw = layout.umap_layout_sampled(features, layout.PRESET_MIXED4_5, seed=0,
+                                     fit_sample=fit_sample, log=log)
+  else:
+    raw = layout.umap_layout(features, layout.PRESET_MIXED4_5, seed=0)
+  xy = layout.normalize_layout(raw)
   t3 = time.perf_counter()
   peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
   print(json.dumps({
       "bench": "layout", "n": n, "dims": int(vectors.shape[1]), "pca_dims": pca,
       "source": "replicated mixed4c" if source else "synthetic",
+      "fit_sample": fit_sample or n,
       "umap": "n_neighbors=50 min_dist=0.05 cosine seed=0 (serial)",
       "whitening_s": round(t1 - t0, 2), "pca_s": round(t2 - t1, 2),
       "umap_s": round(t3 - t2, 1), "total_s": round(t3 - t0, 1),
@@ -69,12 +78,12 @@ def child(n, pca, source):
 def main(argv):
   del argv
   if _CHILD.value:
-    child(int(_N.value[0]), int(_PCA.value[0]), _SOURCE.value)
+    child(int(_N.value[0]), int(_PCA.value[0]), _SOURCE.value, _FIT.value)
     return
   for n in _N.value:
     for pca in _PCA.value:
       cmd = [sys.executable, __file__, "--child", f"--n={n}", f"--pca_dims={pca}",
-             f"--dims={_DIMS.value}"] + ([f"--source={_SOURCE.value}"]
+             f"--dims={_DIMS.value}", f"--fit_sample={_FIT.value}"] + ([f"--source={_SOURCE.value}"]
                                          if _SOURCE.value else [])
       try:
         subprocess.run(cmd, check=True, timeout=_TIMEOUT.value)

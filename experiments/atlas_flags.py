@@ -44,6 +44,9 @@ N_NEIGHBORS = flags.DEFINE_integer("n_neighbors", None, "UMAP n_neighbors "
                                    "(default: the paper's preset for the layer).")
 MIN_DIST = flags.DEFINE_float("min_dist", None, "UMAP min_dist (default: preset).")
 METRIC = flags.DEFINE_string("metric", None, "UMAP metric (default: preset).")
+FIT_SAMPLE = flags.DEFINE_integer(
+    "fit_sample", None, "Fit UMAP on a seeded subsample of this many vectors "
+    "and place the rest with its transform (for 10⁵–10⁶ vectors; default: all).")
 # Render.
 GRIDS = flags.DEFINE_list("grid_sizes", ["10", "20"],
                           "Grid sizes (the paper used 20,40,80,160).")
@@ -87,7 +90,8 @@ def collect_config() -> collect.CollectConfig:
 def layout_config(layer: str) -> layout.LayoutConfig:
   return layout.LayoutConfig(
       layer=layer, seed=SEED.value, whiten=WHITEN.value, pca_dims=PCA.value,
-      n_neighbors=N_NEIGHBORS.value, min_dist=MIN_DIST.value, metric=METRIC.value)
+      n_neighbors=N_NEIGHBORS.value, min_dist=MIN_DIST.value, metric=METRIC.value,
+      fit_sample=FIT_SAMPLE.value)
 
 
 def atlas_config(layer: str) -> render_atlas.AtlasConfig:

@@ -1,6 +1,7 @@
 r"""Stage 2: UMAP layout of collected activations (+ whitening, scatter plot).
 
   python experiments/layout.py --workdir=DIR [--layers=mixed4c] [--pca_dims=50]
+  python experiments/layout.py --workdir=DIR --fit_sample=100000   # 10⁶ vectors
 """
 
 from absl import app

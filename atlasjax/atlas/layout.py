@@ -6,6 +6,14 @@ UMAP (umap-learn) with the paper's presets per layer, seeded. The layout is
 normalised by clipping each axis at its 1st/99th percentile and rescaling to
 [0, 1].
 
+Scale: a seeded UMAP runs on one core, and its cost grows with N × n_neighbors
+× epochs, so a million vectors take hours. ``LayoutConfig.fit_sample = M``
+fits UMAP on a seeded random subsample of M vectors and places every other
+vector with the fitted model's ``transform`` (umap-learn's out-of-sample
+embedding: neighbours in the fitted set, then a short optimisation with the
+fitted points held fixed), in chunks that are saved as they finish, so an
+interrupted layout resumes where it stopped.
+
 Orientation convention (shared by the grid, the atlas PNG and the viewer):
 layout ``u`` grows to the right and ``v`` grows upwards, as in the scatter plot;
 grid cell ``(x, y)`` counts columns from the left and rows from the top, so
@@ -23,6 +31,8 @@ import hashlib
 import json
 import os
 import pathlib
+import pickle
+import shutil
 import time
 
 import numpy as np
@@ -34,6 +44,10 @@ CLIP_PERCENTILES = (1.0, 99.0)
 # Added to the diagonal (relative to its mean) so that channels which never
 # fire in the sample do not make AᵀA/N singular.
 WHITENING_RIDGE = 1e-4
+# Vectors placed per UMAP ``transform`` call on the ``fit_sample`` path: bounds
+# the memory of the out-of-sample graph and is the unit of progress and resume.
+TRANSFORM_CHUNK = 50_000
+PARTIAL_DIR = "partial"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +79,9 @@ class LayoutConfig:
   min_dist: float | None = None
   metric: str | None = None
   n_epochs: int | None = None      # None: umap-learn's default
+  # Fit UMAP on this many vectors (seeded subsample) and ``transform`` the
+  # rest; None fits on all of them.
+  fit_sample: int | None = None
 
   def umap_params(self) -> UmapPreset:
     preset = preset_for(self.layer)
@@ -101,19 +118,94 @@ def normalize_layout(xy: np.ndarray, percentiles=CLIP_PERCENTILES) -> np.ndarray
   return ((np.clip(xy, lo, hi) - lo) / span).astype(np.float32)
 
 
+def _reducer(n: int, params: UmapPreset, seed: int, n_epochs: int | None,
+             verbose: bool, n_components: int):
+  import umap  # Imported lazily: numba compilation is slow to start.
+  if n < 4:
+    raise ValueError(f"UMAP needs at least 4 vectors, got {n}.")
+  return umap.UMAP(
+      n_neighbors=min(params.n_neighbors, n - 1), min_dist=params.min_dist,
+      metric=params.metric, n_components=n_components, random_state=seed,
+      n_epochs=n_epochs, verbose=verbose, n_jobs=1)  # Seeded UMAP is serial.
+
+
 def umap_layout(vectors: np.ndarray, params: UmapPreset, seed: int,
                 n_epochs: int | None = None, verbose: bool = False,
                 n_components: int = 2) -> np.ndarray:
   """Seeded UMAP embedding ``[N, n_components]`` (1 for a 1-D ordering)."""
-  import umap  # Imported lazily: numba compilation is slow to start.
-  n = len(vectors)
-  if n < 4:
-    raise ValueError(f"UMAP needs at least 4 vectors, got {n}.")
-  reducer = umap.UMAP(
-      n_neighbors=min(params.n_neighbors, n - 1), min_dist=params.min_dist,
-      metric=params.metric, n_components=n_components, random_state=seed,
-      n_epochs=n_epochs, verbose=verbose, n_jobs=1)  # Seeded UMAP is serial.
+  reducer = _reducer(len(vectors), params, seed, n_epochs, verbose, n_components)
   return reducer.fit_transform(np.asarray(vectors, np.float32))
+
+
+def fit_sample_indices(n: int, sample: int, seed: int) -> np.ndarray:
+  """The sorted, seeded subsample of ``range(n)`` that UMAP is fitted on."""
+  if sample >= n:
+    return np.arange(n)
+  rng = np.random.default_rng([seed, n, sample])
+  return np.sort(rng.choice(n, size=sample, replace=False))
+
+
+def _save_atomic(path: pathlib.Path, array: np.ndarray) -> None:
+  tmp = path.with_name(path.name + ".tmp.npy")
+  np.save(tmp, array)
+  os.replace(tmp, path)
+
+
+def umap_layout_sampled(vectors: np.ndarray, params: UmapPreset, seed: int,
+                        fit_sample: int, n_epochs: int | None = None,
+                        state_dir: os.PathLike | str | None = None,
+                        chunk: int = TRANSFORM_CHUNK, log=print) -> np.ndarray:
+  """UMAP fitted on a seeded subsample; the other vectors via ``transform``.
+
+  Returns raw (unnormalised) coordinates ``[N, 2]`` in the input order. With
+  ``state_dir`` the fitted model and each finished chunk are kept there, so a
+  rerun after an interruption redoes only the unfinished chunks; the caller
+  removes the folder once the layout is saved.
+  """
+  n = len(vectors)
+  fit_idx = fit_sample_indices(n, fit_sample, seed)
+  rest = np.setdiff1d(np.arange(n), fit_idx, assume_unique=True)
+  state = pathlib.Path(state_dir) if state_dir is not None else None
+  if state is not None:
+    state.mkdir(parents=True, exist_ok=True)
+  model_path = state / "reducer.pkl" if state is not None else None
+  t0 = time.perf_counter()
+  if model_path is not None and model_path.exists():
+    with open(model_path, "rb") as f:
+      reducer = pickle.load(f)
+    log(f"layout: reusing the UMAP fitted on {len(fit_idx)} vectors")
+  else:
+    log(f"layout: fitting UMAP on a seeded subsample of {len(fit_idx)} of {n} "
+        "vectors")
+    reducer = _reducer(len(fit_idx), params, seed, n_epochs, False, 2)
+    reducer.fit(np.asarray(vectors[fit_idx], np.float32))
+    if model_path is not None:
+      tmp = model_path.with_name("reducer.pkl.tmp")
+      with open(tmp, "wb") as f:
+        pickle.dump(reducer, f, protocol=pickle.HIGHEST_PROTOCOL)
+      os.replace(tmp, model_path)
+    log(f"layout: fitted in {time.perf_counter() - t0:.0f} s")
+  xy = np.empty((n, 2), np.float32)
+  xy[fit_idx] = reducer.embedding_
+  starts = range(0, len(rest), chunk)
+  t1 = time.perf_counter()
+  done_now = 0
+  for i, lo in enumerate(starts):
+    idx = rest[lo:lo + chunk]
+    path = state / f"chunk_{i:05d}.npy" if state is not None else None
+    if path is not None and path.exists():
+      xy[idx] = np.load(path)
+      continue
+    part = reducer.transform(np.asarray(vectors[idx], np.float32))
+    xy[idx] = part
+    if path is not None:
+      _save_atomic(path, part.astype(np.float32))
+    done_now += len(idx)
+    rate = done_now / max(time.perf_counter() - t1, 1e-9)
+    left = len(rest) - lo - len(idx)
+    log(f"layout: placed {lo + len(idx)}/{len(rest)} out-of-sample vectors "
+        f"({rate:.0f}/s, ~{left / max(rate, 1e-9) / 60:.0f} min left)")
+  return xy
 
 
 def collection_fingerprint(collection: collect_lib.Collection) -> str:
@@ -159,7 +251,20 @@ def run(config: LayoutConfig, workdir: os.PathLike | str, log=print,
   log(f"layout: UMAP of {len(features)} vectors ({features.shape[1]} dims, "
       f"n_neighbors={params.n_neighbors}, min_dist={params.min_dist}, "
       f"metric={params.metric}, seed={config.seed})")
-  xy = normalize_layout(umap_layout(features, params, config.seed, config.n_epochs))
+  partial = out / PARTIAL_DIR
+  if config.fit_sample and config.fit_sample < len(features):
+    # Partial state of other settings is no use to these; start clean.
+    stamp = partial / "settings.json"
+    if partial.exists() and (not stamp.exists()
+                             or json.loads(stamp.read_text()) != settings):
+      shutil.rmtree(partial)
+    partial.mkdir(parents=True, exist_ok=True)
+    collect_lib._atomic_write_json(stamp, settings)
+    raw = umap_layout_sampled(features, params, config.seed, config.fit_sample,
+                              config.n_epochs, state_dir=partial, log=log)
+  else:
+    raw = umap_layout(features, params, config.seed, config.n_epochs)
+  xy = normalize_layout(raw)
   elapsed = time.perf_counter() - start
   np.save(out / "coords.npy", xy)
   top = collection.load(["top_classes"])["top_classes"][:, 0].astype(np.int32)
@@ -175,6 +280,7 @@ def run(config: LayoutConfig, workdir: os.PathLike | str, log=print,
           "whitening": "whitening.npy" if whitening is not None else None,
           "umap": dataclasses.asdict(params)}
   collect_lib._atomic_write_json(info_path, info)
+  shutil.rmtree(partial, ignore_errors=True)
   log(f"layout: {len(xy)} points in {elapsed:.1f} s → {out}")
   return info
 

@@ -125,3 +125,16 @@ def test_shards_from_another_model_are_refused(built, toy):
   model, params = toy
   with pytest.raises(collect.CollectError, match="bvlc_googlenet"):
     render_atlas.run(CONFIG.atlas, model, params, workdir)
+
+
+def test_layout_fit_sample_path_on_a_real_collection(built):
+  workdir = built[0]
+  config = layout.LayoutConfig(layer="mixed4c", fit_sample=30)
+  info = layout.run(config, workdir, log=lambda _: None, out_name="layout_sampled")
+  out = workdir / "layout_sampled"
+  xy = np.load(out / "coords.npy")
+  n = len(collect.Collection.open(workdir).vectors_memmap("mixed4c"))
+  assert info["n"] == n and xy.shape == (n, 2)
+  assert xy.min() >= 0.0 and xy.max() <= 1.0
+  assert info["settings"]["config"]["fit_sample"] == 30
+  assert not (out / layout.PARTIAL_DIR).exists()   # Cleaned once saved.

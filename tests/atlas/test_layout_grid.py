@@ -104,3 +104,50 @@ def test_empty_grid_is_a_clear_error():
   xy = np.random.default_rng(6).random((30, 2))
   with pytest.raises(grid_lib.EmptyGridError, match="Lower --min_density"):
     grid_lib.build_grid(xy, np.ones((30, 3)), size=20, min_density=10)
+
+
+def test_fit_sample_indices_are_a_seeded_sorted_subset():
+  a = layout.fit_sample_indices(1000, 100, seed=5)
+  assert len(a) == 100 and len(np.unique(a)) == 100
+  assert (np.diff(a) > 0).all() and a[0] >= 0 and a[-1] < 1000
+  np.testing.assert_array_equal(a, layout.fit_sample_indices(1000, 100, seed=5))
+  assert not np.array_equal(a, layout.fit_sample_indices(1000, 100, seed=6))
+  np.testing.assert_array_equal(layout.fit_sample_indices(50, 100, 0), np.arange(50))
+
+
+def _clusters(n_per=150, k=3, dims=16, seed=7):
+  rng = np.random.default_rng(seed)
+  centres = rng.random((k, dims)) * 10
+  labels = np.repeat(np.arange(k), n_per)
+  vectors = centres[labels] + rng.normal(scale=0.3, size=(len(labels), dims))
+  order = rng.permutation(len(labels))
+  return vectors[order].astype(np.float32), labels[order]
+
+
+def test_sampled_layout_places_held_out_vectors_with_their_cluster(tmp_path):
+  vectors, labels = _clusters()
+  p = layout.UmapPreset(15, 0.1, "euclidean")
+  logs = []
+  xy = layout.umap_layout_sampled(vectors, p, seed=1, fit_sample=150,
+                                  n_epochs=100, state_dir=tmp_path, chunk=100,
+                                  log=logs.append)
+  assert xy.shape == (450, 2) and np.isfinite(xy).all()
+  fit = layout.fit_sample_indices(450, 150, seed=1)
+  held = np.setdiff1d(np.arange(450), fit)
+  # Each held-out vector's nearest fitted point (in the layout) is from its
+  # own cluster: transform put it in the right island.
+  d = ((xy[held, None, :] - xy[None, fit, :]) ** 2).sum(-1)
+  nearest = fit[np.argmin(d, axis=1)]
+  assert np.mean(labels[nearest] == labels[held]) > 0.97
+  assert sum("placed" in line for line in logs) == 3   # 300 held out / 100
+
+  # Resume: the fitted model and finished chunks are reused; only the
+  # missing chunk is recomputed, and the result is identical.
+  (tmp_path / "chunk_00001.npy").unlink()
+  logs2 = []
+  again = layout.umap_layout_sampled(vectors, p, seed=1, fit_sample=150,
+                                     n_epochs=100, state_dir=tmp_path,
+                                     chunk=100, log=logs2.append)
+  assert any("reusing the UMAP" in line for line in logs2)
+  assert sum("placed" in line for line in logs2) == 1
+  np.testing.assert_array_equal(xy, again)
