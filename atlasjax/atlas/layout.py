@@ -187,11 +187,14 @@ def umap_layout_sampled(vectors: np.ndarray, params: UmapPreset, seed: int,
     log(f"layout: fitted in {time.perf_counter() - t0:.0f} s")
   xy = np.empty((n, 2), np.float32)
   xy[fit_idx] = reducer.embedding_
-  starts = range(0, len(rest), chunk)
+  # Equal chunks: umap-learn's transform optimises a batch of ≤ 10⁴ vectors
+  # for 100 epochs and a larger one for 30, so a short last chunk would be
+  # placed differently from the rest.
+  parts = np.array_split(rest, max(1, -(-len(rest) // chunk)))
   t1 = time.perf_counter()
-  done_now = 0
-  for i, lo in enumerate(starts):
-    idx = rest[lo:lo + chunk]
+  done_now = placed = 0
+  for i, idx in enumerate(parts):
+    placed += len(idx)
     path = state / f"chunk_{i:05d}.npy" if state is not None else None
     if path is not None and path.exists():
       xy[idx] = np.load(path)
@@ -202,8 +205,8 @@ def umap_layout_sampled(vectors: np.ndarray, params: UmapPreset, seed: int,
       _save_atomic(path, part.astype(np.float32))
     done_now += len(idx)
     rate = done_now / max(time.perf_counter() - t1, 1e-9)
-    left = len(rest) - lo - len(idx)
-    log(f"layout: placed {lo + len(idx)}/{len(rest)} out-of-sample vectors "
+    left = len(rest) - placed
+    log(f"layout: placed {placed}/{len(rest)} out-of-sample vectors "
         f"({rate:.0f}/s, ~{left / max(rate, 1e-9) / 60:.0f} min left)")
   return xy
 
