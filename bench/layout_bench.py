@@ -3,9 +3,13 @@ r"""Layout time and peak memory at scale: N vectors of 512 dims.
   python bench/layout_bench.py --n=100000,1000000 [--source=WORKDIR] [--pca_dims=0,50]
   python bench/layout_bench.py --n=1000000 --fit_sample=100000 --source=WORKDIR
 
-Vectors are real mixed4c activations from a collection (``--source``) tiled to
-N rows with small multiplicative noise, or, without a source, synthetic
-non-negative sparse vectors. Each configuration runs in its own subprocess so
+Vectors come from a collection's real mixed4c activations (``--source``):
+``--mode=interpolate`` (default) makes each row a random convex blend of a real
+vector and one of its 10 nearest real neighbours (cosine), times ±5 % noise,
+so the rows fill the real vectors' neighbourhood graph the way a larger sample
+would; ``--mode=replicate`` tiles the real vectors with ±10 % noise (at 10⁶ rows
+that is ~300 near-copies of each, i.e. isolated cliques: an easy, unrealistic
+neighbour graph). Without a source: synthetic non-negative sparse vectors. Each configuration runs in its own subprocess so
 ``ru_maxrss`` is that run's peak memory. Prints one JSON line per run.
 """
 
@@ -24,20 +28,37 @@ _SOURCE = flags.DEFINE_string("source", None, "Work directory with a mixed4c "
                               "collection to replicate (default: synthetic).")
 _PCA = flags.DEFINE_list("pca_dims", ["0"], "PCA dims before UMAP (0 = none).")
 _DIMS = flags.DEFINE_integer("dims", 512, "Vector dimension.")
+_MODE = flags.DEFINE_enum("mode", "interpolate", ["interpolate", "replicate"],
+                          "How a source's real vectors are grown to N rows.")
+INTERPOLATE_NEIGHBOURS = 10
 _FIT = flags.DEFINE_integer("fit_sample", 0, "Fit UMAP on this many vectors and "
                             "transform the rest (0 = fit on all).")
 _CHILD = flags.DEFINE_boolean("child", False, "Internal: run one configuration.")
 _TIMEOUT = flags.DEFINE_integer("timeout", 5400, "Seconds per configuration.")
 
 
-def make_vectors(n, dims, source, seed=0):
+def make_vectors(n, dims, source, seed=0, mode="replicate"):
   rng = np.random.default_rng(seed)
   if source:
     from atlasjax.atlas import collect
-    base = np.asarray(collect.Collection.open(source).vectors_memmap("mixed4c"))
+    base = np.asarray(collect.Collection.open(source).vectors_memmap("mixed4c"),
+                      np.float32)
   else:
     base = np.maximum(rng.normal(size=(4096, dims)), 0).astype(np.float32)
   out = np.empty((n, base.shape[1]), np.float32)
+  if mode == "interpolate":
+    unit = base / np.maximum(np.linalg.norm(base, axis=1, keepdims=True), 1e-12)
+    sim = unit @ unit.T
+    np.fill_diagonal(sim, -np.inf)
+    neighbours = np.argsort(-sim, axis=1)[:, :INTERPOLATE_NEIGHBOURS]
+    for lo in range(0, n, 65536):
+      hi = min(n, lo + 65536)
+      a = rng.integers(0, len(base), hi - lo)
+      b = neighbours[a, rng.integers(0, INTERPOLATE_NEIGHBOURS, hi - lo)]
+      t = rng.uniform(0, 1, (hi - lo, 1)).astype(np.float32)
+      noise = rng.uniform(0.95, 1.05, (hi - lo, base.shape[1])).astype(np.float32)
+      out[lo:hi] = ((1 - t) * base[a] + t * base[b]) * noise
+    return out
   for lo in range(0, n, len(base)):
     hi = min(n, lo + len(base))
     noise = rng.uniform(0.9, 1.1, size=(hi - lo, base.shape[1])).astype(np.float32)
@@ -49,7 +70,7 @@ def child(n, pca, source, fit_sample):
   sys.path.insert(0, ".")
   from atlasjax.atlas import layout
   import machine
-  vectors = make_vectors(n, _DIMS.value, source)
+  vectors = make_vectors(n, _DIMS.value, source, mode=_MODE.value)
   t0 = time.perf_counter()
   layout.whitening_matrix(vectors)
   t1 = time.perf_counter()
@@ -66,7 +87,7 @@ def child(n, pca, source, fit_sample):
   peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
   print(json.dumps({
       "bench": "layout", "n": n, "dims": int(vectors.shape[1]), "pca_dims": pca,
-      "source": "replicated mixed4c" if source else "synthetic",
+      "source": f"{_MODE.value}d mixed4c" if source else "synthetic",
       "fit_sample": fit_sample or n,
       "umap": "n_neighbors=50 min_dist=0.05 cosine seed=0 (serial)",
       "whitening_s": round(t1 - t0, 2), "pca_s": round(t2 - t1, 2),
@@ -83,7 +104,7 @@ def main(argv):
   for n in _N.value:
     for pca in _PCA.value:
       cmd = [sys.executable, __file__, "--child", f"--n={n}", f"--pca_dims={pca}",
-             f"--dims={_DIMS.value}", f"--fit_sample={_FIT.value}"] + ([f"--source={_SOURCE.value}"]
+             f"--dims={_DIMS.value}", f"--fit_sample={_FIT.value}", f"--mode={_MODE.value}"] + ([f"--source={_SOURCE.value}"]
                                          if _SOURCE.value else [])
       try:
         subprocess.run(cmd, check=True, timeout=_TIMEOUT.value)

@@ -190,7 +190,7 @@ def umap_layout_sampled(vectors: np.ndarray, params: UmapPreset, seed: int,
   # Equal chunks: umap-learn's transform optimises a batch of ≤ 10⁴ vectors
   # for 100 epochs and a larger one for 30, so a short last chunk would be
   # placed differently from the rest.
-  parts = np.array_split(rest, max(1, -(-len(rest) // chunk)))
+  parts = np.array_split(rest, -(-len(rest) // chunk)) if len(rest) else []
   t1 = time.perf_counter()
   done_now = placed = 0
   for i, idx in enumerate(parts):
