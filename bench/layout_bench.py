@@ -23,6 +23,8 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from vectors import make_vectors
+
 _N = flags.DEFINE_list("n", ["100000", "1000000"], "Numbers of vectors.")
 _SOURCE = flags.DEFINE_string("source", None, "Work directory with a mixed4c "
                               "collection to replicate (default: synthetic).")
@@ -30,40 +32,10 @@ _PCA = flags.DEFINE_list("pca_dims", ["0"], "PCA dims before UMAP (0 = none).")
 _DIMS = flags.DEFINE_integer("dims", 512, "Vector dimension.")
 _MODE = flags.DEFINE_enum("mode", "interpolate", ["interpolate", "replicate"],
                           "How a source's real vectors are grown to N rows.")
-INTERPOLATE_NEIGHBOURS = 10
 _FIT = flags.DEFINE_integer("fit_sample", 0, "Fit UMAP on this many vectors and "
                             "transform the rest (0 = fit on all).")
 _CHILD = flags.DEFINE_boolean("child", False, "Internal: run one configuration.")
 _TIMEOUT = flags.DEFINE_integer("timeout", 5400, "Seconds per configuration.")
-
-
-def make_vectors(n, dims, source, seed=0, mode="replicate"):
-  rng = np.random.default_rng(seed)
-  if source:
-    from atlasjax.atlas import collect
-    base = np.asarray(collect.Collection.open(source).vectors_memmap("mixed4c"),
-                      np.float32)
-  else:
-    base = np.maximum(rng.normal(size=(4096, dims)), 0).astype(np.float32)
-  out = np.empty((n, base.shape[1]), np.float32)
-  if mode == "interpolate":
-    unit = base / np.maximum(np.linalg.norm(base, axis=1, keepdims=True), 1e-12)
-    sim = unit @ unit.T
-    np.fill_diagonal(sim, -np.inf)
-    neighbours = np.argsort(-sim, axis=1)[:, :INTERPOLATE_NEIGHBOURS]
-    for lo in range(0, n, 65536):
-      hi = min(n, lo + 65536)
-      a = rng.integers(0, len(base), hi - lo)
-      b = neighbours[a, rng.integers(0, INTERPOLATE_NEIGHBOURS, hi - lo)]
-      t = rng.uniform(0, 1, (hi - lo, 1)).astype(np.float32)
-      noise = rng.uniform(0.95, 1.05, (hi - lo, base.shape[1])).astype(np.float32)
-      out[lo:hi] = ((1 - t) * base[a] + t * base[b]) * noise
-    return out
-  for lo in range(0, n, len(base)):
-    hi = min(n, lo + len(base))
-    noise = rng.uniform(0.9, 1.1, size=(hi - lo, base.shape[1])).astype(np.float32)
-    out[lo:hi] = base[: hi - lo] * noise
-  return out
 
 
 def child(n, pca, source, fit_sample):
