@@ -6,13 +6,15 @@ UMAP (umap-learn) with the paper's presets per layer, seeded. The layout is
 normalised by clipping each axis at its 1st/99th percentile and rescaling to
 [0, 1].
 
-Scale: a seeded UMAP runs on one core, and its cost grows with N × n_neighbors
-× epochs, so a million vectors take hours. ``LayoutConfig.fit_sample = M``
-fits UMAP on a seeded random subsample of M vectors and places every other
-vector with the fitted model's ``transform`` (umap-learn's out-of-sample
-embedding: neighbours in the fitted set, then a short optimisation with the
-fitted points held fixed), in chunks that are saved as they finish, so an
-interrupted layout resumes where it stopped.
+Scale: a seeded UMAP's optimisation runs on one core and grows faster than
+N (``bench/RESULTS.md``, two cores: 2 min for 10⁵ × 512; 38 min and 17.7 GB
+for 10⁶). ``LayoutConfig.fit_sample = M`` fits UMAP on a seeded random subsample
+of M vectors and places every other vector with the fitted model's
+``transform`` (umap-learn's out-of-sample embedding: neighbours in the fitted
+set, then a short optimisation with the fitted points held fixed), in chunks
+that are saved as they finish, so an interrupted layout resumes where it
+stopped. It keeps coarse neighbourhoods (what atlas cells average) but not
+fine ones; the trade is measured by ``bench/layout_quality.py``.
 
 Orientation convention (shared by the grid, the atlas PNG and the viewer):
 layout ``u`` grows to the right and ``v`` grows upwards, as in the scatter plot;
