@@ -12,14 +12,11 @@ GFLOP/s (XLA cost analysis) and the implied image-steps/s.
 
 import json
 import os
-import time
 
 from absl import app
 from absl import flags
-import jax
-import jax.numpy as jnp
-
-import machine  # bench/machine.py (this script's folder is on sys.path)
+import grad_timing  # bench/ (this script's folder is on sys.path)
+import machine
 from atlasjax import models
 
 _LAYER = flags.DEFINE_string("layer", "mixed4a", "Deepest layer.")
@@ -32,25 +29,15 @@ def main(argv):
   del argv
   model, params = models.load()
   layer = _LAYER.value
-  f = jax.jit(jax.grad(
-      lambda x: model.apply(params, x, layers=(layer,))[layer][..., 0].mean()))
   for b in (int(v) for v in _BATCH.value):
-    x = jnp.full((b, _SIDE.value, _SIDE.value, 3), 0.5, jnp.float32)
-    t = time.perf_counter()
-    compiled = f.lower(x).compile()
-    compile_s = time.perf_counter() - t
-    cost = compiled.cost_analysis()
-    flops = float((cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"])
-    compiled(x).block_until_ready()
-    t = time.perf_counter()
-    for _ in range(_REPS.value):
-      compiled(x).block_until_ready()
-    per_call = (time.perf_counter() - t) / _REPS.value
+    timing = grad_timing.time_grad(model, params, layer, b, _SIDE.value,
+                                   _REPS.value)
+    per_call = timing.seconds_per_call
     print(json.dumps({
         "bench": "grad_microbench", "layer": layer, "side": _SIDE.value,
-        "batch": b, "compile_s": round(compile_s, 1),
+        "batch": b, "compile_s": round(timing.compile_s, 1),
         "seconds_per_call": round(per_call, 4),
-        "gflops_per_sec": round(flops / per_call / 1e9, 1),
+        "gflops_per_sec": round(timing.gflops_per_sec, 1),
         "image_steps_per_sec": round(b / per_call, 1),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "machine": machine.describe()}), flush=True)

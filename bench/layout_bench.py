@@ -9,8 +9,9 @@ vector and one of its 10 nearest real neighbours (cosine), times ±5 % noise,
 so the rows fill the real vectors' neighbourhood graph the way a larger sample
 would; ``--mode=replicate`` tiles the real vectors with ±10 % noise (at 10⁶ rows
 that is ~300 near-copies of each, i.e. isolated cliques: an easy, unrealistic
-neighbour graph). Without a source: synthetic non-negative sparse vectors. Each configuration runs in its own subprocess so
-``ru_maxrss`` is that run's peak memory. Prints one JSON line per run.
+neighbour graph). Without a source: synthetic non-negative sparse vectors.
+Each configuration runs in its own subprocess so ``ru_maxrss`` is that run's
+peak memory. Prints one JSON line per run.
 """
 
 import json
@@ -27,7 +28,7 @@ from vectors import make_vectors
 
 _N = flags.DEFINE_list("n", ["100000", "1000000"], "Numbers of vectors.")
 _SOURCE = flags.DEFINE_string("source", None, "Work directory with a mixed4c "
-                              "collection to replicate (default: synthetic).")
+                              "collection to grow (default: synthetic).")
 _PCA = flags.DEFINE_list("pca_dims", ["0"], "PCA dims before UMAP (0 = none).")
 _DIMS = flags.DEFINE_integer("dims", 512, "Vector dimension.")
 _MODE = flags.DEFINE_enum("mode", "interpolate", ["interpolate", "replicate"],
@@ -76,8 +77,10 @@ def main(argv):
   for n in _N.value:
     for pca in _PCA.value:
       cmd = [sys.executable, __file__, "--child", f"--n={n}", f"--pca_dims={pca}",
-             f"--dims={_DIMS.value}", f"--fit_sample={_FIT.value}", f"--mode={_MODE.value}"] + ([f"--source={_SOURCE.value}"]
-                                         if _SOURCE.value else [])
+             f"--dims={_DIMS.value}", f"--fit_sample={_FIT.value}",
+             f"--mode={_MODE.value}"]
+      if _SOURCE.value:
+        cmd.append(f"--source={_SOURCE.value}")
       try:
         subprocess.run(cmd, check=True, timeout=_TIMEOUT.value)
       except subprocess.TimeoutExpired:

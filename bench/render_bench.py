@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import machine  # bench/machine.py (this script's folder is on sys.path)
+import grad_timing  # bench/ (this script's folder is on sys.path)
+import machine
 from atlasjax import models
 from atlasjax.optvis import objectives
 from atlasjax.optvis import render
@@ -38,12 +39,6 @@ _LOOP_STEPS = flags.DEFINE_integer("loop_steps", 16, "Steps timed for the one-at
 _CHUNK = flags.DEFINE_integer("chunk", 0, "Items per compiled chunk (0 = the whole batch).")
 _MICRO_REPS = flags.DEFINE_integer("micro_reps", 3, "Repetitions of the microbenchmark.")
 _DATA = flags.DEFINE_string("data", None, "Data root (default: $ATLASJAX_DATA).")
-
-
-def _flops(compiled) -> float:
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float(cost.get("flops", 0.0))
 
 
 class ChannelFamily:
@@ -61,19 +56,7 @@ def step_flops(renderer, params, ids, args) -> float:
   key = jax.random.PRNGKey(0)
   state = jax.eval_shape(renderer.init, key, ids, args)
   step = jax.jit(lambda raw, opt, a, k, p: renderer.step(raw, opt, a, k, jnp.int32(0), p))
-  return _flops(step.lower(*state, params).compile())
-
-
-def microbench(model, params, layer, batch, side, reps):
-  """GFLOP/s of a bare jitted gradient of the channel objective."""
-  x = jnp.full((batch, side, side, 3), 0.5, jnp.float32)
-  f = jax.jit(jax.grad(lambda x: model.apply(params, x, layers=(layer,))[layer][..., 0].mean()))
-  compiled = f.lower(x).compile()
-  compiled(x).block_until_ready()
-  t = time.perf_counter()
-  for _ in range(reps):
-    compiled(x).block_until_ready()
-  return _flops(compiled) * reps / (time.perf_counter() - t) / 1e9
+  return grad_timing.flops(step.lower(*state, params).compile())
 
 
 def loop_rate(renderer, params, steps) -> float:
@@ -113,8 +96,9 @@ def run(model, params, batch, size, steps, layer):
   jax.block_until_ready(render.render(model, params, family, args + batch, cfg, key).values)
   seconds = time.perf_counter() - t
   flops = step_flops(renderer, rparams, ids, ids) * steps * (-(-batch // chunk))
-  micro = microbench(model, params, layer, batch, transformed_side(renderer, size),
-                     _MICRO_REPS.value)
+  micro = grad_timing.time_grad(model, params, layer, batch,
+                                transformed_side(renderer, size),
+                                _MICRO_REPS.value).gflops_per_sec
   loop = loop_rate(render.build(model, family, dataclasses.replace(cfg, chunk_size=1)),
                    params, _LOOP_STEPS.value)
   rate = batch * steps / seconds

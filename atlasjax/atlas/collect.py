@@ -182,6 +182,12 @@ def _atomic_write_json(path: pathlib.Path, value) -> None:
   os.replace(tmp, path)
 
 
+def _atomic_save_npy(path: pathlib.Path, array: np.ndarray) -> None:
+  tmp = path.with_name(path.stem + ".tmp.npy")   # np.save appends no suffix then.
+  np.save(tmp, array)
+  os.replace(tmp, path)
+
+
 def shard_name(index: int) -> str:
   return f"{SHARD_PREFIX}{index:05d}"
 

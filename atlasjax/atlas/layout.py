@@ -147,12 +147,6 @@ def fit_sample_indices(n: int, sample: int, seed: int) -> np.ndarray:
   return np.sort(rng.choice(n, size=sample, replace=False))
 
 
-def _save_atomic(path: pathlib.Path, array: np.ndarray) -> None:
-  tmp = path.with_name(path.name + ".tmp.npy")
-  np.save(tmp, array)
-  os.replace(tmp, path)
-
-
 def umap_layout_sampled(vectors: np.ndarray, params: UmapPreset, seed: int,
                         fit_sample: int, n_epochs: int | None = None,
                         state_dir: os.PathLike | str | None = None,
@@ -204,7 +198,7 @@ def umap_layout_sampled(vectors: np.ndarray, params: UmapPreset, seed: int,
     part = reducer.transform(np.asarray(vectors[idx], np.float32))
     xy[idx] = part
     if path is not None:
-      _save_atomic(path, part.astype(np.float32))
+      collect_lib._atomic_save_npy(path, part.astype(np.float32))
     done_now += len(idx)
     rate = done_now / max(time.perf_counter() - t1, 1e-9)
     left = len(rest) - placed

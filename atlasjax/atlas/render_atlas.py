@@ -127,9 +127,7 @@ def render_icons(model: base.Model, params, layer: str, directions: np.ndarray,
     icons = np.asarray(
         np.clip(np.asarray(result.images) * 255.0 + 0.5, 0, 255), np.uint8)
     if path is not None:
-      tmp = path.with_name(path.stem + ".tmp.npy")
-      np.save(tmp, icons)
-      os.replace(tmp, path)
+      collect_lib._atomic_save_npy(path, icons)
     out.append(icons)
     rate = hi / max(time.perf_counter() - start, 1e-9)
     log(f"icons: {hi}/{n} rendered ({rate:.2f} icons/s)")
