@@ -48,6 +48,8 @@ CLASS_NAMES = "class_names.json"
 ATLAS_JSON_VERSION = 1
 # Carter et al. (2019) render icons with cos^4 emphasis on the direction.
 DEFAULT_COSSIM_POW = 4.0
+# The icon objective's form (see objectives.direction_neuron_cossim).
+DEFAULT_OBJECTIVE_FORM = "cosine"
 # Icons per compiled batch when AtlasConfig.chunk_size is None.
 DEFAULT_ICON_CHUNK = 64
 # Icon side as a fraction of the cell when density scaling shrinks sparse cells.
@@ -65,6 +67,10 @@ class AtlasConfig:
   attempts: int = 4
   lr: float = render_lib.DEFAULT_LR
   cossim_pow: float = DEFAULT_COSSIM_POW
+  # ``direction_neuron_cossim`` form: "cosine" (a true cosine, invariant to
+  # the scale of the direction and the whitening) or "lucid_notebook" (the
+  # published notebook's, for reproductions).
+  objective: str = DEFAULT_OBJECTIVE_FORM
   whiten: bool = True
   transforms: str = "atlas"
   seed: int = 0
@@ -87,11 +93,12 @@ class AtlasConfig:
         transforms=self.transforms)
 
 
-def make_atlas_objective(layer: str, whitening, cossim_pow: float):
+def make_atlas_objective(layer: str, whitening, cossim_pow: float,
+                         form: str = DEFAULT_OBJECTIVE_FORM):
   """``direction -> Objective``: the paper's icon objective for one cell."""
   def make(direction):
     return objectives.direction_neuron_cossim(
-        layer, direction, cossim_pow=cossim_pow, whitening=whitening)
+        layer, direction, cossim_pow=cossim_pow, whitening=whitening, form=form)
   return make
 
 
@@ -110,7 +117,7 @@ def render_icons(model: base.Model, params, layer: str, directions: np.ndarray,
   chunk = max(1, -(-n // n_chunks))
   make = make_atlas_objective(
       layer, None if whitening is None else jnp.asarray(whitening),
-      config.cossim_pow)
+      config.cossim_pow, config.objective)
   # The renderer pads a short final chunk to ``chunk``: one compilation.
   render_config = dataclasses.replace(config.render_config(), chunk_size=chunk)
   out = []

@@ -259,21 +259,40 @@ def direction_neuron(layer: str, vec, position=None,
   return Objective(fn, _layers(layer), f"direction_neuron:{layer}")
 
 
+# Names of the forms of :func:`direction_neuron_cossim`.
+COSSIM_FORMS = ("cosine", "lucid", "lucid_notebook")
+# Former name of "lucid_notebook", still accepted.
+_FORM_ALIASES = {"atlas": "lucid_notebook"}
+# Below this norm a (whitened) direction counts as zero when normalised.
+DIRECTION_NORM_TINY = 1e-12
+
+
 def direction_neuron_cossim(layer: str, vec, position=None,
                             cossim_pow: float = 1.0, whitening=None,
                             form: str | None = None) -> Objective:
   """The activation-atlas objective: a direction at the centre neuron,
-  weighted by cosine similarity. Two published forms:
+  weighted by cosine similarity. Three forms:
 
+  * ``form="cosine"`` (default when ``whitening`` is given; the atlas
+    objective): with ``w = v @ S`` and ``ŵ = w / |w|``,
+    ``(a·ŵ) · max(0.1, cos(a, w)) ** p`` where ``cos = a·ŵ / (ε + |a|)`` is a
+    true cosine in [-1, 1]. Its value is the activation's length along the
+    direction times the floored cosine to the power, so it does not change
+    when ``v`` or ``S`` is scaled, nor with the channel count, and the 0.1
+    floor and the power ``p`` mean the same on every layer and model.
   * ``form="lucid"`` (default when ``whitening`` is None): Lucid's
     ``_dot_cossim``, ``mean(v·a · max(0.1, cos(a, v)) ** p)`` with
     ``cos = v·a / (ε + |a|) / (ε + |v|)``, ε = 1e-4.
-  * ``form="atlas"`` (default when ``whitening`` is given): the activation
-    atlas notebook's ``direction_neuron_cossim_S``: ``w = v @ S``,
-    ``d = mean_c(a_c · w_c)`` (a *mean* over channels), ``cos = d / (ε + |a|)``
-    — no division by ``|w|`` — and the value ``d · max(0.1, cos) ** p``.
-    ``S`` is a whitening matrix ``[C, C]`` (e.g. the inverse activation
-    covariance); ``None`` means the identity.
+  * ``form="lucid_notebook"`` (formerly ``"atlas"``): the activation atlas
+    notebook's ``direction_neuron_cossim_S`` as published, for reproductions:
+    ``w = v @ S``, ``d = mean_c(a_c · w_c)`` (a *mean* over channels),
+    ``"cos" = d / (ε + |a|)`` — no division by ``|w|`` — and the value
+    ``d · max(0.1, "cos") ** p``. Its "cosine" is ``cos · |w| / C``, so the
+    floor and the power act differently with every layer width, whitening
+    and ridge.
+
+  ``S`` is a whitening matrix ``[C, C]`` (e.g. the inverse activation
+  covariance); ``None`` means the identity.
 
   Args:
     layer: layer name.
@@ -281,13 +300,15 @@ def direction_neuron_cossim(layer: str, vec, position=None,
     position: ``(row, col)`` or None for the centre.
     cossim_pow: the power ``p``.
     whitening: optional ``[C, C]`` matrix, closed over (same for every item).
-    form: ``"lucid"`` or ``"atlas"``; see above.
+    form: one of :data:`COSSIM_FORMS`; see above.
   """
-  form = form or ("lucid" if whitening is None else "atlas")
-  if form not in ("lucid", "atlas"):
-    raise ValueError(f"form must be 'lucid' or 'atlas', got {form!r}")
+  form = form or ("lucid" if whitening is None else "cosine")
+  form = _FORM_ALIASES.get(form, form)
+  if form not in COSSIM_FORMS:
+    raise ValueError(f"form must be one of {', '.join(COSSIM_FORMS)}; got {form!r}")
   if form == "lucid" and whitening is not None:
-    raise ValueError("whitening is only part of the atlas form")
+    raise ValueError("whitening is not part of Lucid's _dot_cossim; use "
+                     "form='cosine' (or 'lucid_notebook') with a whitening matrix")
 
   def fn(acts):
     a = acts[layer]
@@ -297,10 +318,15 @@ def direction_neuron_cossim(layer: str, vec, position=None,
     if form == "lucid":
       return _dot_cossim(a, v, cossim_pow)
     w = v if whitening is None else v @ jnp.asarray(whitening)
-    dot = jnp.mean(a * w, axis=-1)
     mag = jnp.sqrt(jnp.sum(a * a, axis=-1))
-    cossim = jnp.maximum(COSSIM_FLOOR, dot / (COSSIM_EPS + mag))
-    return jnp.mean(dot * cossim ** cossim_pow)
+    if form == "lucid_notebook":
+      dot = jnp.mean(a * w, axis=-1)
+      cossim = jnp.maximum(COSSIM_FLOOR, dot / (COSSIM_EPS + mag))
+      return jnp.mean(dot * cossim ** cossim_pow)
+    unit = w / jnp.maximum(jnp.sqrt(jnp.sum(w * w)), DIRECTION_NORM_TINY)
+    along = jnp.sum(a * unit, axis=-1)
+    cossim = jnp.maximum(COSSIM_FLOOR, along / (COSSIM_EPS + mag))
+    return jnp.mean(along * cossim ** cossim_pow)
   return Objective(fn, _layers(layer), f"direction_neuron_cossim[{form}]:{layer}")
 
 

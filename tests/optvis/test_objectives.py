@@ -51,18 +51,80 @@ def test_direction_neuron_cossim_lucid_form():
   close(got, _np_dot_cossim(ACT[:, 2, 3], VEC, 4.0), 1e-4)
 
 
-def test_direction_neuron_cossim_atlas_form():
+def test_direction_neuron_cossim_lucid_notebook_form():
   s = RNG.normal(size=(8, 8)).astype(np.float32)
   a = ACT[0, 2, 3]
   w = VEC @ s
   dot = (a * w).mean()                                   # mean over channels
   cos = max(0.1, dot / (1e-4 + np.linalg.norm(a)))       # no division by |w|
-  got = obj.direction_neuron_cossim("l", VEC, cossim_pow=4.0, whitening=s)(acts())
-  close(got, dot * cos ** 4, 1e-4)
-  identity = obj.direction_neuron_cossim("l", VEC, cossim_pow=1.0, form="atlas")
+  got = obj.direction_neuron_cossim("l", VEC, cossim_pow=4.0, whitening=s,
+                                    form="lucid_notebook")
+  close(got(acts()), dot * cos ** 4, 1e-4)
+  identity = obj.direction_neuron_cossim("l", VEC, cossim_pow=1.0, form="lucid_notebook")
   close(identity(acts()), (a * VEC).mean() * max(0.1, (a * VEC).mean() / (1e-4 + np.linalg.norm(a))), 1e-4)
-  with pytest.raises(ValueError):
+  alias = obj.direction_neuron_cossim("l", VEC, cossim_pow=4.0, whitening=s, form="atlas")
+  close(alias(acts()), dot * cos ** 4, 1e-4)
+  with pytest.raises(ValueError, match="whitening"):
     obj.direction_neuron_cossim("l", VEC, whitening=s, form="lucid")
+  with pytest.raises(ValueError, match="form must be one of"):
+    obj.direction_neuron_cossim("l", VEC, form="cos")
+
+
+def _np_cosine_form(a, w, p):
+  cos = a @ w / (np.linalg.norm(a) * np.linalg.norm(w))
+  return np.linalg.norm(a) * cos * max(0.1, cos) ** p
+
+
+def test_direction_neuron_cossim_cosine_form_is_the_default_with_whitening():
+  s = RNG.normal(size=(8, 8)).astype(np.float32)
+  a = ACT[0, 2, 3].astype(np.float64)
+  got = obj.direction_neuron_cossim("l", VEC, cossim_pow=4.0, whitening=s)
+  close(got(acts()), _np_cosine_form(a, VEC @ s, 4.0), 1e-4)
+  plain = obj.direction_neuron_cossim("l", VEC, cossim_pow=2.0, form="cosine")
+  close(plain(acts()), _np_cosine_form(a, VEC.astype(np.float64), 2.0), 1e-4)
+
+
+def test_cosine_form_is_invariant_to_scaling_direction_and_whitening():
+  # A whitening-like SPD matrix: the inverse of an activation Gram matrix.
+  x = RNG.normal(size=(64, 8))
+  s = np.linalg.inv(x.T @ x / 64).astype(np.float32)
+  value = lambda v, m: float(obj.direction_neuron_cossim(
+      "l", v, cossim_pow=4.0, whitening=m)(acts()))
+  ref = value(VEC, s)
+  for k in (1e-3, 0.5, 7.0, 1e4):
+    close(value(VEC * k, s), ref, 1e-4)          # direction scaled
+    close(value(VEC, s * k), ref, 1e-4)          # whitening scaled (ridge, N)
+  # The notebook's form is not: its "cosine" is cos·|w|/C.
+  old = lambda v, m: float(obj.direction_neuron_cossim(
+      "l", v, cossim_pow=4.0, whitening=m, form="lucid_notebook")(acts()))
+  assert abs(old(VEC * 7.0, s) - old(VEC, s)) > 1e-3 * abs(old(VEC, s))
+
+
+def test_cosine_form_does_not_depend_on_the_channel_count():
+  # Padding activations and direction with silent channels changes C but not
+  # the geometry: the true cosine's value (and its floor and power) stay put.
+  a = np.zeros((1, 5, 6, 32), np.float32)
+  a[..., :8] = ACT
+  v = np.zeros(32, np.float32)
+  v[:8] = VEC
+  wide = {"l": jnp.asarray(a)}
+  new = lambda x, d: float(obj.direction_neuron_cossim(
+      "l", d, cossim_pow=4.0, form="cosine")(x))
+  close(new(wide, v), new(acts(), VEC), 1e-5)
+  old = lambda x, d: float(obj.direction_neuron_cossim(
+      "l", d, cossim_pow=4.0, form="lucid_notebook")(x))
+  assert abs(old(wide, v) - old(acts(), VEC)) > 1e-3 * abs(old(acts(), VEC))
+
+
+def test_cosine_form_floor_applies_to_the_true_cosine():
+  # An activation at 95° from the direction: cos < 0 is floored at 0.1, so the
+  # value is |a|·cos·0.1**p (negative, small), whatever |v|.
+  a = np.zeros((1, 3, 3, 2), np.float32)
+  a[0, 1, 1] = [np.cos(np.radians(95)), np.sin(np.radians(95))]
+  for scale in (1.0, 1e3):
+    got = obj.direction_neuron_cossim("l", np.array([scale, 0.0], np.float32),
+                                      cossim_pow=4.0, form="cosine")
+    close(got({"l": jnp.asarray(a)}), np.cos(np.radians(95)) * 0.1 ** 4, 1e-6)
 
 
 def test_classes():
