@@ -1,34 +1,56 @@
 """Finding, verifying and (when online) downloading the reference data.
 
-The data root holds ``bvlc_googlenet/`` (weights, ``SHA256SUMS``,
-``deploy.prototxt``, ``synset_words.txt``) and optionally ``imagenet-sample/``.
-It is looked up in this order:
+Two file sets are pinned by SHA-256 and fetched with ``pooch`` (download to a
+temporary file, hash check, atomic move into the cache, retries):
 
-1. an explicit path (a function argument or a script flag);
+* the BVLC GoogLeNet weights, ``bvlc_googlenet/`` (116 per-tensor files,
+  ``deploy.prototxt``, ``synset_words.txt``; sums in :mod:`atlasjax._pinned`);
+* the default photo set, ``imagenet-sample-images/``: the 1000 photos (one per
+  ILSVRC-2012 class) of github.com/EliSchwartz/imagenet-sample-images at a
+  pinned commit, listed with size and SHA-256 in the packaged manifest
+  ``imagenet_sample_images.tsv``.
+
+A data root is looked up in this order:
+
+1. an explicit path (a function argument or a script's ``--data`` flag);
 2. the ``ATLASJAX_DATA`` environment variable;
-3. the user cache directory (``$XDG_CACHE_HOME/atlasjax`` or ``~/.cache/atlasjax``);
-4. when none of those has the files and the network is reachable, the weights are
-   downloaded into the cache from their pinned published URLs and verified
-   against the SHA-256 sums pinned below.
+3. the user cache (``$XDG_CACHE_HOME/atlasjax`` or ``~/.cache/atlasjax``),
+   where missing or corrupt files are downloaded from the published URLs.
 
-Every weight file is verified against ``SHA256SUMS`` before use; a missing or
-corrupt file raises :class:`DataError` naming the file and the fix.
+A local copy (1, 2) is verified against its ``SHA256SUMS`` and used as it is;
+for photos, a local ``imagenet-sample/`` (800 resized photos, as CI has) is
+preferred to downloading the 1000 originals. A file whose hash does not match
+is never used: in the cache it is downloaded again, in a local copy it raises
+:class:`DataError` naming the file and the fix.
+
+The published base URLs can be replaced (a mirror, or a loopback server in the
+tests) with ``ATLASJAX_BASE_URL_WEIGHTS`` / ``ATLASJAX_BASE_URL_PHOTOS`` or a
+:class:`Source` argument; a mirror serves the same relative paths.
 """
 
 from __future__ import annotations
 
-import hashlib
+import concurrent.futures
+import contextlib
+import dataclasses
+import importlib.resources
+import logging
 import os
 import pathlib
-import shutil
-import sys
-import tempfile
-import urllib.error
-import urllib.request
+import urllib.parse
+from typing import Iterator, Mapping
+
+import pooch
+
+from atlasjax import progress
 
 ENV_VAR = "ATLASJAX_DATA"
+WEIGHTS_URL_ENV = "ATLASJAX_BASE_URL_WEIGHTS"
+PHOTOS_URL_ENV = "ATLASJAX_BASE_URL_PHOTOS"
 GOOGLENET_DIR = "bvlc_googlenet"
-SAMPLE_DIR = "imagenet-sample"
+SAMPLE_DIR = "imagenet-sample"            # a prepared local copy: 800 resized photos
+PHOTOS_DIR = "imagenet-sample-images"     # the downloaded default: 1000 originals
+SUMS_FILE = "SHA256SUMS"
 
 # chaosmail/caffejs, branch gh-pages: the BVLC caffemodel split per tensor.
 WEIGHTS_COMMIT = "d161d610145d6ce1ee4b9e44b10de780e8ecec2d"
@@ -51,11 +73,42 @@ AUX_SHA256 = {
     "synset_words.txt":
         "acf75ef0abe89694b19056e0796401068b459c457baa30335f240c7692857355",
 }
-_CHUNK = 1 << 20
+
+PHOTOS_COMMIT = "bc69043e2862758a1906c6a24a792bb28c6bb2ff"
+PHOTOS_BASE_URL = ("https://raw.githubusercontent.com/EliSchwartz/"
+                   f"imagenet-sample-images/{PHOTOS_COMMIT}/")
+PHOTOS_MANIFEST = "imagenet_sample_images.tsv"   # package data
+
+# Small files from one host: a few connections at once hide the per-request
+# latency (1000 photos one by one take minutes); more would be impolite.
+DOWNLOAD_WORKERS = 8
+# A transfer that fails or arrives corrupt is fetched again this many times
+# before the error is reported (pooch waits 1 s, 2 s, ... between tries).
+DOWNLOAD_RETRIES = 2
+DOWNLOAD_TIMEOUT_S = 30
+_HTTP_CHUNK = 1 << 16
 
 
 class DataError(RuntimeError):
   """Reference data that is missing, corrupt or unreachable."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+  """Where a pinned file set is published.
+
+  Attributes:
+    base_url: URL prefix of every file (ends with "/"); a file's URL is the
+      base plus its percent-encoded relative path unless ``urls`` names it.
+    sha256: relative path -> hex SHA-256 of every file of the set.
+    urls: per-file URLs that are not under ``base_url``.
+  """
+  base_url: str
+  sha256: Mapping[str, str]
+  urls: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+  def url(self, name: str) -> str:
+    return self.urls.get(name) or self.base_url + urllib.parse.quote(name)
 
 
 def cache_dir() -> pathlib.Path:
@@ -65,24 +118,29 @@ def cache_dir() -> pathlib.Path:
 
 
 def sha256(path: os.PathLike) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(_CHUNK), b""):
-      digest.update(chunk)
-  return digest.hexdigest()
+  return pooch.file_hash(os.fspath(path), alg="sha256")
 
 
-def read_sums(path: os.PathLike) -> dict[str, str]:
-  """Parses a ``sha256sum``-style file into ``{relative path: hex digest}``."""
+def parse_sums(text: str) -> dict[str, str]:
+  """Parses ``sha256sum`` output into ``{relative path: hex digest}``."""
   sums = {}
-  for line in pathlib.Path(path).read_text().splitlines():
+  for line in text.splitlines():
     if line.strip():
       digest, name = line.split(maxsplit=1)
       sums[name.lstrip("*")] = digest
   return sums
 
 
-def verify_files(root: pathlib.Path, sums: dict[str, str]) -> None:
+def read_sums(path: os.PathLike) -> dict[str, str]:
+  """Parses a ``sha256sum``-style file into ``{relative path: hex digest}``."""
+  return parse_sums(pathlib.Path(path).read_text())
+
+
+def _format_sums(sums: Mapping[str, str]) -> str:
+  return "".join(f"{digest}  {name}\n" for name, digest in sums.items())
+
+
+def verify_files(root: pathlib.Path, sums: Mapping[str, str]) -> None:
   for name, digest in sums.items():
     path = root / name
     if not path.is_file():
@@ -91,9 +149,153 @@ def verify_files(root: pathlib.Path, sums: dict[str, str]) -> None:
           "complete copy, or delete the folder so it is downloaded again.")
     if sha256(path) != digest:
       raise DataError(
-          f"Corrupt data file {path}: its SHA-256 does not match SHA256SUMS. "
+          f"Corrupt data file {path}: its SHA-256 does not match {SUMS_FILE}. "
           "Replace it with a good copy, or delete it so it is downloaded again.")
 
+
+# ---------------------------------------------------------------- sources --
+
+def googlenet_source(base_url: str | None = None) -> Source:
+  """The pinned weights; ``base_url`` (or $ATLASJAX_BASE_URL_WEIGHTS) names a
+  mirror of the whole ``bvlc_googlenet/`` folder."""
+  from atlasjax import _pinned  # Generated pinned sums of the published files.
+  sums = parse_sums(_pinned.GOOGLENET_SHA256SUMS) | AUX_SHA256
+  base = base_url or os.environ.get(WEIGHTS_URL_ENV)
+  if base:
+    return Source(_slash(base), sums)
+  return Source(WEIGHTS_BASE_URL, sums, dict(AUX_URLS))
+
+
+def read_manifest(text: str) -> dict[str, tuple[int, str]]:
+  """``{file name: (bytes, sha256)}`` from the tab-separated photo manifest."""
+  out = {}
+  for line in text.splitlines():
+    if not line.strip() or line.startswith("#") or line.startswith("file\t"):
+      continue
+    name, size, digest = line.split("\t")
+    out[name] = (int(size), digest)
+  return out
+
+
+def photos_manifest() -> dict[str, tuple[int, str]]:
+  """The pinned default photo set: ``{file name: (bytes, sha256)}``."""
+  text = importlib.resources.files("atlasjax").joinpath(
+      PHOTOS_MANIFEST).read_text(encoding="utf-8")
+  return read_manifest(text)
+
+
+def photos_source(base_url: str | None = None) -> Source:
+  """The 1000 pinned photos; ``base_url`` (or $ATLASJAX_BASE_URL_PHOTOS)
+  names a mirror."""
+  sums = {name: digest for name, (_, digest) in photos_manifest().items()}
+  base = base_url or os.environ.get(PHOTOS_URL_ENV) or PHOTOS_BASE_URL
+  return Source(_slash(base), sums)
+
+
+def _slash(url: str) -> str:
+  return url if url.endswith("/") else url + "/"
+
+
+# ------------------------------------------------------------- downloads --
+
+@contextlib.contextmanager
+def _pooch_quiet() -> Iterator[None]:
+  # pooch logs one INFO line per file to its own stderr handler; our bar
+  # counts the files instead. Restored on exit, so nothing outlives the call.
+  logger = pooch.get_logger()
+  level = logger.level
+  logger.setLevel(logging.WARNING)
+  try:
+    yield
+  finally:
+    logger.setLevel(level)
+
+
+def fetch(source: Source, folder: os.PathLike | str, *, desc: str,
+          workers: int = DOWNLOAD_WORKERS) -> pathlib.Path:
+  """Makes ``folder`` hold every file of ``source``, verified.
+
+  Files already there with the right hash are kept; missing or corrupt ones
+  are downloaded (to a temporary name, moved into place only when the hash
+  matches). Raises :class:`DataError` when a file cannot be had.
+  """
+  folder = pathlib.Path(folder)
+  names = sorted(source.sha256)
+  store = pooch.create(
+      path=folder, base_url=source.base_url,
+      registry={n: f"sha256:{source.sha256[n]}" for n in names},
+      urls={n: source.url(n) for n in names},
+      retry_if_failed=DOWNLOAD_RETRIES)
+  downloader = _FailFastDownloader(pooch.HTTPDownloader(
+      progressbar=False, chunk_size=_HTTP_CHUNK, timeout=DOWNLOAD_TIMEOUT_S))
+  # Threads would race to create the same sub-folders.
+  for parent in {(folder / n).parent for n in names}:
+    parent.mkdir(parents=True, exist_ok=True)
+  failure = None
+  with _pooch_quiet(), progress.bar(len(names), desc, unit="file") as bar, \
+      concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:
+    futures = {pool.submit(store.fetch, n, downloader=downloader): n
+               for n in names}
+    for future in concurrent.futures.as_completed(futures):
+      error = future.exception()
+      if error is not None:
+        failure = (futures[future], error)
+        # Stop queued downloads; what finished is verified and stays cached.
+        pool.shutdown(wait=True, cancel_futures=True)
+        break
+      bar.update(1)
+  if failure is not None:
+    name, error = failure
+    if isinstance(error, (OSError, ValueError)) or _is_request_error(error):
+      raise DataError(_download_message(source, name, folder, error)) from error
+    raise error
+  return folder
+
+
+class Unreachable(OSError):
+  """No connection could be opened to the host (offline, DNS, refused)."""
+
+
+class _FailFastDownloader:
+  """pooch retries every failed transfer; retrying a host that cannot be
+  reached only delays the offline message, so that case is not retried."""
+
+  def __init__(self, downloader):
+    self._downloader = downloader
+
+  def __call__(self, url, output_file, pooch_, check_only=False):
+    import requests
+    import urllib3
+    try:
+      return self._downloader(url, output_file, pooch_, check_only=check_only)
+    except requests.exceptions.ConnectionError as e:
+      reason = getattr(e.args[0] if e.args else None, "reason", None)
+      if isinstance(reason, urllib3.exceptions.NewConnectionError):
+        raise Unreachable(f"cannot connect to {urllib.parse.urlsplit(url).netloc}"
+                          f": {reason}") from e
+      raise
+
+
+def _is_request_error(e: BaseException) -> bool:
+  import requests  # pooch's HTTP client.
+  return isinstance(e, requests.exceptions.RequestException)
+
+
+def _download_message(source: Source, name: str | None, folder: pathlib.Path,
+                      error: BaseException) -> str:
+  what = f"{source.url(name)}" if name else source.base_url
+  reason = " ".join(str(error).split())
+  if isinstance(error, ValueError) and "hash" in reason.lower():
+    reason = (f"its SHA-256 does not match the pinned sum after "
+              f"{1 + DOWNLOAD_RETRIES} tries; refusing to use it")
+  elif len(reason) > 200:
+    reason = reason[:200] + "…"
+  return (f"Could not download {what} ({reason}). Offline? Set {ENV_VAR}=DIR "
+          f"to a local copy (or pass --data=DIR), pass --images=DIR with your "
+          f"own photos, or fill the cache folder {folder} by hand.")
+
+
+# ---------------------------------------------------------------- lookups --
 
 def _candidates(explicit: os.PathLike | str | None) -> list[tuple[str, pathlib.Path]]:
   out = []
@@ -116,96 +318,73 @@ def find_root(subdir: str, explicit: os.PathLike | str | None = None
   return None
 
 
-def _progress(name: str, done: int, total: int) -> None:
-  if total > 0:
-    width = 30
-    filled = int(width * done / total)
-    sys.stderr.write(f"\r  {name[-40:]:40s} [{'#' * filled}{'.' * (width - filled)}]"
-                     f" {done / 1e6:6.1f}/{total / 1e6:.1f} MB")
-    if done >= total:
-      sys.stderr.write("\n")
-    sys.stderr.flush()
-
-
-def download(url: str, dest: pathlib.Path, expected_sha256: str | None,
-             timeout: float = 30.0) -> None:
-  """Downloads ``url`` to ``dest`` atomically, verifying its SHA-256."""
-  dest.parent.mkdir(parents=True, exist_ok=True)
-  digest = hashlib.sha256()
-  fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".part-")
-  try:
-    with urllib.request.urlopen(url, timeout=timeout) as response, \
-        os.fdopen(fd, "wb") as out:
-      total = int(response.headers.get("Content-Length") or 0)
-      done = 0
-      for chunk in iter(lambda: response.read(_CHUNK), b""):
-        out.write(chunk)
-        digest.update(chunk)
-        done += len(chunk)
-        _progress(dest.name, done, total)
-    if expected_sha256 and digest.hexdigest() != expected_sha256:
-      raise DataError(f"Downloaded {url} but its SHA-256 does not match the "
-                      "pinned sum; refusing to use it.")
-    os.replace(tmp, dest)
-  finally:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-
-
-def _download_googlenet(root: pathlib.Path) -> None:
-  from atlasjax import _pinned  # Generated pinned sums of the published files.
-  target = root / GOOGLENET_DIR
-  sys.stderr.write(f"Downloading BVLC GoogLeNet weights into {target}\n")
-  for name, url in AUX_URLS.items():
-    if not (target / name).is_file():
-      download(url, target / name, AUX_SHA256[name])
-  (target / "SHA256SUMS").write_text(_pinned.GOOGLENET_SHA256SUMS)
-  for name, digest in read_sums(target / "SHA256SUMS").items():
-    path = target / name
-    if not path.is_file() or sha256(path) != digest:
-      download(WEIGHTS_BASE_URL + name, path, digest)
+def _local_root(subdir: str, explicit) -> pathlib.Path | None:
+  """Like :func:`find_root` over the explicit path and $ATLASJAX_DATA only."""
+  root = find_root(subdir, explicit)
+  return None if root is None or root == cache_dir() else root
 
 
 def googlenet_dir(data: os.PathLike | str | None = None, *,
-                  allow_download: bool = True) -> pathlib.Path:
+                  allow_download: bool = True,
+                  source: Source | None = None) -> pathlib.Path:
   """The verified ``bvlc_googlenet`` folder, downloading it when needed."""
-  root = find_root(GOOGLENET_DIR, data)
-  if root is None:
-    if not allow_download:
-      raise DataError(_offline_message(GOOGLENET_DIR, data))
-    root = cache_dir()
-    try:
-      _download_googlenet(root)
-    except (urllib.error.URLError, OSError, TimeoutError) as e:
-      shutil.rmtree(root / GOOGLENET_DIR, ignore_errors=True)
-      raise DataError(_offline_message(GOOGLENET_DIR, data) +
-                      f" (download failed: {e})") from e
-    except DataError:
-      # A file whose sum does not match: leave no half-filled folder that the
-      # next lookup would take for the data.
-      shutil.rmtree(root / GOOGLENET_DIR, ignore_errors=True)
-      raise
-  folder = root / GOOGLENET_DIR
-  sums = folder / "SHA256SUMS"
-  if not sums.is_file():
-    raise DataError(f"{sums} is missing; the weights cannot be verified. "
-                    f"Point {ENV_VAR} at a complete copy.")
-  verify_files(folder, read_sums(sums))
+  root = _local_root(GOOGLENET_DIR, data)
+  if root is not None:
+    folder = root / GOOGLENET_DIR
+    sums = folder / SUMS_FILE
+    if not sums.is_file():
+      raise DataError(f"{sums} is missing; the weights cannot be verified. "
+                      f"Point {ENV_VAR} at a complete copy.")
+    verify_files(folder, read_sums(sums))
+    return folder
+  source = source or googlenet_source()
+  folder = cache_dir() / GOOGLENET_DIR
+  if not allow_download:
+    _verify_or_offline(folder, source, data)
+  else:
+    fetch(source, folder, desc="weights")
+  sums = folder / SUMS_FILE
+  if not sums.is_file():  # For tools that read SHA256SUMS beside the weights.
+    tmp = sums.with_suffix(".part")
+    tmp.write_text(_format_sums(source.sha256))
+    tmp.replace(sums)
   return folder
 
 
-def sample_dir(data: os.PathLike | str | None = None) -> pathlib.Path:
-  """The ``imagenet-sample`` folder of 800 labelled photos."""
+def photos_dir(*, allow_download: bool = True,
+               source: Source | None = None) -> pathlib.Path:
+  """The cached default photo set (1000 photos), downloading what is missing."""
+  source = source or photos_source()
+  folder = cache_dir() / PHOTOS_DIR
+  if not allow_download:
+    _verify_or_offline(folder, source, None)
+  else:
+    fetch(source, folder, desc="photos")
+  return folder
+
+
+def sample_dir(data: os.PathLike | str | None = None, *,
+               allow_download: bool = True,
+               source: Source | None = None) -> pathlib.Path:
+  """Labelled photos for the atlas jobs.
+
+  A local ``imagenet-sample/`` (800 resized photos) when one is found in the
+  explicit path, $ATLASJAX_DATA or the cache; otherwise the 1000 pinned
+  photos, downloaded into the cache when needed.
+  """
   root = find_root(SAMPLE_DIR, data)
-  if root is None:
-    raise DataError(_offline_message(SAMPLE_DIR, data) + (
-        " The sample photos are a prepared subset (resized, renamed) that is "
-        "not published as such; pass --images=DIR with your own photos."))
-  return root / SAMPLE_DIR
+  if root is not None:
+    return root / SAMPLE_DIR
+  return photos_dir(allow_download=allow_download, source=source)
 
 
-def _offline_message(subdir: str, data) -> str:
-  looked = ", ".join(f"{s}: {p}" for s, p in _candidates(data))
-  return (f"Could not find '{subdir}/' (looked in {looked}). Set {ENV_VAR}=DIR "
-          f"(or pass --data=DIR) to a folder that contains '{subdir}/', e.g. "
-          f"{ENV_VAR}=../shared/data.")
+def _verify_or_offline(folder: pathlib.Path, source: Source, data) -> None:
+  try:
+    verify_files(folder, source.sha256)
+  except DataError as e:
+    looked = ", ".join(f"{s}: {p}" for s, p in _candidates(data))
+    raise DataError(
+        f"{folder.name}/ is not available offline ({e.args[0].split('. ')[0]}; "
+        f"looked in {looked}). Set {ENV_VAR}=DIR (or pass --data=DIR) to a "
+        f"local copy, pass --images=DIR with your own photos, or allow the "
+        f"download into the cache folder {folder.parent}.") from None

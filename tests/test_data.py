@@ -1,29 +1,114 @@
-"""Finding, verifying and downloading the reference data (no network needed:
-downloads are simulated by serving the local copy through urlopen)."""
+"""Finding, verifying and downloading the reference data.
+
+Downloads go to a loopback HTTP server in a thread (127.0.0.1 only, stopped
+by the fixture and by a timer whatever happens): the real weights served from
+the local copy under their pinned sums, and a few tiny photos whose sums the
+test pins through the :class:`atlasjax.data.Source` override.
+"""
 
 from __future__ import annotations
 
+import collections
+import http.server
 import io
 import pathlib
 import shutil
-import urllib.error
-import urllib.request
+import socket
+import threading
+import urllib.parse
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from atlasjax import _pinned
 from atlasjax import data as data_lib
+from atlasjax import labels as labels_lib
+from atlasjax import progress
 from atlasjax.models import weights
 
 GOOGLENET = data_lib.GOOGLENET_DIR
+SERVER_LIFETIME_S = 120   # the server stops itself after this, test or not
+
+
+class LoopbackServer:
+  """Serves ``files`` ({relative path: bytes}) on 127.0.0.1 and records every
+  GET. ``corrupt[path] = k`` flips a byte in the next k responses for path."""
+
+  def __init__(self, files: dict[str, bytes]):
+    self.files = files
+    self.requests: list[str] = []
+    self.corrupt: collections.Counter = collections.Counter()
+    server = self
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+
+      def do_GET(self):  # noqa: N802 (http.server's name)
+        path = urllib.parse.unquote(self.path.lstrip("/"))
+        server.requests.append(path)
+        payload = server.files.get(path)
+        if payload is None:
+          self.send_error(404)
+          return
+        if server.corrupt[path] > 0:
+          server.corrupt[path] -= 1
+          payload = bytes([payload[0] ^ 0xFF]) + payload[1:]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+      def log_message(self, *args):
+        pass
+
+    self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+    self.thread = threading.Thread(target=self.httpd.serve_forever,
+                                   kwargs={"poll_interval": 0.05}, daemon=True)
+    self.timer = threading.Timer(SERVER_LIFETIME_S, self.stop)
+    self.timer.daemon = True
+    self.thread.start()
+    self.timer.start()
+    self._stopped = False
+
+  def stop(self):
+    if not self._stopped:
+      self._stopped = True
+      self.timer.cancel()
+      self.httpd.shutdown()
+      self.httpd.server_close()
+      self.thread.join(5)
+
+
+@pytest.fixture
+def serve():
+  servers = []
+
+  def start(files):
+    servers.append(LoopbackServer(files))
+    return servers[-1]
+
+  yield start
+  for s in servers:
+    s.stop()
+
+
+def _dead_url() -> str:
+  """A loopback URL where nothing listens (connection refused at once)."""
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  return f"http://127.0.0.1:{port}/"
 
 
 @pytest.fixture
 def isolated(monkeypatch, tmp_path):
-  """No $ATLASJAX_DATA and an empty user cache under tmp."""
+  """No $ATLASJAX_DATA, an empty user cache under tmp, and published URLs
+  replaced by a dead loopback port, so no test can reach the internet."""
   monkeypatch.delenv(data_lib.ENV_VAR, raising=False)
   monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+  monkeypatch.setenv(data_lib.WEIGHTS_URL_ENV, _dead_url())
+  monkeypatch.setenv(data_lib.PHOTOS_URL_ENV, _dead_url())
   return tmp_path
 
 
@@ -37,18 +122,36 @@ def weights_copy(data_root, tmp_path) -> pathlib.Path:
   return root
 
 
+def _tiny_photos(n=5, seed=0) -> dict[str, bytes]:
+  """A few small JPEGs named like the pinned set (one with an apostrophe)."""
+  rng = np.random.default_rng(seed)
+  names = ["n01440764_tench.JPEG", "n01443537_goldfish.JPEG",
+           "n02966687_carpenter's_kit.JPEG", "n03590841_jack-o'-lantern.JPEG",
+           "n09472597_volcano.JPEG"][:n]
+  out = {}
+  for name in names:
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(
+        buf, "JPEG")
+    out[name] = buf.getvalue()
+  return out
+
+
+def _source_for(server: LoopbackServer, files: dict[str, bytes]) -> data_lib.Source:
+  import hashlib
+  return data_lib.Source(server.url, {n: hashlib.sha256(b).hexdigest()
+                                      for n, b in files.items()})
+
+
+# ------------------------------------------------------------ local copies --
+
 def test_local_copy_verifies(data_root, isolated):
   folder = data_lib.googlenet_dir(data_root, allow_download=False)
   assert folder == data_root / GOOGLENET
   sums = data_lib.read_sums(folder / "SHA256SUMS")
   assert len(sums) == 116
   # The sums shipped with the data equal the ones pinned in the package.
-  pinned = {}
-  for line in _pinned.GOOGLENET_SHA256SUMS.splitlines():
-    if line.strip():
-      digest, name = line.split(maxsplit=1)
-      pinned[name.lstrip("*")] = digest
-  assert pinned == sums
+  assert data_lib.parse_sums(_pinned.GOOGLENET_SHA256SUMS) == sums
 
 
 def test_corrupt_file_raises_naming_it(weights_copy, isolated):
@@ -103,96 +206,133 @@ def test_lookup_order_picks_verified_copy(weights_copy, data_root, isolated,
   victim.write_bytes(b"\0" * victim.stat().st_size)
   monkeypatch.setenv(data_lib.ENV_VAR, str(weights_copy))
   assert data_lib.googlenet_dir(data_root) == data_root / GOOGLENET
+  # A corrupt local copy is an error, never silently replaced by a download.
   with pytest.raises(data_lib.DataError, match="classifier_bias.bin"):
     data_lib.googlenet_dir()
 
 
-def test_offline_message_says_how_to_point_at_local_copy(isolated, monkeypatch):
-  calls = []
-
-  def offline(url, *args, **kwargs):
-    calls.append(url)
-    raise urllib.error.URLError("Temporary failure in name resolution")
-
-  monkeypatch.setattr(urllib.request, "urlopen", offline)
-  with pytest.raises(data_lib.DataError) as info:
-    data_lib.googlenet_dir()
-  message = str(info.value)
-  assert data_lib.ENV_VAR in message and "--data" in message
-  assert "download failed" in message and "name resolution" in message
-  assert calls, "the download path was not tried"
-  # No half-downloaded folder is left behind to be mistaken for data.
-  assert not (data_lib.cache_dir() / GOOGLENET).exists()
-  # Without permission to download, the same advice comes straight away.
-  with pytest.raises(data_lib.DataError, match=data_lib.ENV_VAR):
-    data_lib.googlenet_dir(allow_download=False)
-  assert len(calls) == 1
+def test_sample_dir_prefers_local_copy(data_root, isolated, monkeypatch):
+  monkeypatch.setenv(data_lib.ENV_VAR, str(data_root))
+  folder = data_lib.sample_dir()  # the dead download URL is never tried
+  assert folder == data_root / data_lib.SAMPLE_DIR
+  assert len(list(folder.glob("*.jpg"))) == 800
 
 
-def test_missing_sample_folder_message(isolated):
-  with pytest.raises(data_lib.DataError, match=r"imagenet-sample.*--images"):
-    data_lib.sample_dir(isolated / "empty")
+# -------------------------------------------------------- pinned manifests --
+
+def test_packaged_photo_manifest_matches_shared_copy(data_root, monkeypatch):
+  manifest = data_lib.photos_manifest()
+  shared = data_lib.read_manifest(
+      (data_root / "imagenet-sample-images.tsv").read_text(encoding="utf-8"))
+  assert manifest == shared
+  assert len(manifest) == 1000
+  assert sum(size for size, _ in manifest.values()) == 109_576_417
+  # One photo per class, in the classifier's classes.
+  labels = labels_lib.load(data_root)
+  wnids = {labels_lib.wnid_from_filename(n) for n in manifest}
+  assert len(wnids) == 1000
+  assert {labels.index_of_wnid(w) for w in wnids} == set(range(1000))
+  # The published URL (pinned commit, percent-encoded name) or a mirror's.
+  monkeypatch.delenv(data_lib.PHOTOS_URL_ENV, raising=False)
+  source = data_lib.photos_source()
+  assert source.url("n03590841_jack-o'-lantern.JPEG") == (
+      "https://raw.githubusercontent.com/EliSchwartz/imagenet-sample-images/"
+      "bc69043e2862758a1906c6a24a792bb28c6bb2ff/n03590841_jack-o%27-lantern.JPEG")
+  monkeypatch.setenv(data_lib.PHOTOS_URL_ENV, "http://mirror.example/photos")
+  assert data_lib.photos_source().url("n01440764_tench.JPEG") == (
+      "http://mirror.example/photos/n01440764_tench.JPEG")
+  assert data_lib.photos_source("http://other/").base_url == "http://other/"
 
 
-class _Response(io.BytesIO):
-  def __init__(self, payload: bytes):
-    super().__init__(payload)
-    self.headers = {"Content-Length": str(len(payload))}
+# --------------------------------------------------------------- downloads --
 
-
-def _serve_from(local: pathlib.Path, calls: list, corrupt: str | None = None):
-  """A fake urlopen that serves the pinned URLs from a local copy."""
-  by_url = {data_lib.WEIGHTS_BASE_URL + name: local / name
-            for name in data_lib.read_sums(local / "SHA256SUMS")}
-  by_url.update({url: local / name for name, url in data_lib.AUX_URLS.items()})
-
-  def urlopen(url, timeout=None):
-    calls.append(url)
-    if url not in by_url:
-      raise urllib.error.HTTPError(url, 404, "Not Found", {}, None)
-    payload = by_url[url].read_bytes()
-    if corrupt and url.endswith(corrupt):
-      payload = payload[:-4] + b"\0\0\0\0"
-    return _Response(payload)
-
-  return urlopen
-
-
-def test_simulated_download_lands_verified_in_cache(data_root, isolated,
-                                                     monkeypatch, googlenet):
-  calls = []
-  monkeypatch.setattr(urllib.request, "urlopen",
-                      _serve_from(data_root / GOOGLENET, calls))
-  folder = data_lib.googlenet_dir()
+def test_weights_download_from_loopback_lands_verified(
+    data_root, isolated, monkeypatch, serve):
+  local = data_root / GOOGLENET
+  files = {n: (local / n).read_bytes() for n in data_lib.googlenet_source().sha256}
+  server = serve(files)
+  server.corrupt["weights/inception_3b/5x5_filter.bin"] = 1
+  monkeypatch.setenv(data_lib.WEIGHTS_URL_ENV, server.url)
+  with progress.capture() as events:
+    folder = data_lib.googlenet_dir()
   assert folder == data_lib.cache_dir() / GOOGLENET
   assert folder.is_relative_to(isolated / "xdg")
-  sums = data_lib.read_sums(folder / "SHA256SUMS")
-  assert len(calls) == len(sums) + len(data_lib.AUX_URLS) == 118
-  for name, digest in sums.items():
+  # 118 files; the corrupted transfer was refused and fetched again.
+  assert len(server.requests) == 119
+  assert server.requests.count("weights/inception_3b/5x5_filter.bin") == 2
+  for name, digest in data_lib.googlenet_source().sha256.items():
     assert data_lib.sha256(folder / name) == digest
-  for name, digest in data_lib.AUX_SHA256.items():
-    assert data_lib.sha256(folder / name) == digest
-  assert not list(folder.rglob(".part-*"))
-  # Second call: found in the cache, verified, nothing downloaded.
+  assert data_lib.read_sums(folder / "SHA256SUMS") == \
+      data_lib.googlenet_source().sha256
+  assert not [p for p in folder.rglob("*") if p.is_file()
+              and p.relative_to(folder).as_posix() not in files
+              and p.name != "SHA256SUMS"], "temporary files left behind"
+  updates = [e for e in events if e.desc == "weights" and e.kind == "update"]
+  assert updates[-1].n == updates[-1].total == 118
+  # Second call: found in the cache, verified, nothing downloaded -- even
+  # with the server gone.
+  server.stop()
   assert data_lib.googlenet_dir() == folder
-  assert len(calls) == 118
+  assert data_lib.googlenet_dir(allow_download=False) == folder
+  assert len(server.requests) == 119
   # The downloaded weights are the ones the model uses.
-  params = weights.load_params()
-  _, reference = googlenet
+  params = weights.load_raw(folder)
+  reference = weights.load_raw(local)
   np.testing.assert_array_equal(params["inception_4c"]["3x3"]["kernel"],
                                 reference["inception_4c"]["3x3"]["kernel"])
 
 
-def test_simulated_download_rejects_wrong_bytes(data_root, isolated, monkeypatch):
-  calls = []
-  bad = "weights/inception_3b/5x5_filter.bin"
-  monkeypatch.setattr(urllib.request, "urlopen",
-                      _serve_from(data_root / GOOGLENET, calls, corrupt=bad))
-  with pytest.raises(data_lib.DataError, match=r"inception_3b/5x5_filter\.bin.*does not match"):
+def test_photo_download_refuses_corrupt_bytes_and_refetches(isolated, serve):
+  files = _tiny_photos()
+  server = serve(files)
+  source = _source_for(server, files)
+  victim = "n02966687_carpenter's_kit.JPEG"
+  server.corrupt[victim] = 1            # first transfer corrupt, second good
+  folder = data_lib.sample_dir(source=source)
+  assert folder == data_lib.cache_dir() / data_lib.PHOTOS_DIR
+  assert sorted(p.name for p in folder.iterdir()) == sorted(files)
+  assert server.requests.count(victim) == 2
+  for name, payload in files.items():
+    assert (folder / name).read_bytes() == payload
+  # A file corrupted in the cache is refused and fetched again; the good
+  # ones are not downloaded again.
+  (folder / victim).write_bytes(b"not a jpeg")
+  n_before = len(server.requests)
+  assert data_lib.photos_dir(source=source) == folder
+  assert server.requests[n_before:] == [victim]
+  assert (folder / victim).read_bytes() == files[victim]
+  # A server that only ever sends wrong bytes: the error names the file, the
+  # bad bytes are never placed in the cache, the good files stay.
+  (folder / victim).unlink()
+  server.corrupt[victim] = 99
+  with pytest.raises(data_lib.DataError) as info:
+    data_lib.photos_dir(source=source)
+  message = str(info.value)
+  assert "carpenter%27s_kit.JPEG" in message and "does not match" in message
+  assert "\n" not in message
+  assert not (folder / victim).exists()
+  assert sorted(p.name for p in folder.iterdir()) == sorted(set(files) - {victim})
+
+
+def test_offline_error_is_one_line_naming_the_fixes(isolated, serve):
+  files = _tiny_photos(2)
+  server = serve(files)
+  source = _source_for(server, files)
+  server.stop()  # offline: connection refused
+  with pytest.raises(data_lib.DataError) as info:
+    data_lib.sample_dir(source=source)
+  message = str(info.value)
+  assert "\n" not in message
+  for needle in (data_lib.ENV_VAR, "--images",
+                 str(data_lib.cache_dir() / data_lib.PHOTOS_DIR)):
+    assert needle in message, (needle, message)
+  # The weights: same advice, and nothing left that looks like data.
+  with pytest.raises(data_lib.DataError, match=data_lib.ENV_VAR) as info:
     data_lib.googlenet_dir()
-  # Nothing half-downloaded is left for the next lookup to mistake for data.
-  assert not (data_lib.cache_dir() / GOOGLENET).exists()
-  # A later good download succeeds.
-  monkeypatch.setattr(urllib.request, "urlopen",
-                      _serve_from(data_root / GOOGLENET, calls))
-  assert data_lib.googlenet_dir() == data_lib.cache_dir() / GOOGLENET
+  assert "--images" in str(info.value) and "\n" not in str(info.value)
+  assert not list((data_lib.cache_dir() / GOOGLENET).rglob("*.bin"))
+  # Without permission to download, the advice comes straight away.
+  with pytest.raises(data_lib.DataError, match=r"not available offline.*--images"):
+    data_lib.googlenet_dir(allow_download=False)
+  with pytest.raises(data_lib.DataError, match=r"imagenet-sample-images.*--images"):
+    data_lib.sample_dir(isolated / "empty", allow_download=False)
