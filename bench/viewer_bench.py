@@ -3,7 +3,8 @@ r"""Frame times of the atlas viewer while zooming and panning an 80x80 atlas.
   python bench/viewer_bench.py                      # synthetic 20/40/80 atlas
   python bench/viewer_bench.py --workdir=DIR        # an existing work dir
 
-Drives headless Chromium (Debian's `chromium`) and, inside the page, animates
+Drives headless Chromium (Debian's `chromium`, through Playwright) and, inside
+the page, animates
 the view with requestAnimationFrame while the browser's performance clock
 records the interval between frames and the time spent drawing each one.
 Prints one JSON line per phase: {"phase", "level", "frames", "frame_ms_mean",
@@ -12,11 +13,14 @@ Headless Chromium renders without a GPU here, so these are upper bounds.
 """
 
 import json
+import os
 import pathlib
+import shutil
 import tempfile
 
 from absl import app
 from absl import flags
+from playwright.sync_api import sync_playwright
 
 from atlasjax import viewer
 from atlasjax.viewer import synthetic
@@ -24,6 +28,10 @@ from atlasjax.viewer import synthetic
 _WORKDIR = flags.DEFINE_string("workdir", None,
                                "Existing work dir (default: synthetic 80x80).")
 _FRAMES = flags.DEFINE_integer("frames", 180, "Frames per phase.")
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+TIMEOUT_MS = 120_000
 
 # One phase: animate for n frames with step(k) and time every frame.
 _PHASE_JS = r"""
@@ -59,13 +67,21 @@ def main(argv):
   index = viewer.write_viewer(wd)
   ready = ("document.getElementById('atlas-viewer').dataset.ready === '1' && "
            "document.getElementById('atlas-viewer').dataset.iconsPending === '0'")
-  with viewer.Browser(width=1600, height=1000, timeout=120) as b:
-    b.goto(index.resolve().as_uri(), wait_for=ready, timeout=120)
-    n80 = b.evaluate("ATLAS_DATA.layers[0].grids.slice(-1)[0].nCells")
-    print(json.dumps({"phase": "setup", "cells_finest": n80}))
+  chromium = (os.environ.get("ATLASJAX_CHROMIUM") or shutil.which("chromium")
+              or "/usr/bin/chromium")
+  with sync_playwright() as p:
+    browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    page.set_default_timeout(TIMEOUT_MS)
+    errors = []
+    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    page.goto(index.resolve().as_uri())
+    page.wait_for_function(ready)
+    n80 = page.evaluate("ATLAS_DATA.layers[0].grids.slice(-1)[0].nCells")
+    print(json.dumps({"phase": "setup", "cells_finest": n80,
+                      "browser": browser.version}))
     for phase in ("zoom_in", "pan", "zoom_out"):
-      r = b.evaluate(f"({_PHASE_JS})({phase!r}, {_FRAMES.value})",
-                     await_promise=True)
+      r = page.evaluate(f"({_PHASE_JS})({phase!r}, {_FRAMES.value})")
       fm, fp, fx = _stats(r["gaps"])
       dm, dp, _ = _stats(r["draws"])
       print(json.dumps({
@@ -73,9 +89,8 @@ def main(argv):
           "frame_ms_mean": round(fm, 2), "frame_ms_p95": round(fp, 2),
           "frame_ms_max": round(fx, 2), "draw_ms_mean": round(dm, 2),
           "draw_ms_p95": round(dp, 2), "icons_cached": r["icons"]}))
-    errors = b.console_errors
+    browser.close()
     print(json.dumps({"phase": "done", "console_errors": len(errors)}))
-
 
 if __name__ == "__main__":
   app.run(main)

@@ -6,10 +6,16 @@ r"""(Re)writes the static atlas viewer for an existing work directory.
       --screenshot=docs/viewer.png     # synthetic atlas (README picture)
 
 Then open DIR/index.html in a browser, or `python -m http.server -d DIR`.
-Prints a final JSON line {"index", "screenshot"}.
+Prints a final JSON line {"index", "screenshot"}. --screenshot drives Debian's
+`chromium` through Playwright (`pip install playwright`; never a browser
+download; $ATLASJAX_CHROMIUM names another binary).
 """
 
 import json
+import os
+import pathlib
+import shutil
+import sys
 
 from absl import app
 from absl import flags
@@ -32,6 +38,49 @@ _WIDTH = flags.DEFINE_integer("width", 1280, "Screenshot width (CSS px).")
 _HEIGHT = flags.DEFINE_integer("height", 800, "Screenshot height (CSS px).")
 flags.mark_flag_as_required("workdir")
 
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+READY_JS = ("document.getElementById('atlas-viewer').dataset.ready === '1' && "
+            "document.getElementById('atlas-viewer').dataset.iconsPending === '0'")
+TIMEOUT_MS = 60_000
+
+
+def screenshot(index, out_png, width, height, search=None, zoom=None,
+               hover=None):
+  """Saves a PNG of the viewer page once its icons have loaded."""
+  try:
+    from playwright.sync_api import sync_playwright
+  except ImportError:
+    sys.exit("--screenshot needs Playwright: pip install playwright "
+             "(it drives the system chromium; no browser download).")
+  chromium = (os.environ.get("ATLASJAX_CHROMIUM") or shutil.which("chromium")
+              or shutil.which("chromium-browser"))
+  if not chromium:
+    sys.exit("--screenshot needs Chromium: apt-get install chromium, or set "
+             "ATLASJAX_CHROMIUM to a Chromium binary.")
+  out_png = pathlib.Path(out_png)
+  out_png.parent.mkdir(parents=True, exist_ok=True)
+  with sync_playwright() as p:
+    browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(pathlib.Path(index).resolve().as_uri())
+    page.wait_for_function(READY_JS)
+    if zoom:
+      page.evaluate(f"atlasViewer.zoomAt(innerWidth/2 - 160, innerHeight/2, {zoom})")
+    if search:
+      page.locator("#av-search").fill(search)
+      page.locator("#av-search").press("Enter")
+    if hover:
+      x, y = page.evaluate(f"atlasViewer.cellCenter({hover[0]}, {hover[1]})")
+      page.mouse.move(x, y)
+    page.wait_for_function(READY_JS)
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => "
+                  "requestAnimationFrame(r)))")
+    page.screenshot(path=str(out_png))
+    browser.close()
+  return out_png
+
 
 def main(argv):
   del argv
@@ -43,9 +92,9 @@ def main(argv):
   shot = None
   if _SCREENSHOT.value:
     hover = tuple(int(v) for v in _HOVER.value) if _HOVER.value else None
-    shot = str(viewer.screenshot(index, _SCREENSHOT.value, width=_WIDTH.value,
-                                 height=_HEIGHT.value, search=_SEARCH.value,
-                                 zoom=_ZOOM.value, hover=hover))
+    shot = str(screenshot(index, _SCREENSHOT.value, width=_WIDTH.value,
+                          height=_HEIGHT.value, search=_SEARCH.value,
+                          zoom=_ZOOM.value, hover=hover))
   print(json.dumps({"index": str(index), "screenshot": shot}))
 
 
