@@ -1,0 +1,177 @@
+// The offline Microscope: every unit of a layer, one page per unit, links
+// along the strongest expanded weights. Data arrive by <script> tags
+// (MICROSCOPE_INDEX, then Microscope.addLayer per layer); pages are addressed
+// by the URL hash (#/layer/NAME, #/unit/NAME/CHANNEL), so the browser's
+// back/forward buttons walk a circuit back. No request leaves the site folder.
+"use strict";
+
+const Microscope = (() => {
+  const BASE = "microscope/";
+  const layers = {};
+  const root = () => document.getElementById("microscope");
+  const main = () => document.getElementById("ms-main");
+
+  function el(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined) continue;
+      if (k === "text") e.textContent = v;
+      else if (k.startsWith("data-")) e.setAttribute(k, v);
+      else e[k] = v;
+    }
+    for (const c of children) if (c) e.append(c);
+    return e;
+  }
+
+  function unitHref(layer, c) { return `#/unit/${layer}/${c}`; }
+
+  function thumb(layer, c) {
+    // The unit's visualization, else its best dataset example, else a blank.
+    const u = layers[layer] && layers[layer].units[c];
+    const src = u && (u.v || (u.ex.length ? u.ex[0][0] : null));
+    return src ? el("img", {src: BASE + src, alt: `${layer}:${c}`, loading: "lazy"})
+               : el("div", {className: "ms-noimg"});
+  }
+
+  function kernelCanvas(shape, values) {
+    // Red: positive weight, blue: negative, scaled by this kernel's max |w|.
+    const [h, w] = shape;
+    const canvas = el("canvas", {width: w, height: h, title: `${h}×${w} kernel`});
+    const ctx = canvas.getContext("2d");
+    const img = ctx.createImageData(w, h);
+    const scale = Math.max(1e-12, ...values.map(Math.abs));
+    values.forEach((v, i) => {
+      const t = Math.min(1, Math.abs(v) / scale);
+      const fade = Math.round(255 * (1 - t));
+      const [r, g, b] = v >= 0 ? [255, fade, fade] : [fade, fade, 255];
+      img.data.set([r, g, b, 255], 4 * i);
+    });
+    ctx.putImageData(img, 0, 0);
+    return canvas;
+  }
+
+  function linkCard([layer, c, norm, shape, values], sign) {
+    const known = layers[layer] !== undefined;
+    const card = el(known ? "a" : "div", {
+      className: "ms-link unit-link", href: known ? unitHref(layer, c) : null,
+      "data-unit": `${layer}:${c}`, "data-sign": sign},
+      thumb(layer, c), kernelCanvas(shape, values),
+      el("span", {}, el("strong", {text: `${layer}:${c}`}),
+         el("small", {text: `${sign === "p" ? "+" : "−"}‖w‖ = ${norm.toFixed(3)}`})));
+    return card;
+  }
+
+  function linkSection(title, links, sign) {
+    if (!links || !links[sign] || !links[sign].length) return null;
+    return el("section", {},
+      el("h3", {text: title}),
+      el("div", {className: "ms-links", "data-list": title},
+         ...links[sign].map(l => linkCard(l, sign))));
+  }
+
+  function setView(view, layer, unit) {
+    const r = root();
+    r.dataset.view = view;
+    r.dataset.layer = layer;
+    r.dataset.unit = unit || "";
+    for (const a of document.querySelectorAll("#ms-layers a"))
+      a.classList.toggle("current", a.dataset.layer === layer);
+    window.scrollTo(0, 0);
+  }
+
+  function showGrid(name) {
+    const L = layers[name];
+    const m = main();
+    m.replaceChildren(
+      el("h2", {text: `${name} — ${L.depth} units` +
+                (L.rendered ? "" : " (not rendered: dataset examples shown)")}),
+      el("div", {className: "ms-grid"}, ...L.units.map((u, c) =>
+        el("a", {className: "ms-tile", href: unitHref(name, c),
+                 "data-unit": `${name}:${c}`},
+           thumb(name, c), el("span", {text: String(c)})))));
+    setView("grid", name, "");
+  }
+
+  function showUnit(name, c) {
+    const L = layers[name], u = L.units[c];
+    const head = el("div", {className: "ms-unit-head"},
+      u.v ? el("img", {className: "ms-vis", src: BASE + u.v, alt: `${name}:${c}`})
+          : el("div", {className: "ms-noimg ms-vis", text: "not rendered"}),
+      el("div", {},
+        el("h2", {text: `${name}:${c}`}),
+        el("p", {className: "ms-muted",
+                 text: `Unit ${c} of ${L.depth} in ${name} (stride ${L.stride}).`}),
+        el("p", {}, el("a", {href: `#/layer/${name}`, text: `All units of ${name}`}),
+           " · ", c > 0 ? el("a", {href: unitHref(name, c - 1), text: "← previous"}) : null,
+           " ", c + 1 < L.depth ? el("a", {href: unitHref(name, c + 1), text: "next →"}) : null)));
+    const parts = [head];
+    if (u.d.length)
+      parts.push(el("h3", {text: "Diversity"}),
+                 el("div", {className: "ms-strip"},
+                    ...u.d.map(s => el("img", {src: BASE + s, alt: "diverse render"}))));
+    if (u.ex.length)
+      parts.push(el("h3", {text: "Dataset examples" +
+                                 (L.crop ? ` (${L.crop}px crops around the maximum)` : "")}),
+                 el("div", {className: "ms-examples"}, ...u.ex.map(([src, score, file]) =>
+                   el("figure", {title: file}, el("img", {src: BASE + src, alt: file}),
+                      el("figcaption", {text: score.toFixed(1)})))));
+    parts.push(linkSection("Strongest positive inputs", u.in, "p"),
+               linkSection("Strongest negative inputs", u.in, "n"),
+               linkSection("Strongest positive outputs", u.out, "p"),
+               linkSection("Strongest negative outputs", u.out, "n"));
+    main().replaceChildren(...parts.filter(Boolean));
+    setView("unit", name, `${name}:${c}`);
+  }
+
+  function firstLayer() {
+    const idx = window.MICROSCOPE_INDEX;
+    const r = idx.layers.find(l => l.rendered) || idx.layers[0];
+    return r.name;
+  }
+
+  function route() {
+    const parts = decodeURIComponent(location.hash.replace(/^#\/?/, "")).split("/");
+    status("");
+    if (parts[0] === "unit" && layers[parts[1]]) {
+      const c = Number(parts[2]);
+      if (Number.isInteger(c) && c >= 0 && c < layers[parts[1]].depth)
+        return showUnit(parts[1], c);
+    }
+    if (parts[0] === "layer" && layers[parts[1]]) return showGrid(parts[1]);
+    showGrid(firstLayer());
+  }
+
+  function status(text) { document.getElementById("ms-status").textContent = text; }
+
+  function find(query) {
+    // "layer:channel" or a channel of the layer on screen; null if unknown.
+    const q = query.trim();
+    const m = q.match(/^(?:(.+?)\s*[:/ ]\s*)?(\d+)$/);
+    if (!m) return null;
+    const name = m[1] || root().dataset.layer;
+    const c = Number(m[2]);
+    return layers[name] && c < layers[name].depth ? [name, c] : null;
+  }
+
+  function start() {
+    const idx = window.MICROSCOPE_INDEX;
+    document.getElementById("ms-layers").replaceChildren(...idx.layers.map(l =>
+      el("a", {href: `#/layer/${l.name}`, text: l.name, "data-layer": l.name,
+               className: l.rendered ? "" : "neighbour"})));
+    document.getElementById("ms-search-form").addEventListener("submit", ev => {
+      ev.preventDefault();
+      const q = document.getElementById("ms-search").value;
+      const hit = find(q);
+      if (hit) location.hash = unitHref(hit[0], hit[1]);
+      else status(`no unit "${q}"`);
+    });
+    window.addEventListener("hashchange", route);
+    route();
+    root().dataset.ready = "1";
+  }
+
+  return {
+    addLayer(layer) { layers[layer.name] = layer; },
+    start, find, layers,
+  };
+})();
