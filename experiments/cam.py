@@ -39,7 +39,7 @@ def main(argv):
   target = (labels.lookup(_TARGET.value) if _TARGET.value
             else int(jnp.argmax(out["probs"][0])))
   classes = jnp.array([target])
-  cam = attribution.googlenet_cam(model, params, image, classes)
+  cam = attribution.model_cam(model, params, image, classes)
   panels = [image[0], plotting.heatmap_overlay(
       image[0], attribution.normalize_map(cam)[0], cmap=_CMAP.value)]
   for layer in _LAYERS.value:
@@ -48,7 +48,7 @@ def main(argv):
         image[0], attribution.normalize_map(heat)[0], cmap=_CMAP.value))
   os.makedirs(_OUT.value, exist_ok=True)
   plotting.save_png(plotting.hstack(panels), os.path.join(_OUT.value, "cam.png"))
-  bias = params[attribution.GOOGLENET_CLASSIFIER]["bias"][target]
+  bias = model.classifier_params(params)["bias"][target]
   info = {"image": _IMAGE.value, "class": target,
           "name": labels.short_name(target),
           "prob": float(out["probs"][0, target]),

@@ -35,8 +35,10 @@ def _toy_apply(params, images, layers=None, perturb=None):
   return acts if wanted is None else {k: acts[k] for k in wanted}
 
 
-TOY_MODEL = base.Model(name="toy_cnn", apply=_toy_apply, layers=TOY_LAYERS,
-                       input_size=32, min_size=8)
+TOY_MODEL = base.Model(
+    name="toy_cnn", apply=_toy_apply, layers=TOY_LAYERS, input_size=32,
+    min_size=8, relu_twins=(("conv1", "conv1_pre_relu"), ("conv2", "conv2_pre_relu")),
+    perturbable=("conv1", "conv2"), default_layer="conv2")
 
 
 def toy_params(key=None):

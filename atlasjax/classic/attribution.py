@@ -9,7 +9,7 @@ All functions are pure, take a batch (``images [B, H, W, 3]`` RGB in [0, 1],
   et al. 2017) with an explicit key; noise sd is a fraction of each image's
   value range (``max - min``).
 * :func:`cam`: class activation map ``A @ W[:, c]`` for a global-average-pool
-  + linear head (Zhou et al. 2016); :func:`googlenet_cam` reads GoogLeNet's
+  + linear head (Zhou et al. 2016); :func:`model_cam` reads the model's
   head. Its mean over positions plus the class bias is exactly the logit.
 * :func:`grad_cam`: ``relu(sum_k alpha_k A_k)`` with ``alpha_k`` the spatial mean
   of ``d logit_c / d A_k`` (Selvaraju et al. 2017), at any spatial layer.
@@ -19,13 +19,12 @@ additive offset on the layer's output, whose derivative at zero is the gradient
 w.r.t. the activations (no hooks, no graph surgery). Only outputs the rest of
 the network reads (block outputs, not post-ReLU branch outputs, which the block
 concatenates before their ReLU) can be perturbed; others raise
-:class:`NotOnPathError` suggesting the ``_pre_relu`` twin or the block output.
+:class:`NotOnPathError` listing the outputs that can (``model.perturbable``).
 """
 
 from __future__ import annotations
 
 import functools
-import inspect
 
 import jax
 import jax.numpy as jnp
@@ -33,13 +32,11 @@ import jax.numpy as jnp
 from atlasjax.models import base
 
 LOGITS = "logits"
-CAM_LAYER = "mixed5b"                      # GoogLeNet's last block, before GAP
-GOOGLENET_CLASSIFIER = "loss3/classifier"   # params key of the linear head
 _EPS = 1e-12
 
 
-class NotOnPathError(ValueError):
-  """A layer whose output does not feed the logits in the traced program."""
+class NotOnPathError(base.NotPerturbableError):
+  """A layer whose output the model cannot perturb (nothing reads it as is)."""
 
 
 # ---------------------------------------------------------------------------
@@ -119,10 +116,11 @@ def layer_gradient(model: base.Model, params, images, layer: str,
   Raises:
     NotOnPathError: ``layer`` is not consumed by the computation after it.
   """
-  model.layer(layer)
-  if "perturb" not in inspect.signature(model.apply).parameters:
-    raise TypeError(f"Model {model.name!r} does not accept `perturb`, which "
-                    "layer gradients need (see atlasjax.models.base).")
+  try:
+    model.check_perturbable((layer,))
+  except base.NotPerturbableError as e:
+    raise NotOnPathError(
+        f"Gradients w.r.t. {layer!r} need it to be perturbable. {e}") from None
   wanted = tuple(dict.fromkeys((layer, LOGITS)))
   shape = jax.eval_shape(
       lambda p, x: model.apply(p, x, layers=(layer,))[layer], params, images)
@@ -132,15 +130,6 @@ def layer_gradient(model: base.Model, params, images, layer: str,
     return score_fn(outputs), outputs[layer]
 
   offset = jnp.zeros(shape.shape, shape.dtype)
-  try:
-    jax.eval_shape(score, offset)
-  except ValueError as e:
-    if "perturb" not in str(e):
-      raise
-    raise NotOnPathError(
-        f"Layer {layer!r} of {model.name!r} is an output that nothing downstream "
-        "reads (e.g. a post-ReLU inception branch); gradients w.r.t. it are "
-        "undefined. Use its '_pre_relu' twin or the block output.") from e
   grad, acts = jax.grad(score, has_aux=True)(offset)
   return acts, grad
 
@@ -162,13 +151,19 @@ def cam(features, kernel, classes):
   return jnp.einsum("bhwc,cb->bhw", features, kernel[:, classes])
 
 
-@functools.partial(jax.jit, static_argnames=("model", "layer", "classifier"))
-def googlenet_cam(model: base.Model, params, images, classes,
-                  layer: str = CAM_LAYER,
-                  classifier: str = GOOGLENET_CLASSIFIER):
-  """CAM of GoogLeNet (exact: its head is global-average-pool + linear)."""
+@functools.partial(jax.jit, static_argnames=("model",))
+def model_cam(model: base.Model, params, images, classes):
+  """CAM at ``model.cam_layer`` through ``model.classifier_params(params)``.
+
+  Exact for models whose head is global-average-pool + linear (GoogLeNet,
+  EfficientNet-Lite): the maps' spatial mean plus the bias is the logit.
+  """
+  if model.cam_layer is None or model.classifier is None:
+    raise ValueError(f"Model {model.name!r} declares no CAM layer and linear "
+                     "head (cam_layer=, classifier= in from_flax).")
+  layer = model.cam_layer
   features = model.apply(params, images, layers=(layer,))[layer]
-  return cam(features, params[classifier]["kernel"], classes)
+  return cam(features, model.classifier_params(params)["kernel"], classes)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "layer"))

@@ -14,17 +14,30 @@ by running the network or hooking into it.
 Models may also accept ``perturb``, a dict mapping output names to arrays added
 to those outputs before the rest of the network reads them: a pure way (no
 hooks) to linearise the network downstream of a layer with ``jax.jvp``, which
-the atlas attributions need. A model without it can still be visualized and
-laid out; only attribution collection requires it.
+the atlas attributions need. ``model.perturbable`` *declares* which outputs
+``perturb`` accepts (``None``: any output; ``()``: none), so a model that cannot
+be perturbed raises a clear error when attributions are requested instead of
+silently giving zeros.
 
-Anything that fits this protocol (see ``tests/conftest.py`` for a tiny CNN)
-works with the renderer, the atlas pipeline and the classic visualizations.
+ReLU gradient redirection (Lucid's trick for the first optimisation steps) is
+declared the same way: ``model.relu_twins`` lists ``(layer, pre_relu_layer)``
+pairs with ``layer == relu(pre_relu_layer)``; nothing is inferred from names.
+
+Compiled programs are cached by the model (a hashable value): ``Model.key``
+identifies the computation. Models built from a Flax module by
+:func:`atlasjax.models.from_flax` use the module's own (structural) equality,
+so rebuilding the same model in a new notebook cell does not recompile.
+
+Most models come from a Flax module through :func:`atlasjax.models.from_flax`;
+anything else that fits this protocol (see ``tests/toy_model.py`` for a tiny
+hand-written CNN) works with the renderer, the atlas pipeline and the classic
+visualizations as well.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Hashable, Mapping, Sequence
 
 import jax
 
@@ -60,25 +73,59 @@ class Layer:
     return self.stride > 0
 
 
+class NotPerturbableError(ValueError):
+  """An output that the model's ``perturb`` argument does not accept."""
+
+
+# Layers whose stride from the input is at most this use the "early layer"
+# defaults (the paper's mixed3 UMAP settings); deeper ones the mixed4/5 ones.
+EARLY_LAYER_MAX_STRIDE = 8
+
+
 @dataclasses.dataclass(frozen=True)
 class Model:
   """A vision model as data: a pure ``apply`` and its layer metadata.
 
   Attributes:
     name: identifier, e.g. ``"bvlc_googlenet"``.
-    apply: ``(params, images, layers=None) -> dict[str, Array]``.
+    apply: ``(params, images, layers=None, perturb=None) -> dict[str, Array]``.
     layers: metadata of every output ``apply`` can return, in network order.
     input_size: the side length the model was trained at.
     min_size: the smallest input side it accepts.
     input_range: value range of the images ``apply`` expects.
+    relu_twins: declared ``(layer, pre_relu_layer)`` pairs where
+      ``layer == relu(pre_relu_layer)``; the renderer's ReLU redirection uses
+      exactly these.
+    perturbable: output names ``apply``'s ``perturb`` accepts; ``None`` means
+      any output in ``layers``, ``()`` that the model cannot be perturbed.
+    default_layer: the layer scripts use when none is given (an atlas layer).
+    cam_layer: the last spatial layer before global pooling and the linear
+      classifier (CAM reads it); ``None`` if the model has no such head.
+    classifier: path of the linear head's ``{"kernel", "bias"}`` in params.
+    key: what identifies the computation for compile caches (``apply`` is
+      excluded from equality); defaults to ``apply`` itself.
   """
 
   name: str
-  apply: ApplyFn
-  layers: tuple[Layer, ...]
+  apply: ApplyFn = dataclasses.field(compare=False)
+  layers: tuple[Layer, ...] = ()
   input_size: int = 224
-  min_size: int = 64
+  min_size: int = 1
   input_range: tuple[float, float] = (0.0, 1.0)
+  relu_twins: tuple[tuple[str, str], ...] = ()
+  perturbable: tuple[str, ...] | None = ()
+  default_layer: str | None = None
+  cam_layer: str | None = None
+  classifier: tuple[str, ...] | None = None
+  key: Hashable = None
+
+  def __post_init__(self):
+    if self.key is None:
+      object.__setattr__(self, "key", ("apply", self.apply))
+    names = set(self.layer_names)
+    for layer, twin in self.relu_twins:
+      if layer not in names or twin not in names:
+        raise ValueError(f"relu_twins names unknown layers: {(layer, twin)}")
 
   @property
   def layer_names(self) -> tuple[str, ...]:
@@ -108,3 +155,37 @@ class Model:
   def deepest(self, names: Sequence[str]) -> str:
     """The layer among ``names`` computed last."""
     return max(self.check_layers(names), key=self.index)
+
+  def pre_relu(self, name: str) -> str | None:
+    """The declared pre-activation of ``name`` (``name == relu(it)``), if any."""
+    return dict(self.relu_twins).get(name)
+
+  def check_perturbable(self, names: Sequence[str]) -> tuple[str, ...]:
+    """Validates that ``perturb`` accepts ``names``; a clear error otherwise."""
+    names = self.check_layers(names)
+    if self.perturbable is None:
+      return names
+    if not self.perturbable:
+      raise NotPerturbableError(
+          f"Model {self.name!r} cannot be perturbed, which attributions and "
+          "layer gradients need; build it with atlasjax.models.from_flax (which "
+          "perturbs any module output) or collect with attributions=False.")
+    bad = [n for n in names if n not in self.perturbable]
+    if bad:
+      raise NotPerturbableError(
+          f"Model {self.name!r} cannot perturb {bad}: nothing downstream reads "
+          "them as they are. Perturbable outputs: " + ", ".join(self.perturbable))
+    return names
+
+  def is_early(self, name: str) -> bool:
+    """Whether ``name`` is an early (fine-stride) layer, e.g. GoogLeNet's mixed3."""
+    return 0 < self.layer(name).stride <= EARLY_LAYER_MAX_STRIDE
+
+  def classifier_params(self, params) -> dict:
+    """The ``{"kernel": [C, classes], "bias": [classes]}`` of the linear head."""
+    if self.classifier is None:
+      raise ValueError(f"Model {self.name!r} declares no linear classifier head.")
+    node = params
+    for part in self.classifier:
+      node = node[part]
+    return node

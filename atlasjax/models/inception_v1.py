@@ -1,10 +1,11 @@
-"""InceptionV1 (GoogLeNet) as pure functions driven by an architecture spec.
+"""InceptionV1 (GoogLeNet) as a Flax module driven by an architecture spec.
 
 The architecture is data: an :class:`InceptionV1Spec` lists the stem
 operations and the inception blocks with their branch widths, the pooling
 convention, LRN constants, the number of classes and the input convention.
-One builder, :func:`build`, turns a spec into a :class:`~atlasjax.models.base.Model`
-whose ``apply(params, images, layers=None)`` returns Lucid-named outputs:
+:class:`InceptionV1` is a ``flax.linen.Module`` built from a spec; its pure
+``InceptionV1(spec).apply(variables, images, layers=None, perturb=None)``
+returns Lucid-named outputs:
 
   conv2d0, maxpool0, localresponsenorm0, conv2d1, conv2d2, localresponsenorm1,
   maxpool1, mixed3a, mixed3b, maxpool4, mixed4a … mixed4e, maxpool10, mixed5a,
@@ -21,6 +22,19 @@ ceil-mode max pooling, LRN across 5 channels with alpha 1e-4 (divided by the
 window size, as Caffe does), beta 0.75, k 1, BGR input in 0..255 minus the
 ImageNet mean. The network is fully convolutional up to ``mixed5b``; the head
 averages globally, which equals Caffe's 7×7 average pool at 224 px.
+
+Variables are a standard Flax tree whose scopes carry Lucid's names::
+
+  {"params": {"conv2d0": {"kernel": [7, 7, 3, 64], "bias": [64]}, ...,
+              "mixed3a": {"1x1": {...}, "3x3_bottleneck": {...}, "3x3": {...},
+                          "5x5_bottleneck": {...}, "5x5": {...},
+                          "pool_reduce": {...}}, ...,
+              "logits": {"kernel": [1024, 1000], "bias": [1000]}}}
+
+:mod:`atlasjax.models.weights` converts the BVLC files into it; orbax saves and
+restores it like any Flax checkpoint. :func:`build` wraps the module into the
+library's :class:`~atlasjax.models.base.Model` through the one Flax adapter,
+:func:`atlasjax.models.flax_adapter.from_flax`.
 """
 
 from __future__ import annotations
@@ -29,6 +43,7 @@ import dataclasses
 import math
 from typing import Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -37,7 +52,12 @@ from atlasjax.models import base
 
 # The three 1×1 convolutions of a block that read the block input are run as one
 # wider convolution: same maths, better use of the matrix units on CPU and GPU.
-_FUSED_REDUCE_BRANCHES = ("1x1", "3x3_reduce", "5x5_reduce")
+_FUSED_REDUCE_BRANCHES = ("1x1", "3x3_bottleneck", "5x5_bottleneck")
+# Lucid's branch names and their BVLC (Caffe) counterparts.
+BRANCH_SOURCES = {"1x1": "1x1", "3x3_bottleneck": "3x3_reduce", "3x3": "3x3",
+                  "5x5_bottleneck": "5x5_reduce", "5x5": "5x5",
+                  "pool_reduce": "pool_proj"}
+LOGITS = "logits"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +133,11 @@ class InceptionV1Spec:
   ceil_mode: bool = True
   input: InputConvention = InputConvention()
   input_size: int = 224
-  min_size: int = 64
+  # The smallest side for which every output down to mixed5b keeps ≥ 1 pixel,
+  # found by ``flax_adapter.infer_min_size`` (checked in
+  # tests/models/test_inception_v1.py); below it a pooling window empties.
+  min_size: int = 31
+  default_layer: str = "mixed4c"
 
 
 BVLC_GOOGLENET = InceptionV1Spec(
@@ -243,42 +267,76 @@ def _op_outputs(op: Op) -> tuple[str, ...]:
 
 
 # ----------------------------------------------------------------------------
-# The forward pass.
+# The Flax module.
 
-def _inception(params, x, block: Inception, acts: dict):
-  p = params[block.source]
-  reduce_kernel = jnp.concatenate(
-      [p[b]["kernel"] for b in _FUSED_REDUCE_BRANCHES], axis=-1)
-  reduce_bias = jnp.concatenate([p[b]["bias"] for b in _FUSED_REDUCE_BRANCHES])
-  fused = conv2d(x, reduce_kernel, reduce_bias)
-  b1, b3r, b5r = jnp.split(
-      fused, [block.c1x1, block.c1x1 + block.c3x3_reduce], axis=-1)
-  b3 = conv2d(jax.nn.relu(b3r), p["3x3"]["kernel"], p["3x3"]["bias"], padding=1)
-  b5 = conv2d(jax.nn.relu(b5r), p["5x5"]["kernel"], p["5x5"]["bias"], padding=2)
-  pooled = max_pool(x, 3, 1, padding=1, ceil_mode=True)
-  bp = conv2d(pooled, p["pool_proj"]["kernel"], p["pool_proj"]["bias"])
-  pre = {"1x1": b1, "3x3_bottleneck": b3r, "3x3": b3, "5x5_bottleneck": b5r,
-         "5x5": b5, "pool_reduce": bp}
-  for branch, value in pre.items():
-    acts[f"{block.name}_{branch}_pre_relu"] = value
-    acts[f"{block.name}_{branch}"] = jax.nn.relu(value)
-  out = jnp.concatenate([b1, b3, b5, bp], axis=-1)
-  acts[block.name + "_pre_relu"] = out
-  acts[block.name] = out = jax.nn.relu(out)
-  return out
+class ConvParams(nn.Module):
+  """The ``kernel`` (HWIO) and ``bias`` of one convolution, as a Flax scope.
+
+  The convolutions themselves run as ``lax`` calls in :class:`InceptionV1`, so a
+  block's three 1×1 convolutions can share one fused call.
+  """
+  shape: tuple[int, int, int, int]
+
+  @nn.compact
+  def __call__(self):
+    kernel = self.param("kernel", nn.initializers.he_normal(), self.shape)
+    bias = self.param("bias", nn.initializers.zeros, self.shape[-1:])
+    return kernel, bias
 
 
-def make_apply(spec: InceptionV1Spec, metadata: tuple[base.Layer, ...]):
-  valid = {layer.name for layer in metadata}
-  def apply(params, images, layers: Sequence[str] | None = None,
-            perturb: dict | None = None):
-    """Runs the network on NHWC RGB images in [0, 1]; returns named outputs.
+class InceptionBlock(nn.Module):
+  """One inception block: four branches concatenated along channels."""
+  block: Inception
 
-    ``perturb`` maps output names to arrays added to that output before the
-    rest of the network reads it; ``jax.jvp`` through it linearises the
-    downstream network (the atlas attribution does this). Only outputs that
-    the next op consumes (a conv, pool, LRN or block output) can be perturbed.
-    """
+  @nn.compact
+  def __call__(self, x, acts: dict):
+    b = self.block
+    cin = x.shape[-1]
+    shapes = {"1x1": (1, 1, cin, b.c1x1),
+              "3x3_bottleneck": (1, 1, cin, b.c3x3_reduce),
+              "3x3": (3, 3, b.c3x3_reduce, b.c3x3),
+              "5x5_bottleneck": (1, 1, cin, b.c5x5_reduce),
+              "5x5": (5, 5, b.c5x5_reduce, b.c5x5),
+              "pool_reduce": (1, 1, cin, b.pool_proj)}
+    p = {name: ConvParams(shape, name=name)() for name, shape in shapes.items()}
+    reduce_kernel = jnp.concatenate([p[n][0] for n in _FUSED_REDUCE_BRANCHES], -1)
+    reduce_bias = jnp.concatenate([p[n][1] for n in _FUSED_REDUCE_BRANCHES])
+    fused = conv2d(x, reduce_kernel, reduce_bias)
+    b1, b3r, b5r = jnp.split(fused, [b.c1x1, b.c1x1 + b.c3x3_reduce], axis=-1)
+    b3 = conv2d(jax.nn.relu(b3r), *p["3x3"], padding=1)
+    b5 = conv2d(jax.nn.relu(b5r), *p["5x5"], padding=2)
+    bp = conv2d(max_pool(x, 3, 1, padding=1, ceil_mode=True), *p["pool_reduce"])
+    pre = {"1x1": b1, "3x3_bottleneck": b3r, "3x3": b3, "5x5_bottleneck": b5r,
+           "5x5": b5, "pool_reduce": bp}
+    for branch, value in pre.items():
+      acts[f"{b.name}_{branch}_pre_relu"] = value
+      acts[f"{b.name}_{branch}"] = jax.nn.relu(value)
+    out = acts[b.name + "_pre_relu"] = jnp.concatenate([b1, b3, b5, bp], axis=-1)
+    acts[b.name] = out = jax.nn.relu(out)
+    return out
+
+
+def main_path(spec: InceptionV1Spec) -> tuple[str, ...]:
+  """Outputs the next op reads as they are: the ones ``perturb`` accepts."""
+  return tuple(_op_outputs(op)[-1] for op in spec.ops)
+
+
+class InceptionV1(nn.Module):
+  """InceptionV1 built from ``spec``; ``__call__`` returns Lucid-named outputs.
+
+  ``images`` are NHWC RGB in [0, 1] (converted to the spec's input convention
+  here). ``layers`` (a name or tuple of names) returns just those outputs and
+  stops the forward pass once they exist. ``perturb`` maps main-path outputs
+  (:func:`main_path`: conv/pool/LRN/block outputs) to arrays added to them
+  before the rest of the network reads them; ``jax.jvp`` through it linearises
+  the downstream network (the atlas attributions and Grad-CAM do this).
+  """
+  spec: InceptionV1Spec = BVLC_GOOGLENET
+
+  @nn.compact
+  def __call__(self, images, layers: Sequence[str] | str | None = None,
+               perturb: dict | None = None):
+    spec = self.spec
     if images.ndim != 4 or images.shape[-1] != 3:
       raise ValueError(
           f"images must be NHWC with 3 RGB channels, got shape {images.shape}")
@@ -286,21 +344,22 @@ def make_apply(spec: InceptionV1Spec, metadata: tuple[base.Layer, ...]):
       raise ValueError(
           f"{spec.name} needs images of at least {spec.min_size} px per side, "
           f"got {images.shape[1:3]}; resize or pad the input")
+    metadata = layer_metadata(spec)
     wanted = None
     if layers is not None:
       wanted = {layers} if isinstance(layers, str) else set(layers)
-      unknown = wanted - valid
+      unknown = wanted - {layer.name for layer in metadata}
       if unknown:
         raise base.UnknownLayerError(
             f"Unknown layer(s) {sorted(unknown)} for model {spec.name!r}. "
             "Valid layers: " + ", ".join(layer.name for layer in metadata))
-    acts: dict[str, jax.Array] = {}
     perturb = perturb or {}
-    chain = {name for op in spec.ops for name in _op_outputs(op)[-1:]}
-    if set(perturb) - chain:
-      raise ValueError(
-          f"Cannot perturb {sorted(set(perturb) - chain)}: only outputs on the "
-          f"main path can be perturbed ({', '.join(sorted(chain))}).")
+    chain = main_path(spec)
+    if set(perturb) - set(chain):
+      raise base.NotPerturbableError(
+          f"Cannot perturb {sorted(set(perturb) - set(chain))}: only outputs on "
+          f"the main path can be perturbed ({', '.join(chain)}).")
+    acts: dict[str, jax.Array] = {}
 
     def done():
       return wanted is not None and wanted <= acts.keys()
@@ -308,8 +367,9 @@ def make_apply(spec: InceptionV1Spec, metadata: tuple[base.Layer, ...]):
     x = to_model_input(images, spec.input)
     for op in spec.ops:
       if isinstance(op, Conv):
-        p = params[op.source]
-        x = conv2d(x, p["kernel"], p["bias"], op.stride, op.padding)
+        kernel, bias = ConvParams(
+            (op.kernel, op.kernel, x.shape[-1], op.features), name=op.name)()
+        x = conv2d(x, kernel, bias, op.stride, op.padding)
         acts[op.name + "_pre_relu"] = x
         acts[op.name] = x = jax.nn.relu(x)
       elif isinstance(op, MaxPool):
@@ -318,66 +378,41 @@ def make_apply(spec: InceptionV1Spec, metadata: tuple[base.Layer, ...]):
       elif isinstance(op, LRN):
         acts[op.name] = x = local_response_norm(x, spec.lrn)
       else:
-        x = _inception(params, x, op, acts)
+        x = InceptionBlock(op, name=op.name)(x, acts)
       name = _op_outputs(op)[-1]
       if name in perturb:
         acts[name] = x = x + perturb[name]
-      if done():
-        break
-    else:
-      pooled = acts["avgpool"] = x.mean(axis=(1, 2))
-      p = params[spec.classifier]
-      logits = acts["logits"] = pooled @ p["kernel"] + p["bias"]
-      acts["probs"] = jax.nn.softmax(logits, axis=-1)
+      if done() and not self.is_initializing():
+        return {name: acts[name] for name in wanted}
+    pooled = acts["avgpool"] = x.mean(axis=(1, 2))
+    logits = acts[LOGITS] = nn.Dense(
+        spec.num_classes, name=LOGITS,
+        kernel_init=nn.initializers.lecun_normal())(pooled)
+    acts["probs"] = jax.nn.softmax(logits, axis=-1)
     if wanted is not None:
       return {name: acts[name] for name in wanted}
     return acts
 
-  return apply
+
+def relu_twins(spec: InceptionV1Spec) -> tuple[tuple[str, str], ...]:
+  """Every ``(L, L_pre_relu)`` pair: ``L == relu(L_pre_relu)`` by construction."""
+  names = {layer.name for layer in layer_metadata(spec)}
+  return tuple((n[:-len("_pre_relu")], n) for n in sorted(names)
+               if n.endswith("_pre_relu") and n[:-len("_pre_relu")] in names)
 
 
 def build(spec: InceptionV1Spec = BVLC_GOOGLENET) -> base.Model:
-  metadata = layer_metadata(spec)
-  return base.Model(
-      name=spec.name, apply=make_apply(spec, metadata), layers=metadata,
-      input_size=spec.input_size, min_size=spec.min_size)
+  """The library :class:`~atlasjax.models.base.Model` of ``InceptionV1(spec)``."""
+  from atlasjax.models import flax_adapter  # the adapter imports this module's users
+  return flax_adapter.from_flax(
+      InceptionV1(spec), None, name=spec.name, input_size=spec.input_size,
+      min_size=spec.min_size, relu_twins=relu_twins(spec),
+      perturbable=main_path(spec), default_layer=spec.default_layer,
+      cam_layer=spec.ops[-1].name, classifier=("params", LOGITS))[0]
 
 
-def param_shapes(spec: InceptionV1Spec = BVLC_GOOGLENET) -> dict:
-  """Expected shape of every tensor, keyed like the params pytree."""
-  shapes: dict[str, dict] = {}
-  depth = 3
-  for op in spec.ops:
-    if isinstance(op, Conv):
-      shapes[op.source] = {"kernel": (op.kernel, op.kernel, depth, op.features),
-                           "bias": (op.features,)}
-      depth = op.features
-    elif isinstance(op, Inception):
-      block = {}
-      for branch, k, cin, cout in (
-          ("1x1", 1, depth, op.c1x1), ("3x3_reduce", 1, depth, op.c3x3_reduce),
-          ("3x3", 3, op.c3x3_reduce, op.c3x3),
-          ("5x5_reduce", 1, depth, op.c5x5_reduce),
-          ("5x5", 5, op.c5x5_reduce, op.c5x5),
-          ("pool_proj", 1, depth, op.pool_proj)):
-        block[branch] = {"kernel": (k, k, cin, cout), "bias": (cout,)}
-      shapes[op.source] = block
-      depth = op.depth
-  shapes[spec.classifier] = {"kernel": (depth, spec.num_classes),
-                             "bias": (spec.num_classes,)}
-  return shapes
-
-
-def init_params(key: jax.Array, spec: InceptionV1Spec = BVLC_GOOGLENET) -> dict:
-  """Random (He-normal) parameters with the right shapes, for tests and variants."""
-  leaves, treedef = jax.tree_util.tree_flatten(
-      param_shapes(spec), is_leaf=lambda s: isinstance(s, tuple))
-  keys = jax.random.split(key, len(leaves))
-  out = []
-  for k, shape in zip(keys, leaves):
-    if len(shape) == 1:
-      out.append(jnp.zeros(shape, jnp.float32))
-    else:
-      fan_in = math.prod(shape[:-1])
-      out.append(jax.random.normal(k, shape) * math.sqrt(2.0 / fan_in))
-  return jax.tree_util.tree_unflatten(treedef, out)
+def init(key: jax.Array, spec: InceptionV1Spec = BVLC_GOOGLENET,
+         size: int | None = None) -> dict:
+  """Random Flax variables with the right shapes, for tests and variants."""
+  size = size or spec.input_size
+  return InceptionV1(spec).init(key, jnp.zeros((1, size, size, 3), jnp.float32))

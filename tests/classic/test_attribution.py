@@ -111,13 +111,13 @@ def photos(sample_dir):
   return jnp.asarray(images), jnp.array([1, 0])
 
 
-def test_googlenet_cam_mean_plus_bias_is_logit(googlenet, photos):
+def test_model_cam_mean_plus_bias_is_logit(googlenet, photos):
   model, params = googlenet
   images, classes = photos
-  cam = attribution.googlenet_cam(model, params, images, classes)
+  cam = attribution.model_cam(model, params, images, classes)
   assert cam.shape == (2, 7, 7)
   logits = model.apply(params, images, layers=("logits",))["logits"]
-  bias = params[attribution.GOOGLENET_CLASSIFIER]["bias"][classes]
+  bias = model.classifier_params(params)["bias"][classes]
   np.testing.assert_allclose(cam.mean(axis=(1, 2)) + bias,
                              logits[jnp.arange(2), classes], rtol=1e-5, atol=1e-4)
 
@@ -125,7 +125,7 @@ def test_googlenet_cam_mean_plus_bias_is_logit(googlenet, photos):
 def test_googlenet_grad_cam_at_mixed5b_equals_cam(googlenet, photos):
   model, params = googlenet
   images, classes = photos
-  cam = attribution.googlenet_cam(model, params, images, classes)
+  cam = attribution.model_cam(model, params, images, classes)
   grad_cam = attribution.grad_cam(model, params, images, classes, "mixed5b")
   assert float(grad_cam.max()) > 0
   np.testing.assert_allclose(attribution.normalize_map(grad_cam),
@@ -138,5 +138,5 @@ def test_googlenet_grad_cam_at_mixed5b_equals_cam(googlenet, photos):
 def test_grad_cam_rejects_layer_off_the_path(googlenet, photos):
   model, params = googlenet
   images, classes = photos
-  with pytest.raises(attribution.NotOnPathError, match="_pre_relu"):
+  with pytest.raises(attribution.NotOnPathError, match="Perturbable outputs: .*mixed4d"):
     attribution.grad_cam(model, params, images[:1], classes[:1], "mixed4d_3x3")

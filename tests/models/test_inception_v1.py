@@ -3,6 +3,7 @@ selection, determinism and input sizes."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import jax
@@ -12,7 +13,7 @@ import pytest
 from PIL import Image
 
 from atlasjax import models
-from atlasjax.models import UnknownLayerError
+from atlasjax.models import UnknownLayerError, flax_adapter, inception_v1
 
 
 def _photo(sample_dir, size, name="n01443537_goldfish.jpg"):
@@ -145,13 +146,14 @@ def test_head_is_global_average_pool(googlenet, acts224):
   mixed5b = np.asarray(acts224["mixed5b"], np.float64)
   avg = mixed5b.mean(axis=(1, 2))  # = Caffe's 7x7 AVE pool at 224 px
   np.testing.assert_allclose(acts224["avgpool"], avg, rtol=1e-5, atol=1e-6)
-  w = np.asarray(params["loss3/classifier"]["kernel"], np.float64)
-  b = np.asarray(params["loss3/classifier"]["bias"], np.float64)
+  head = googlenet[0].classifier_params(params)
+  w = np.asarray(head["kernel"], np.float64)
+  b = np.asarray(head["bias"], np.float64)
   np.testing.assert_allclose(acts224["logits"], avg @ w + b, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("size", [64, 97, 300, (80, 150)])
-def test_any_input_size_at_least_64(googlenet, sample_dir, size):
+@pytest.mark.parametrize("size", [31, 50, 97, 300, (80, 150)])
+def test_any_input_size_at_least_min_size(googlenet, sample_dir, size):
   model, params = googlenet
   x = _photo(sample_dir, size)
   out = jax.jit(lambda p, x: model.apply(
@@ -165,11 +167,24 @@ def test_any_input_size_at_least_64(googlenet, sample_dir, size):
                              rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("shape", [(1, 63, 63, 3), (1, 224, 40, 3)])
+@pytest.mark.parametrize("shape", [(1, 30, 30, 3), (1, 224, 30, 3)])
 def test_too_small_input_raises(googlenet, shape):
   model, params = googlenet
-  with pytest.raises(ValueError, match=r"at least 64 px"):
+  with pytest.raises(ValueError, match=r"at least 31 px"):
     model.apply(params, jnp.zeros(shape))
+
+
+def test_declared_min_size_is_the_true_minimum(googlenet):
+  """The spec's min_size is where a map first empties (abstract evaluation)."""
+  model, params = googlenet
+  spec = inception_v1.BVLC_GOOGLENET
+  assert model.min_size == spec.min_size
+  unchecked = dataclasses.replace(spec, min_size=1)
+  apply = lambda p, x: inception_v1.InceptionV1(unchecked).apply(p, x)
+  assert flax_adapter.infer_min_size(apply, params, 224) == spec.min_size
+  below = jax.ShapeDtypeStruct((1, spec.min_size - 1, spec.min_size - 1, 3), jnp.float32)
+  shapes = jax.eval_shape(apply, params, below)
+  assert min(min(s.shape[1:3]) for s in shapes.values() if len(s.shape) == 4) == 0
 
 
 def test_bad_image_layout_raises(googlenet):
