@@ -278,8 +278,8 @@ def test_weights_download_from_loopback_lands_verified(
   # The downloaded weights are the ones the model uses.
   params = weights.load_raw(folder)
   reference = weights.load_raw(local)
-  np.testing.assert_array_equal(params["params"]["mixed4c"]["3x3"]["kernel"],
-                                reference["params"]["mixed4c"]["3x3"]["kernel"])
+  np.testing.assert_array_equal(params["inception_4c"]["3x3"]["kernel"],
+                                reference["inception_4c"]["3x3"]["kernel"])
 
 
 def test_photo_download_refuses_corrupt_bytes_and_refetches(isolated, serve):
