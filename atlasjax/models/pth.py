@@ -82,6 +82,8 @@ class _Tensor:
     base = self.storage.array
     if base is None:
       raise PthError(f"storage {self.storage.key!r} was never read")
+    if any(s < 0 for s in self.stride) or len(self.stride) != len(self.shape):
+      raise PthError(f"unsupported strides {self.stride} for shape {self.shape}")
     if not self.shape:
       return base[self.offset].copy()
     last = self.offset + sum((n - 1) * s for n, s in zip(self.shape, self.stride))

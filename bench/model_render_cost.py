@@ -1,0 +1,91 @@
+r"""What each registered model costs to render, measured side by side.
+
+  python bench/model_render_cost.py                        # GoogLeNet vs EfficientNet-Lite0
+  python bench/model_render_cost.py --batch=8 --size=128 --steps=32 --rounds=3
+
+For each model it renders ``--batch`` channel objectives of the model's
+default layer (``model.default_layer``: ``mixed4c``, ``block5``) at ``--size``
+px with the standard transforms, ``--steps`` steps, compile excluded. Rounds
+alternate between the models, so load from other processes on a shared
+machine hits all of them alike; the best round is reported, with the median.
+One JSON line per model, then one with the ratios to the first model:
+
+  {"workload": "render", "model": "efficientnet_lite0", "layer": "block5",
+   "image_steps_per_sec": ..., "median": ..., "compile_s": ..., "machine": {...}}
+"""
+
+import json
+import statistics
+import time
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+
+import machine
+from atlasjax import models
+from atlasjax.optvis import objectives
+from atlasjax.optvis import render
+
+_MODELS = flags.DEFINE_list("models", ["bvlc_googlenet", "efficientnet_lite0"],
+                            "Registered model names.")
+_BATCH = flags.DEFINE_integer("batch", 8, "Channels rendered together.")
+_SIZE = flags.DEFINE_integer("size", 128, "Image side in pixels.")
+_STEPS = flags.DEFINE_integer("steps", 32, "Optimisation steps per render.")
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternating timing rounds.")
+_DATA = flags.DEFINE_string("data", None, "Data root (default: $ATLASJAX_DATA).")
+
+
+class ChannelFamily:
+  """``channel(layer, c)`` as a hashable family (one compile per model)."""
+
+  def __init__(self, layer):
+    self.layer = layer
+
+  def __call__(self, c):
+    return objectives.channel(self.layer, c)
+
+
+def main(argv):
+  del argv
+  cfg = render.RenderConfig(size=_SIZE.value, steps=_STEPS.value)
+  runs = {}
+  for name in _MODELS.value:
+    model, params = models.load(name, _DATA.value)
+    family = ChannelFamily(model.default_layer)
+    args = jnp.arange(_BATCH.value)
+
+    def once(seed, model=model, params=params, family=family, args=args):
+      result = render.render(model, params, family, args=args, config=cfg,
+                             key=jax.random.PRNGKey(seed))
+      jax.block_until_ready(result.images)
+
+    start = time.perf_counter()
+    once(0)  # compiles
+    runs[name] = {"once": once, "layer": model.default_layer,
+                  "compile_s": time.perf_counter() - start, "times": []}
+  for r in range(_ROUNDS.value):
+    for run in runs.values():
+      start = time.perf_counter()
+      run["once"](r + 1)
+      run["times"].append(time.perf_counter() - start)
+  work = _BATCH.value * _STEPS.value
+  figures = {}
+  for name, run in runs.items():
+    figures[name] = work / min(run["times"])
+    print(json.dumps({
+        "workload": "render", "model": name, "layer": run["layer"],
+        "batch": _BATCH.value, "size": _SIZE.value, "steps": _STEPS.value,
+        "image_steps_per_sec": round(figures[name], 2),
+        "median": round(work / statistics.median(run["times"]), 2),
+        "compile_s": round(run["compile_s"], 1), "machine": machine.describe()}),
+        flush=True)
+  first = _MODELS.value[0]
+  print(json.dumps({"workload": "render_ratio", "relative_to": first,
+                    "speed": {n: round(f / figures[first], 3) for n, f in figures.items()},
+                    "machine": machine.describe()}), flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)
