@@ -12,47 +12,61 @@ Every random choice is derived from ``(seed, image index, crop index[, layer])``
 so the result does not depend on batch sizes, shard sizes or interruptions.
 
 Storage: ``<workdir>/collect/`` holds ``manifest.json`` (settings, dataset
-fingerprint, shard list), ``images.json`` (image ids) and one orbax checkpoint
-per shard of ``shard_images`` consecutive images. Orbax finalises a shard by
-renaming its temporary folder, so a shard is either complete or absent; the
-manifest is replaced atomically after each shard. Re-running resumes from the
-finished shards (after a crash or ``kill -9`` at any moment), and a run whose
-settings differ from the manifest's refuses to mix shards.
+fingerprint, process layout, shard list), ``images.json`` (image ids) and one
+``shard_NNNNN.npz`` per shard of ``shard_images`` consecutive images, written
+to a temporary name and renamed, so a shard is either complete or absent.
+Re-running resumes from the finished shards (after a crash or ``kill -9`` at
+any moment), and a run whose settings differ from the manifest's refuses to
+mix shards. (Collections written as orbax checkpoints by earlier versions are
+still read.)
+
+Many processes (:mod:`atlasjax.distributed`): process ``p`` of ``P`` owns the
+contiguous block ``distributed.owned(n_shards)`` of shards and writes only
+those; which shards exist never depends on ``P``, so the collected rows are the
+same for any process count, a restarted process redoes only its own unfinished
+shards, and a rerun with another ``P`` reuses every finished shard. After a
+barrier, process 0 alone writes the manifest. Images are decoded by the grain
+pipeline of :mod:`atlasjax.atlas.loader` (threads or worker processes, same
+batches and crops for any number of either).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
-import inspect
 import json
 import os
 import pathlib
 import shutil
-import time
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
-from PIL import Image
 
+from atlasjax import distributed
 from atlasjax import images as images_lib
 from atlasjax import labels as labels_lib
+from atlasjax import progress
+from atlasjax.atlas import loader as loader_lib
 from atlasjax.models import base
 
 MANIFEST = "manifest.json"
 IMAGE_LIST = "images.json"
 COLLECT_DIR = "collect"
 SHARD_PREFIX = "shard_"
-MANIFEST_VERSION = 1
+SHARD_SUFFIX = ".npz"
+_TMP_SUFFIX = ".tmp.npz"
+# 2: shards are .npz files and the manifest records the process layout.
+MANIFEST_VERSION = 2
 TOP_K = 5
 EMPTY_MARK = "empty"
-# Random crops are drawn in normalised image coordinates: area fraction and
-# aspect ratio of the box relative to the (unit-square) image.
-DEFAULT_CROP_SCALE = (0.1, 1.0)
-DEFAULT_CROP_ASPECT = (3 / 4, 4 / 3)
+DEFAULT_CROP_SCALE = loader_lib.DEFAULT_CROP_SCALE
+DEFAULT_CROP_ASPECT = loader_lib.DEFAULT_CROP_ASPECT
+# Per-shard bookkeeping stored beside the samples (not sample rows).
+_SHARD_META = ("skipped", "skipped_reasons")
 _SETTINGS_THAT_MUST_MATCH = (
     "model", "weights", "layers", "seed", "crops_per_image", "crop_scale",
     "crop_aspect", "image_size", "attributions", "shard_images", "dataset")
@@ -67,13 +81,18 @@ class CollectConfig:
   """What to collect. Fields that shape the data are checked on resume."""
   layers: tuple[str, ...] = ("mixed4c",)
   seed: int = 0
-  crops_per_image: int = 1
+  # The measured CPU-sized default job (README, bench/RESULTS.md): 4 random
+  # crops of each of the 800 sample photos, 3,200 vectors. The scripts'
+  # flags are generated from these fields, so this is the one default.
+  crops_per_image: int = 4
   crop_scale: tuple[float, float] = DEFAULT_CROP_SCALE
   crop_aspect: tuple[float, float] = DEFAULT_CROP_ASPECT
   image_size: int = 224
   attributions: bool = True
   batch_size: int = 32       # forward-pass batch (images × crops)
   shard_images: int = 128    # images per shard
+  loader_threads: int = 4    # decoding threads per reading process
+  loader_workers: int = 0    # grain worker processes (0: decode in threads here)
   recursive: bool = True
 
 
@@ -99,30 +118,9 @@ def dataset_fingerprint(root: pathlib.Path, ids: Sequence[str]) -> str:
 # ----------------------------------------------------------------------------
 # Deterministic sampling.
 
-def _rng(seed: int, *ids: int) -> np.random.Generator:
-  return np.random.default_rng([seed, *ids])
-
-
-def crop_box(seed: int, image_index: int, crop_index: int, crops_per_image: int,
-             width: int, height: int, scale=DEFAULT_CROP_SCALE,
-             aspect=DEFAULT_CROP_ASPECT) -> tuple[float, float, float, float]:
-  """Pixel box ``(x0, y0, x1, y1)`` of one crop.
-
-  With one crop per image it is the standard evaluation crop (the centre square
-  of side 224/256 of the shorter side); otherwise a random box whose area is a
-  ``scale`` fraction and aspect ``aspect`` in normalised coordinates.
-  """
-  if crops_per_image == 1:
-    side = min(width, height) * images_lib.EVAL_CROP / images_lib.EVAL_RESIZE
-    x0, y0 = (width - side) / 2, (height - side) / 2
-    return (x0, y0, x0 + side, y0 + side)
-  rng = _rng(seed, image_index, crop_index)
-  area = rng.uniform(*scale)
-  log_aspect = rng.uniform(np.log(aspect[0]), np.log(aspect[1]))
-  w = min(1.0, np.sqrt(area * np.exp(log_aspect)))
-  h = min(1.0, np.sqrt(area / np.exp(log_aspect)))
-  u, v = rng.uniform(0, 1 - w), rng.uniform(0, 1 - h)
-  return (u * width, v * height, (u + w) * width, (v + h) * height)
+_rng = loader_lib.rng
+# Crops are decoded by the loader (in worker processes too), so it owns them.
+crop_box = loader_lib.crop_box
 
 
 def sample_positions(seed: int, image_index: int, crop_index: int,
@@ -192,15 +190,55 @@ def shard_name(index: int) -> str:
   return f"{SHARD_PREFIX}{index:05d}"
 
 
-def _is_finalized(path: pathlib.Path) -> bool:
+def _is_legacy(path: pathlib.Path) -> bool:
+  """A finished orbax checkpoint (shards of manifest version 1)."""
   return path.is_dir() and (path / "_CHECKPOINT_METADATA").exists()
 
 
-def _clean_partial(folder: pathlib.Path) -> None:
-  """Removes temporary folders a killed orbax save left behind."""
-  for entry in folder.iterdir():
-    if entry.name.startswith(SHARD_PREFIX) and not _is_finalized(entry):
-      shutil.rmtree(entry, ignore_errors=True)
+def _is_finalized(path: pathlib.Path) -> bool:
+  if path.name.endswith(_TMP_SUFFIX):
+    return False
+  return (path.name.endswith(SHARD_SUFFIX) and path.is_file()) or _is_legacy(path)
+
+
+def _shard_path(folder: pathlib.Path, name: str) -> pathlib.Path:
+  """The finished file (or legacy folder) of shard ``name``, or where it goes."""
+  legacy = folder / name
+  return legacy if _is_legacy(legacy) else folder / (name + SHARD_SUFFIX)
+
+
+def _clean_partial(folder: pathlib.Path, names) -> None:
+  """Removes what a killed save of shards ``names`` left behind.
+
+  Only the caller's own shards: another process may be writing its own.
+  """
+  for name in names:
+    for entry in (folder / (name + _TMP_SUFFIX), folder / name):
+      if entry.is_file():
+        entry.unlink()
+      elif entry.is_dir() and not _is_legacy(entry):
+        shutil.rmtree(entry, ignore_errors=True)
+
+
+def _save_shard(path: pathlib.Path, flat: dict) -> None:
+  """Writes ``flat`` to ``path`` (.npz) atomically and durably."""
+  tmp = path.with_name(path.name[:-len(SHARD_SUFFIX)] + _TMP_SUFFIX)
+  with open(tmp, "wb") as f:
+    np.savez(f, **flat)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def _load_shard(path: pathlib.Path, keys=None) -> dict:
+  """A shard as a flat dict (``keys`` only, read lazily from the .npz)."""
+  if _is_legacy(path):
+    flat = _flatten(ocp.PyTreeCheckpointer().restore(path))
+  else:
+    with np.load(path) as npz:
+      wanted = npz.files if keys is None else [k for k in keys if k in npz.files]
+      return {k: npz[k] for k in wanted}
+  return flat if keys is None else {k: flat[k] for k in keys if k in flat}
 
 
 def label_index(image_id: str, labels: labels_lib.Labels | None) -> int:
@@ -248,31 +286,9 @@ def check_compatible(existing: dict, settings: dict, folder: pathlib.Path) -> No
 # ----------------------------------------------------------------------------
 # Collection.
 
-def _loader(config: CollectConfig, seed: int, index_of: dict[str, int]):
-  size = config.image_size
-
-  def load(path: str):
-    image = images_lib.load_pil(path)
-    i = index_of[path]
-    crops, boxes = [], []
-    for c in range(config.crops_per_image):
-      box = crop_box(seed, i, c, config.crops_per_image, *image.size,
-                     scale=config.crop_scale, aspect=config.crop_aspect)
-      crops.append(np.asarray(image.resize((size, size), Image.BILINEAR, box=box),
-                              dtype=np.float32) / 255.0)
-      boxes.append(box)
-    return np.stack(crops), np.asarray(boxes, np.float32)
-
-  return load
-
-
-def _collate(items):
-  return (np.stack([c for c, _ in items]), np.stack([b for _, b in items]))
-
-
 def run(config: CollectConfig, model: base.Model, params, images: os.PathLike | str,
-        workdir: os.PathLike | str, labels: labels_lib.Labels | None = None,
-        log=print) -> dict:
+        workdir: os.PathLike | str, labels: labels_lib.Labels | None = None
+        ) -> dict:
   """Collects (or resumes collecting) samples into ``<workdir>/collect``.
 
   Returns the final manifest.
@@ -282,11 +298,12 @@ def run(config: CollectConfig, model: base.Model, params, images: os.PathLike | 
     if not model.layer(layer).spatial:
       raise CollectError(f"Layer {layer!r} has no spatial extent; atlases sample "
                          "positions of convolutional layers such as mixed4c.")
-  if config.attributions and "perturb" not in inspect.signature(
-      model.apply).parameters:
-    raise CollectError(
-        f"Model {model.name!r} does not accept `perturb`, which attributions "
-        "need (see atlasjax.models.base); collect with attributions=False.")
+  if config.attributions:
+    try:
+      model.check_perturbable(layers)
+    except base.NotPerturbableError as e:
+      raise CollectError(f"{e} (attributions need it; collect with "
+                         "attributions=False to skip them)") from None
   if config.crops_per_image < 1:
     raise CollectError("--crops_per_image must be at least 1.")
   root = pathlib.Path(images)
@@ -306,8 +323,19 @@ def run(config: CollectConfig, model: base.Model, params, images: os.PathLike | 
   else:
     manifest = {"version": MANIFEST_VERSION, "settings": settings, "shards": [],
                 "complete": False}
-  _atomic_write_json(folder / IMAGE_LIST, ids)
-  _clean_partial(folder)
+  lay = distributed.layout()
+  n_shards = -(-len(paths) // config.shard_images)
+  mine = distributed.owned(n_shards, lay.process_index, lay.process_count)
+  manifest["version"] = MANIFEST_VERSION
+  manifest["processes"] = {
+      "count": lay.process_count, "local_devices": lay.local_devices,
+      "platform": lay.platform,
+      "owned_shards": [[r.start, r.stop] for r in (
+          distributed.owned(n_shards, p, lay.process_count)
+          for p in range(lay.process_count))]}
+  if lay.is_main:   # Settings first, so a mismatched later run is refused.
+    _atomic_write_json(folder / IMAGE_LIST, ids)
+    _atomic_write_json(manifest_path, manifest)
 
   # Feature-map sizes at this input size, without running the network.
   probe = jax.eval_shape(
@@ -318,30 +346,37 @@ def run(config: CollectConfig, model: base.Model, params, images: os.PathLike | 
     if min(hw) < 3:
       sample_positions(0, 0, 0, 0, *hw)  # Raises the explanatory error.
   sample_fn = make_sample_fn(model, layers, config.attributions)
-  index_of = {p: i for i, p in enumerate(paths)}
-  load = _loader(config, config.seed, index_of)
-  n_shards = -(-len(paths) // config.shard_images)
-  by_name = {s["name"]: s for s in manifest["shards"]}
-  checkpointer = ocp.PyTreeCheckpointer()
+  bounds = lambda k: (k * config.shard_images,
+                      min((k + 1) * config.shard_images, len(paths)))
+  todo = [k for k in mine if not _is_finalized(_shard_path(folder, shard_name(k)))]
+  _clean_partial(folder, [shard_name(k) for k in todo])
   images_per_batch = max(1, config.batch_size // config.crops_per_image)
-  start, done_images = time.perf_counter(), 0
-  # Images in shards still to compute, counted once (for the ETA).
-  pending = sum(min((j + 1) * config.shard_images, len(paths)) - j * config.shard_images
-                for j in range(n_shards) if not _is_finalized(folder / shard_name(j)))
-  for k in range(n_shards):
-    name = shard_name(k)
-    lo, hi = k * config.shard_images, min((k + 1) * config.shard_images, len(paths))
-    if _is_finalized(folder / name):
-      if name not in by_name:  # Killed between the shard save and the manifest.
-        by_name[name] = _shard_entry(name, lo, hi, checkpointer.restore(folder / name))
-      continue
-    report = images_lib.ReadReport()
-    parts = []
-    for batch in images_lib.iter_batches(paths[lo:hi], images_per_batch, load=load,
-                                         report=report, collate=_collate):
-      crops, boxes = batch.images
+  specs = loader_lib.batch_specs(todo, config.shard_images, len(paths),
+                                 images_per_batch)
+  batches_left = {k: 0 for k in todo}
+  for spec in specs:
+    batches_left[spec.shard] += 1
+  box_fn = functools.partial(crop_box, config.seed, scale=tuple(config.crop_scale),
+                             aspect=tuple(config.crop_aspect))
+  who = f"collect[{lay.process_index}/{lay.process_count}]" if (
+      lay.process_count > 1) else "collect"
+  # Shards finished by an earlier run count as done, so the ETA covers the rest.
+  owned = sum(bounds(k)[1] - bounds(k)[0] for k in mine)
+  pending = sum(bounds(k)[1] - bounds(k)[0] for k in todo)
+  bar = progress.start(owned, who, unit="image", initial=owned - pending)
+  parts: dict[int, list] = {}
+  failed: dict[int, list] = {}
+  for batch in loader_lib.iterate(specs, paths, box_fn, config.crops_per_image,
+                                  config.image_size, threads=config.loader_threads,
+                                  workers=config.loader_workers):
+    k = int(batch["shard"])
+    for i, why in zip(batch["failed"].tolist(), batch["reasons"]):
+      progress.warn(f"collect: skipping unreadable image {paths[i]}: {why}")
+      failed.setdefault(k, []).append((i, why))
+    if len(batch["index"]):
+      crops = batch["crops"].astype(np.float32) / 255.0
       b, kc = crops.shape[:2]
-      image_index = (batch.indices + lo).astype(np.int32)
+      image_index = batch["index"].astype(np.int32)
       crop_index = np.tile(np.arange(kc, dtype=np.int32), b)
       flat_images = np.repeat(image_index, kc)
       positions = np.stack([
@@ -351,44 +386,78 @@ def run(config: CollectConfig, model: base.Model, params, images: os.PathLike | 
       out = sample_fn(params, crops.reshape(b * kc, *crops.shape[2:]), positions)
       part = {key: np.asarray(v) for key, v in out.items()}
       part.update(image_index=flat_images, crop_index=crop_index,
-                  crop_box=boxes.reshape(b * kc, 4),
+                  crop_box=batch["boxes"].reshape(b * kc, 4),
                   label=np.array([label_index(ids[i], labels) for i in flat_images],
                                  np.int32))
       for li, layer in enumerate(layers):
         part[f"positions/{layer}"] = positions[li].astype(np.int16)
-      parts.append(part)
-    if parts:
-      shard = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    else:  # Orbax cannot store empty arrays: mark an all-unreadable shard.
+      parts.setdefault(k, []).append(part)
+    del batch   # Release the loader's buffer before the next one arrives.
+    batches_left[k] -= 1
+    if batches_left[k]:
+      continue
+    shard_parts, reasons = parts.pop(k, []), failed.pop(k, [])
+    if shard_parts:
+      shard = {key: np.concatenate([p[key] for p in shard_parts])
+               for key in shard_parts[0]}
+    else:  # Every image unreadable: mark the shard so that readers skip it.
       shard = {"image_index": np.full((1,), -1, np.int32),
                EMPTY_MARK: np.ones((1,), np.int8)}
-    shard["skipped"] = np.array(
-        [index_of[p] for p, _ in report.failed] or [-1], np.int32)
-    checkpointer.save(folder / name, _nest(shard))
-    by_name[name] = _shard_entry(name, lo, hi, _nest(shard))
-    by_name[name]["skipped_reasons"] = [why for _, why in report.failed]
-    manifest["shards"] = [by_name[n] for n in sorted(by_name)]
+    shard["skipped"] = np.array([i for i, _ in reasons] or [-1], np.int32)
+    shard["skipped_reasons"] = np.array([why for _, why in reasons] or [""])
+    _save_shard(folder / (shard_name(k) + SHARD_SUFFIX), shard)
+    lo, hi = bounds(k)
+    bar.update(hi - lo)
+    bar.set_postfix(f"shard {k + 1}/{n_shards}")
+  bar.close()
+
+  # Every process's shards are on disk after this; process 0 lists them.
+  distributed.barrier(f"collect-done:{folder}")
+  if lay.is_main:
+    manifest = _finish_manifest(manifest, folder, n_shards, bounds)
     _atomic_write_json(manifest_path, manifest)
-    done_images += hi - lo
-    rate = done_images / max(time.perf_counter() - start, 1e-9)
-    pending -= hi - lo
-    log(f"collect: shard {k + 1}/{n_shards} done ({hi}/{len(paths)} images, "
-        f"{rate:.1f} img/s, ETA {pending / max(rate, 1e-9):.0f} s)")
-  manifest["shards"] = [by_name[n] for n in sorted(by_name)]
-  samples = sum(s["samples"] for s in manifest["shards"])
-  skipped = sum(s["skipped"] for s in manifest["shards"])
+  distributed.barrier(f"collect-manifest:{folder}")
+  manifest = json.loads(manifest_path.read_text())
+  if manifest.get("missing"):
+    raise CollectError(
+        f"Shards {', '.join(manifest['missing'][:5])} of {folder} were not written "
+        "(a process stopped early); rerun collect with the same flags to finish.")
+  samples, skipped = manifest["samples"], manifest["skipped"]
   if samples == 0:
     raise CollectError(
         f"None of the {len(paths)} files under {root} could be read as an image "
         f"({skipped} skipped); nothing to build an atlas from. Check the folder.")
-  manifest["complete"] = True
-  manifest["samples"] = samples
-  manifest["skipped"] = skipped
-  _atomic_write_json(manifest_path, manifest)
-  if skipped:
-    log(f"collect: skipped {skipped} unreadable image(s); see {manifest_path}")
-  log(f"collect: {samples} samples from {len(paths) - skipped} images in {folder}")
+  if lay.is_main:
+    if skipped:
+      progress.warn(f"collect: skipped {skipped} unreadable image(s); see "
+                    f"{manifest_path}")
+    progress.note(f"collect: {samples} samples from {len(paths) - skipped} "
+                  f"images in {folder}")
   return manifest
+
+
+def _finish_manifest(manifest: dict, folder: pathlib.Path, n_shards: int,
+                     bounds) -> dict:
+  """The manifest listing every shard on disk (read lazily, small keys only)."""
+  known = {s["name"]: s for s in manifest["shards"]}
+  entries, missing = [], []
+  for k in range(n_shards):
+    name = shard_name(k)
+    path = _shard_path(folder, name)
+    if not _is_finalized(path):
+      missing.append(name)
+      continue
+    entry = known.get(name)
+    if entry is None:
+      flat = _load_shard(path, ("image_index", EMPTY_MARK) + _SHARD_META)
+      entry = _shard_entry(name, *bounds(k), flat)
+      reasons = flat.get("skipped_reasons", np.array([], str))
+      entry["skipped_reasons"] = [str(r) for r in reasons if str(r)]
+    entries.append(entry)
+  samples = sum(s["samples"] for s in entries)
+  skipped = sum(s["skipped"] for s in entries)
+  return {**manifest, "shards": entries, "complete": not missing and samples > 0,
+          "missing": missing, "samples": samples, "skipped": skipped}
 
 
 def _nest(flat: dict) -> dict:
@@ -460,16 +529,18 @@ class Collection:
 
   def iter_shards(self, keys: Sequence[str] | None = None):
     """Yields each shard as a flat dict, in canonical (image, crop) order."""
-    checkpointer = ocp.PyTreeCheckpointer()
     for entry in self.manifest["shards"]:
-      path = self.folder / entry["name"]
+      path = _shard_path(self.folder, entry["name"])
       if not _is_finalized(path):
         raise CollectError(f"Shard {path} listed in the manifest is missing; rerun "
                            "collect with the same flags to recompute it.")
-      flat = _flatten(checkpointer.restore(path))
       if not entry["samples"]:
         continue
-      yield flat if keys is None else {k: flat[k] for k in keys}
+      flat = _load_shard(path, keys)
+      if keys is not None and len(flat) != len(keys):
+        raise CollectError(f"Shard {path} has no {sorted(set(keys) - set(flat))}; "
+                           "was it collected with other settings?")
+      yield flat
 
   def load(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
     """Concatenates ``keys`` (e.g. ``"vectors/mixed4c"``) over all shards."""
@@ -486,7 +557,8 @@ class Collection:
     n = self.manifest["samples"]
     if not path.exists():
       depth = None
-      tmp = path.with_name(path.name + ".tmp.npy")
+      # Per-process temporary name: several processes may build it at once.
+      tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npy")
       out, row = None, 0
       for shard in self.iter_shards([f"vectors/{layer}"]):
         v = shard[f"vectors/{layer}"]
@@ -506,7 +578,7 @@ class Collection:
     keys = None
     arrays: dict[str, list] = {}
     for shard in self.iter_shards():
-      keys = keys or [k for k in shard if k != "skipped"]
+      keys = keys or [k for k in shard if k not in _SHARD_META]
       for k in keys:
         arrays.setdefault(k, []).append(shard[k])
     out = {k.replace("/", "_"): np.concatenate(v) for k, v in arrays.items()}

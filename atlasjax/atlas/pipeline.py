@@ -15,7 +15,9 @@ import json
 import os
 import pathlib
 
+from atlasjax import distributed
 from atlasjax import labels as labels_lib
+from atlasjax import progress
 from atlasjax.atlas import collect as collect_lib
 from atlasjax.atlas import layout as layout_lib
 from atlasjax.atlas import render_atlas
@@ -50,11 +52,14 @@ def layer_paths(layer: str, main: bool) -> tuple[str, str]:
 
 def run(config: PipelineConfig, model: base.Model, params,
         images: os.PathLike | str, workdir: os.PathLike | str,
-        labels: labels_lib.Labels | None = None, log=print) -> pathlib.Path:
+        labels: labels_lib.Labels | None = None) -> pathlib.Path:
   """Builds (or finishes) the atlas of every collected layer; returns atlas.json."""
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  collect_lib.run(config.collect, model, params, images, workdir, labels, log)
+  # Many processes: all collect and render their shares; process 0 alone runs
+  # the layout (one UMAP fit) and writes shared files, the others wait.
+  lay = distributed.layout()
+  collect_lib.run(config.collect, model, params, images, workdir, labels)
   collection = collect_lib.Collection.open(workdir)
   fingerprint = layout_lib.collection_fingerprint(collection)
   others = []
@@ -62,31 +67,36 @@ def run(config: PipelineConfig, model: base.Model, params,
     layout_name, prefix = layer_paths(layer, main=i == 0)
     layout_config = dataclasses.replace(config.layout, layer=layer)
     atlas_config = dataclasses.replace(config.atlas, layer=layer)
-    layout_lib.run(layout_config, workdir, log, out_name=layout_name)
+    if lay.is_main:
+      layout_lib.run(layout_config, workdir, out_name=layout_name)
+    distributed.barrier(f"layout:{workdir.resolve() / layout_name}")
     path = workdir / f"{prefix}{render_atlas.ATLAS_JSON}"
     if _atlas_is_current(path, atlas_config, workdir, fingerprint):
-      log(f"atlas: {path} is complete, skipping")
+      progress.note(f"atlas: {path} is complete, skipping")
     else:
-      render_atlas.run(atlas_config, model, params, workdir, labels, log,
+      render_atlas.run(atlas_config, model, params, workdir, labels,
                        layout_name=layout_name, prefix=prefix)
-      atlas = json.loads(path.read_text())
-      atlas["collection"] = fingerprint
-      collect_lib._atomic_write_json(path, atlas)
+      if lay.is_main:
+        atlas = json.loads(path.read_text())
+        atlas["collection"] = fingerprint
+        collect_lib._atomic_write_json(path, atlas)
     if i:
       others.append(path.name)
   main = workdir / render_atlas.ATLAS_JSON
-  atlas = json.loads(main.read_text())
-  if atlas.get("other_layers", []) != others:
-    atlas["other_layers"] = others
-    collect_lib._atomic_write_json(main, atlas)
-  if config.viewer:
-    write_viewer(workdir, log)
+  if lay.is_main:
+    atlas = json.loads(main.read_text())
+    if atlas.get("other_layers", []) != others:
+      atlas["other_layers"] = others
+      collect_lib._atomic_write_json(main, atlas)
+    if config.viewer:
+      write_viewer(workdir)
+  distributed.barrier(f"pipeline-done:{workdir.resolve()}")
   return main
 
 
-def write_viewer(workdir: pathlib.Path, log=print) -> pathlib.Path | None:
+def write_viewer(workdir: pathlib.Path) -> pathlib.Path | None:
   from atlasjax import viewer  # The viewer is optional for library users.
   index = viewer.write_viewer(workdir)
-  log(f"viewer: open {index} in a browser (or serve {workdir} with "
-      "`python -m http.server`)")
+  progress.note(f"viewer: open {index} in a browser (or serve {workdir} with "
+                "`python -m http.server`)")
   return index

@@ -28,14 +28,15 @@ import hashlib
 import json
 import os
 import pathlib
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
+from atlasjax import distributed
 from atlasjax import labels as labels_lib
+from atlasjax import progress
 from atlasjax.atlas import collect as collect_lib
 from atlasjax.atlas import grid as grid_lib
 from atlasjax.atlas import layout as layout_lib
@@ -60,11 +61,14 @@ MIN_DENSITY_SCALE = 0.3
 class AtlasConfig:
   """How to grid the layout and render the icons."""
   layer: str = "mixed4c"
-  grid_sizes: tuple[int, ...] = (20,)
-  min_density: tuple[int, ...] = (10,)   # one value, or one per grid size
+  # The measured CPU-sized default job (20 min on 2 cores, icon fidelity
+  # 0.84 / 0.82; bench/RESULTS.md). The paper's settings are the "paper"
+  # preset of experiments/configs/atlas.py; scripts' flags come from these.
+  grid_sizes: tuple[int, ...] = (10, 20)
+  min_density: tuple[int, ...] = (6, 10)   # one value, or one per grid size
   icon_size: int = 80
-  steps: int = 1024
-  attempts: int = 4
+  steps: int = 384
+  attempts: int = 1
   lr: float = render_lib.DEFAULT_LR
   cossim_pow: float = DEFAULT_COSSIM_POW
   # ``direction_neuron_cossim`` form: "cosine" (a true cosine, invariant to
@@ -104,7 +108,7 @@ def make_atlas_objective(layer: str, whitening, cossim_pow: float,
 
 def render_icons(model: base.Model, params, layer: str, directions: np.ndarray,
                  whitening: np.ndarray | None, config: AtlasConfig, key: jax.Array,
-                 chunk_dir: pathlib.Path | None = None, log=print) -> np.ndarray:
+                 chunk_dir: pathlib.Path | None = None) -> np.ndarray:
   """Renders one icon per direction (``[N, size, size, 3]`` uint8).
 
   With ``chunk_dir``, finished chunks are saved there and reused on rerun.
@@ -120,25 +124,104 @@ def render_icons(model: base.Model, params, layer: str, directions: np.ndarray,
       config.cossim_pow, config.objective)
   # The renderer pads a short final chunk to ``chunk``: one compilation.
   render_config = dataclasses.replace(config.render_config(), chunk_size=chunk)
+  spans = [(lo, min(n, lo + chunk)) for lo in range(0, n, chunk)]
+  paths = [chunk_dir / f"chunk_{c:04d}_{lo}_{hi}.npy" if chunk_dir else None
+           for c, (lo, hi) in enumerate(spans)]
+  # Chunks saved by an earlier run count as done, so the ETA covers the rest.
+  cached = sum(hi - lo for (lo, hi), p in zip(spans, paths)
+               if p is not None and p.exists())
+  if jax.process_count() > 1:
+    return _render_icons_global(model, params, make, directions, render_config,
+                                key, spans, paths, layer)
   out = []
-  start = time.perf_counter()
-  for c, lo in enumerate(range(0, n, chunk)):
-    hi = min(n, lo + chunk)
-    path = chunk_dir / f"chunk_{c:04d}_{lo}_{hi}.npy" if chunk_dir else None
-    if path is not None and path.exists():
-      out.append(np.load(path))
-      continue
-    result = render_lib.render(
-        model, params, make, args=jnp.asarray(directions[lo:hi]),
-        config=render_config, key=key, item_ids=np.arange(lo, hi))
-    icons = np.asarray(
-        np.clip(np.asarray(result.images) * 255.0 + 0.5, 0, 255), np.uint8)
-    if path is not None:
-      collect_lib._atomic_save_npy(path, icons)
-    out.append(icons)
-    rate = hi / max(time.perf_counter() - start, 1e-9)
-    log(f"icons: {hi}/{n} rendered ({rate:.2f} icons/s)")
+  with progress.bar(n, f"icons {layer}", unit="icon", initial=cached) as bar:
+    for (lo, hi), path in zip(spans, paths):
+      if path is not None and path.exists():
+        out.append(np.load(path))
+        continue
+      result = render_lib.render(
+          model, params, make, args=jnp.asarray(directions[lo:hi]),
+          config=render_config, key=key, item_ids=np.arange(lo, hi))
+      icons = np.asarray(
+          np.clip(np.asarray(result.images) * 255.0 + 0.5, 0, 255), np.uint8)
+      if path is not None:
+        collect_lib._atomic_save_npy(path, icons)
+      out.append(icons)
+      bar.update(hi - lo)
   return np.concatenate(out)
+
+
+def _to_uint8(images) -> np.ndarray:
+  return np.asarray(np.clip(np.asarray(images) * 255.0 + 0.5, 0, 255), np.uint8)
+
+
+def _global(mesh, spec, local):
+  """A global array from every process's ``local`` part (``P()``: the same)."""
+  sharding = jax.sharding.NamedSharding(mesh, spec)
+  return jax.tree_util.tree_map(
+      lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
+      local)
+
+
+def _render_icons_global(model, params, make, directions, render_config, key,
+                         spans, paths, layer) -> np.ndarray:
+  """:func:`render_icons` over the global device mesh of a multi-process job.
+
+  Icon chunk ``c`` belongs to process ``c mod P``. Each step renders chunks
+  ``g·P … g·P+P−1`` together, one per process, as one program sharded over
+  every device of every process; each process feeds and saves only its own
+  chunk (padded as a single-process run pads it), so every device runs the
+  same per-device batch shape as in a single-process run with as many local
+  devices, and the icons are bit-identical to it on CPU. Every process gets
+  all icons back (an all-gather of a step's outputs, or the saved chunks).
+  """
+  lay = distributed.layout()
+  count, me = lay.process_count, lay.process_index
+  devices = tuple(sorted(jax.devices(), key=lambda d: (d.process_index, d.id)))
+  renderer = render_lib.build(model, make, render_config, devices=devices)
+  # Rows of one chunk after padding, as render_lib.render pads it for
+  # ``render_config.chunk_size`` items on this process's devices.
+  local = lay.local_devices
+  rows = local * -(-render_config.chunk_size // local)
+  n, n_chunks = len(directions), len(spans)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  # Process 0 decides what is left, so that every process runs the same steps
+  # even if a shared file system shows them different listings.
+  done = np.array([p is not None and p.exists() for p in paths], np.int32)
+  done = np.asarray(multihost_utils.broadcast_one_to_all(done)).astype(bool)
+  groups = [g for g in range(-(-n_chunks // count))
+            if not done[g * count:(g + 1) * count].all()]
+  mesh = renderer.mesh
+  batch = jax.sharding.PartitionSpec(render_lib._BATCH_AXIS)  # pylint: disable=protected-access
+  replicated = jax.sharding.PartitionSpec()
+  params_g = _global(mesh, replicated, params)
+  key_g = _global(mesh, replicated, key)
+  icons: dict[int, np.ndarray] = {}
+  cached = int(sum(hi - lo for (lo, hi), d in zip(spans, done) if d))
+  with progress.bar(n, f"icons {layer}", unit="icon", initial=cached) as bar:
+    for g in groups:
+      c = g * count + me
+      lo, hi = spans[c] if c < n_chunks else spans[-1]
+      index = lo + np.minimum(np.arange(rows), hi - lo - 1)
+      out = renderer.fn(params_g,
+                        key_g, _global(mesh, batch, index.astype(np.int32)),
+                        _global(mesh, batch,
+                                np.asarray(directions, np.float32)[index]),
+                        _global(mesh, replicated, np.int32(g)))
+      images = np.asarray(multihost_utils.process_allgather(out[0], tiled=True))
+      for q in range(count):
+        cq = g * count + q
+        if cq < n_chunks:
+          qlo, qhi = spans[cq]
+          icons[cq] = _to_uint8(images[q * rows:q * rows + qhi - qlo])
+      if c < n_chunks and paths[c] is not None and not done[c]:
+        collect_lib._atomic_save_npy(paths[c], icons[c])   # The chunk it owns.
+      bar.update(sum(spans[cq][1] - spans[cq][0]
+                     for cq in range(g * count, min((g + 1) * count, n_chunks))))
+  for c in range(n_chunks):
+    if c not in icons:
+      icons[c] = np.load(paths[c])
+  return np.concatenate([icons[c] for c in range(n_chunks)])
 
 
 def icon_fidelity(model: base.Model, params, layer: str, icons: np.ndarray,
@@ -191,10 +274,16 @@ def _grid_key(config: AtlasConfig, size: int, density: int, fingerprint: str,
 
 
 def run(config: AtlasConfig, model: base.Model, params, workdir: os.PathLike | str,
-        labels: labels_lib.Labels | None = None, log=print,
+        labels: labels_lib.Labels | None = None,
         layout_name: str = layout_lib.LAYOUT_DIR, prefix: str = "") -> dict:
-  """Grids the layout, renders icons, assembles atlases and writes atlas.json."""
+  """Grids the layout, renders icons, assembles atlases and writes atlas.json.
+
+  In a multi-process job every process renders its share of the icons (see
+  :func:`_render_icons_global`); process 0 alone checks fidelity and writes
+  the shared files, and the others return its ``atlas.json``.
+  """
   workdir = pathlib.Path(workdir)
+  main = distributed.layout().is_main
   collection = collect_lib.Collection.open(workdir)
   layer = collection.check_layer(config.layer)
   if collection.settings["model"] != model.name:
@@ -206,6 +295,9 @@ def run(config: AtlasConfig, model: base.Model, params, workdir: os.PathLike | s
     raise collect_lib.CollectError(
         f"No layout in {layout_dir}: run experiments/layout.py first.")
   xy = np.load(layout_dir / "coords.npy")
+  # Layout outliers (beyond the normalisation margin) belong to no cell.
+  outliers_path = layout_dir / layout_lib.OUTLIERS
+  outliers = np.load(outliers_path) if outliers_path.exists() else None
   subset = (np.load(layout_dir / "indices.npy")
             if (layout_dir / "indices.npy").exists() else None)
   vectors = collection.vectors_memmap(layer)
@@ -223,29 +315,34 @@ def run(config: AtlasConfig, model: base.Model, params, workdir: os.PathLike | s
     path = layout_dir / "whitening.npy"
     whitening = (np.load(path) if path.exists()
                  else layout_lib.whitening_matrix(vectors))
-    np.save(layout_dir / "whitening.npy", whitening)
+    if main:
+      collect_lib._atomic_save_npy(path, whitening)
   fingerprint = layout_lib.collection_fingerprint(collection)
   grids_json = []
   base_key = jax.random.PRNGKey(config.seed)
   for gi, size in enumerate(config.grid_sizes):
     density = config.density_for(gi)
     grid = grid_lib.build_grid(xy, vectors, size, density, attributions,
-                               n_examples=config.n_examples, image_index=image_index)
+                               n_examples=config.n_examples, image_index=image_index,
+                               exclude=outliers)
     gdir_name = f"{prefix}grid_{size}"
     gdir = workdir / gdir_name
     (gdir / "icons").mkdir(parents=True, exist_ok=True)
     key_text = _grid_key(config, size, density, fingerprint, grid.directions)
     chunk_dir = gdir / f"chunks_{key_text}"
     chunk_dir.mkdir(exist_ok=True)
-    log(f"grid {size}×{size}: {len(grid)} cells over density {density}; "
-        f"rendering {config.icon_size}px icons, {config.steps} steps, "
-        f"{config.attempts} attempt(s)")
+    progress.note(f"grid {size}×{size}: {len(grid)} cells over density {density}; "
+                  f"rendering {config.icon_size}px icons, {config.steps} steps, "
+                  f"{config.attempts} attempt(s)")
     icons = render_icons(model, params, layer, grid.directions, whitening, config,
-                         jax.random.fold_in(base_key, size), chunk_dir, log)
+                         jax.random.fold_in(base_key, size), chunk_dir)
+    if not main:   # Process 0 checks and writes what every process shares.
+      continue
     fidelity = icon_fidelity(model, params, layer, icons, grid.directions,
                              whitening)
-    log(f"grid {size}×{size}: icon fidelity retrieval {fidelity['retrieval']:.3f}, "
-        f"mean cosine {fidelity['mean_cosine']:.3f}")
+    progress.note(f"grid {size}×{size}: icon fidelity retrieval "
+                  f"{fidelity['retrieval']:.3f}, mean cosine "
+                  f"{fidelity['mean_cosine']:.3f}")
     np.save(gdir / "directions.npy", grid.directions.astype(np.float32))
     if grid.attributions is not None:
       np.save(gdir / "attributions.npy", grid.attributions.astype(np.float16))
@@ -276,6 +373,10 @@ def run(config: AtlasConfig, model: base.Model, params, workdir: os.PathLike | s
         "whitening": (f"{layout_name}/whitening.npy"
                       if whitening is not None else None),
         "fidelity": fidelity, "cells": cells})
+  path = workdir / f"{prefix}{ATLAS_JSON}"
+  if not main:
+    distributed.barrier(f"atlas-json:{path}")
+    return json.loads(path.read_text())
   if labels is not None:
     (workdir / CLASS_NAMES).write_text(
         json.dumps([labels.short_name(i) for i in range(len(labels))]))
@@ -292,7 +393,7 @@ def run(config: AtlasConfig, model: base.Model, params, workdir: os.PathLike | s
       "config": dataclasses.asdict(config),
       "grids": grids_json,
   }
-  path = workdir / f"{prefix}{ATLAS_JSON}"
   collect_lib._atomic_write_json(path, atlas)
-  log(f"atlas: wrote {path}")
+  progress.note(f"atlas: wrote {path}")
+  distributed.barrier(f"atlas-json:{path}")
   return atlas
