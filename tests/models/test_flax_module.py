@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+import hlo_digest
 import legacy_inception_v1
 from atlasjax import data as data_lib
 from atlasjax import images as images_lib
@@ -62,3 +63,17 @@ def test_orbax_round_trip(googlenet, tmp_path):
   np.testing.assert_array_equal(
       model.apply(restored, x, layers=("mixed3b",))["mixed3b"],
       model.apply(variables, x, layers=("mixed3b",))["mixed3b"])
+
+
+def test_same_compiled_program_as_the_pre_flax_port(googlenet):
+  """The port cannot be slower: XLA compiles both to the same instructions."""
+  model, variables = googlenet
+  raw = jax.tree_util.tree_map(jnp.asarray, weights.load_raw(data_lib.googlenet_dir()))
+  legacy = legacy_inception_v1.build(legacy_inception_v1.BVLC_GOOGLENET)
+  x = jnp.zeros((2, 64, 64, 3))
+
+  def digest(apply, params):
+    loss = lambda x, p: apply(p, x, layers=("mixed3b",))["mixed3b"][..., 7].mean()
+    return hlo_digest.program_digest(jax.jit(jax.grad(loss)).lower(x, params).compile())
+
+  assert digest(model.apply, variables) == digest(legacy.apply, raw)
