@@ -197,3 +197,25 @@ def test_layer_channel_family_selects_its_layer():
   assert float(make(jnp.array([1, 3]))(acts)) == pytest.approx(13.0)
   values = jax.vmap(lambda a: make(a)(acts))(jnp.array([[0, 1], [1, 0]]))
   np.testing.assert_allclose(values, [2.5, 10.0])
+
+
+def test_max_pool_linearised_to_in_bounds_mean_at_borders():
+  """Padding (Caffe ceil mode, -inf) is left out of the average, as in TF's
+  avg_pool with SAME padding: corner windows average fewer values."""
+  def apply(params, images, layers=None, perturb=None):
+    a = jax.nn.relu(images[..., :2] - 0.5) + (perturb or {}).get("a", 0.0)
+    pooled = jax.lax.reduce_window(a, -jnp.inf, jax.lax.max, (1, 3, 3, 1),
+                                   (1, 2, 2, 1), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    acts = {"a": a, "pool": jax.nn.relu(pooled)}
+    return acts if layers is None else {k: acts[k] for k in layers}
+
+  model = base.Model(name="pool", apply=apply, min_size=1,
+                     layers=(base.Layer("a", 2, 1), base.Layer("pool", 2, 2)),
+                     perturbable=("a",))
+  linear, zeros = circuits.linearised_map(model, None, "a", "pool", size=5)
+  delta = np.asarray(jax.random.normal(jax.random.PRNGKey(3), zeros.shape))
+  got = np.asarray(linear(jnp.asarray(delta)) - linear(zeros))[0]
+  padded = np.pad(delta[0], ((1, 1), (1, 1), (0, 0)), constant_values=np.nan)
+  want = np.stack([[np.nanmean(padded[2 * i:2 * i + 3, 2 * j:2 * j + 3], axis=(0, 1))
+                    for j in range(3)] for i in range(3)])
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -1,0 +1,82 @@
+r"""Builds an offline, Microscope-style site for every unit of some layers.
+
+  python experiments/microscope.py                      # mixed3a, 64 px, 64 steps
+  python experiments/microscope.py --layers=mixed3a,mixed3b --images=DIR
+
+Renders every channel of --layers (batched, in resumable chunks of
+--chunk_size), collects the top dataset examples of those layers and their
+neighbouring layers from --images in one streaming pass, computes the expanded
+weights between adjacent layers, and writes WORKDIR/index.html: a grid per
+layer, a page per unit with its strongest inputs and outputs as links. Open it
+from disk; nothing is requested from outside the folder. Rerunning resumes.
+
+The default (one layer, 64 px, 64 steps, the 800 sample photos) is sized for
+a 2-core CPU (see bench/RESULTS.md). The full model on a GPU:
+
+  python experiments/microscope.py --workdir=workdir/microscope_full \
+      --layers=conv2d0,conv2d1,conv2d2,mixed3a,mixed3b,mixed4a,mixed4b,mixed4c,mixed4d,mixed4e,mixed5a,mixed5b \
+      --size=128 --steps=512 --chunk_size=256 --diversity=4 --images=/data/imagenet/val
+"""
+
+import json
+import sys
+
+from absl import app
+from absl import flags
+
+from atlasjax import data as data_lib
+from atlasjax import images as images_lib
+from atlasjax import microscope
+from atlasjax import models
+
+_DEFAULTS = microscope.MicroscopeConfig()
+
+_LAYERS = flags.DEFINE_list("layers", list(_DEFAULTS.layers),
+                            "Unit layers whose every channel is rendered.")
+_SIZE = flags.DEFINE_integer("size", _DEFAULTS.size, "Render side in pixels.")
+_STEPS = flags.DEFINE_integer("steps", _DEFAULTS.steps, "Optimisation steps.")
+_CHUNK = flags.DEFINE_integer("chunk_size", _DEFAULTS.chunk_size,
+                              "Channels per render call and per saved chunk.")
+_TRANSFORMS = flags.DEFINE_string("transforms", _DEFAULTS.transforms,
+                                  "Transforms preset of the renders.")
+_DIVERSITY = flags.DEFINE_integer("diversity", _DEFAULTS.diversity,
+                                  "Diverse renders per unit (0: none).")
+_EXAMPLES = flags.DEFINE_integer("examples", _DEFAULTS.examples,
+                                 "Dataset examples per unit.")
+_LINKS = flags.DEFINE_integer("links", _DEFAULTS.links,
+                              "Strongest inputs/outputs listed per sign.")
+_SEED = flags.DEFINE_integer("seed", _DEFAULTS.seed, "Render PRNG seed.")
+_IMAGES = flags.DEFINE_string("images", None,
+                              "Photo folder (default: the sample photos).")
+_LIMIT = flags.DEFINE_integer("limit", None, "Use only the first N photos.")
+_WORKDIR = flags.DEFINE_string("workdir", None,
+                               "Work directory (default: workdir/microscope_<layers>).")
+_MODEL = flags.DEFINE_string("model", models.DEFAULT_MODEL, "Model name.")
+_DATA = flags.DEFINE_string("data", None, "Data root (default: $ATLASJAX_DATA).")
+
+
+def main(argv):
+  del argv
+  model, params = models.load(_MODEL.value, data=_DATA.value)
+  config = microscope.MicroscopeConfig(
+      layers=tuple(_LAYERS.value), size=_SIZE.value, steps=_STEPS.value,
+      chunk_size=_CHUNK.value, transforms=_TRANSFORMS.value,
+      diversity=_DIVERSITY.value, examples=_EXAMPLES.value, links=_LINKS.value,
+      seed=_SEED.value)
+  folder = _IMAGES.value or data_lib.sample_dir(_DATA.value)
+  paths = images_lib.list_images(folder)
+  paths = paths[:_LIMIT.value] if _LIMIT.value else paths
+  workdir = _WORKDIR.value or "workdir/microscope_" + "_".join(config.layers)
+  try:
+    summary = microscope.build(model, params, config, workdir, paths,
+                               image_root=folder)
+  except microscope.MicroscopeError as e:
+    sys.exit(f"microscope: {e}")
+  print(json.dumps({"index": summary["index"],
+                    "site_layers": summary["site_layers"],
+                    "render_seconds": {l: round(s["seconds"], 1)
+                                       for l, s in summary["renders"].items()}}))
+
+
+if __name__ == "__main__":
+  app.run(main)
