@@ -42,19 +42,32 @@ def cell_of(xy: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
   return col, row
 
 
+def flat_cells(xy: np.ndarray, size: int, exclude: np.ndarray | None = None
+               ) -> np.ndarray:
+  """Flat cell index ``row * size + col`` of each point; ``size²`` (a cell
+  past the grid) for points in ``exclude`` (layout outliers)."""
+  col, row = cell_of(xy, size)
+  flat = row * size + col
+  if exclude is not None:
+    flat = np.where(np.asarray(exclude, bool), size * size, flat)
+  return flat
+
+
 def build_grid(xy: np.ndarray, vectors: np.ndarray, size: int, min_density: int,
                attributions: np.ndarray | None = None, n_examples: int = 8,
-               image_index: np.ndarray | None = None) -> Grid:
+               image_index: np.ndarray | None = None,
+               exclude: np.ndarray | None = None) -> Grid:
   """Bins points into a ``size × size`` grid and summarises the kept cells.
 
   ``examples`` lists sample indices nearest to each cell's mean, at most one
-  per image when ``image_index`` is given.
+  per image when ``image_index`` is given. Points flagged in ``exclude``
+  (the layout's outliers, :func:`atlasjax.atlas.layout.layout_outliers`)
+  belong to no cell.
   """
   if size < 1:
     raise ValueError(f"Grid size must be positive, got {size}.")
-  col, row = cell_of(xy, size)
-  flat = row * size + col
-  counts = np.bincount(flat, minlength=size * size)
+  flat = flat_cells(xy, size, exclude)
+  counts = np.bincount(flat, minlength=size * size + 1)[:size * size]
   kept = np.flatnonzero(counts > min_density)
   if kept.size == 0:
     raise EmptyGridError(

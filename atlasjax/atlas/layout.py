@@ -3,8 +3,13 @@
 Optional whitening (``S = (AᵀA / N)⁻¹`` on the raw activations, which the
 paper's icon objective uses for mixed4a–5b), optional PCA pre-reduction, then
 UMAP (umap-learn) with the paper's presets per layer, seeded. The layout is
-normalised by clipping each axis at its 1st/99th percentile and rescaling to
-[0, 1].
+normalised as in Lucid's activation-atlas notebook (``normalize_layout``): each
+axis' 1st–99th percentile range widened by a 10 % margin on both sides, points
+clipped to it and the result rescaled to [0, 1]. Points that had to be clipped
+lie beyond the margin; they are the layout's outliers, saved in
+``outliers.npy`` and left out of the grid cells (:mod:`atlasjax.atlas.grid`),
+so that the edge cells average their own neighbourhood rather than a grab-bag
+of far-flung points piled onto the border.
 
 Scale: a seeded UMAP's optimisation runs on one core and grows faster than
 N (``bench/RESULTS.md``, two cores: 2 min for 10⁵ × 512; 38 min and 17.7 GB
@@ -22,8 +27,9 @@ grid cell ``(x, y)`` counts columns from the left and rows from the top, so
 ``x = floor(u · size)`` and ``y = floor((1 − v) · size)``.
 
 Outputs in ``<workdir>/layout/``: ``coords.npy`` (float32 ``[N, 2]``),
-``top_class.npy``, ``scatter.png`` and ``layout.json`` (settings, timing, and
-the collection fingerprint it was computed from).
+``outliers.npy`` (bool ``[N]``), ``top_class.npy``, ``scatter.png`` and
+``layout.json`` (settings, timing, outlier count, and the collection
+fingerprint it was computed from).
 """
 
 from __future__ import annotations
@@ -39,10 +45,16 @@ import time
 
 import numpy as np
 
+from atlasjax import progress
 from atlasjax.atlas import collect as collect_lib
+from atlasjax.models import base
 
 LAYOUT_DIR = "layout"
+OUTLIERS = "outliers.npy"
 CLIP_PERCENTILES = (1.0, 99.0)
+# Lucid's notebook widens the percentile range by this fraction of it on each
+# side before clipping, so points just past the percentiles keep their place.
+LAYOUT_MARGIN = 0.1
 # Added to the diagonal (relative to its mean) so that channels which never
 # fire in the sample do not make AᵀA/N singular.
 WHITENING_RIDGE = 1e-4
@@ -65,10 +77,14 @@ PRESET_MIXED3 = UmapPreset(200, 0.05, "euclidean")
 PRESET_CLASS_ATLAS = UmapPreset(20, 0.01, "cosine")
 
 
-def preset_for(layer: str) -> UmapPreset:
-  if layer.startswith("mixed3"):
-    return PRESET_MIXED3
-  return PRESET_MIXED4_5
+def preset_for(model: base.Model, layer: str) -> UmapPreset:
+  """The paper's UMAP settings for ``layer`` of ``model``.
+
+  Early, fine-stride layers (``model.is_early``: GoogLeNet's mixed3a/b,
+  EfficientNet-Lite0's stride-8 blocks) get the mixed3 preset, deeper ones
+  the mixed4/5 preset: the paper chose them by depth, not by name.
+  """
+  return PRESET_MIXED3 if model.is_early(layer) else PRESET_MIXED4_5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,9 +100,16 @@ class LayoutConfig:
   # Fit UMAP on this many vectors (seeded subsample) and ``transform`` the
   # rest; None fits on all of them.
   fit_sample: int | None = None
+  # Normalisation: percentile range widened by this margin (Lucid: 0.1).
+  margin: float = LAYOUT_MARGIN
 
-  def umap_params(self) -> UmapPreset:
-    preset = preset_for(self.layer)
+  def umap_params(self, model: base.Model | None = None) -> UmapPreset:
+    """UMAP settings: the explicit fields, else the layer's preset.
+
+    Without ``model`` (whose metadata says whether the layer is early) the
+    deep-layer preset fills in the unset fields.
+    """
+    preset = preset_for(model, self.layer) if model else PRESET_MIXED4_5
     return UmapPreset(
         self.n_neighbors if self.n_neighbors is not None else preset.n_neighbors,
         self.min_dist if self.min_dist is not None else preset.min_dist,
@@ -113,11 +136,36 @@ def pca_reduce(vectors: np.ndarray, dims: int) -> np.ndarray:
   return (a @ (axes * signs[:, None]).T).astype(np.float32)
 
 
-def normalize_layout(xy: np.ndarray, percentiles=CLIP_PERCENTILES) -> np.ndarray:
-  """Clips each axis at the given percentiles and rescales it to [0, 1]."""
-  lo, hi = np.percentile(xy, percentiles, axis=0)
-  span = np.where(hi - lo > 0, hi - lo, 1.0)
-  return ((np.clip(xy, lo, hi) - lo) / span).astype(np.float32)
+def layout_bounds(xy: np.ndarray, percentiles=CLIP_PERCENTILES,
+                  margin: float = LAYOUT_MARGIN) -> tuple[np.ndarray, np.ndarray]:
+  """Per-axis ``(lo, hi)``: the percentile range widened by ``margin`` of it.
+
+  Lucid's notebook updates ``mins`` before computing ``maxs``' margin, which
+  makes the upper margin 11 % instead of 10 %; both sides get ``margin`` here.
+  """
+  lo, hi = np.percentile(np.asarray(xy, np.float64), percentiles, axis=0)
+  span = hi - lo
+  return lo - margin * span, hi + margin * span
+
+
+def layout_outliers(xy: np.ndarray, percentiles=CLIP_PERCENTILES,
+                    margin: float = LAYOUT_MARGIN) -> np.ndarray:
+  """Bool ``[N]``: points beyond the margined percentile range on either axis
+  (the ones :func:`normalize_layout` clips)."""
+  xy = np.asarray(xy, np.float64)
+  lo, hi = layout_bounds(xy, percentiles, margin)
+  return np.any((xy < lo) | (xy > hi), axis=1)
+
+
+def normalize_layout(xy: np.ndarray, percentiles=CLIP_PERCENTILES,
+                     margin: float = LAYOUT_MARGIN) -> np.ndarray:
+  """Lucid's ``normalize_layout``: clip each axis to its percentile range
+  widened by ``margin``, then rescale what remains to exactly [0, 1]."""
+  lo, hi = layout_bounds(xy, percentiles, margin)
+  clipped = np.clip(np.asarray(xy, np.float64), lo, hi)
+  clipped -= clipped.min(axis=0)
+  top = clipped.max(axis=0)
+  return (clipped / np.where(top > 0, top, 1.0)).astype(np.float32)
 
 
 def _reducer(n: int, params: UmapPreset, seed: int, n_epochs: int | None,
@@ -150,7 +198,7 @@ def fit_sample_indices(n: int, sample: int, seed: int) -> np.ndarray:
 def umap_layout_sampled(vectors: np.ndarray, params: UmapPreset, seed: int,
                         fit_sample: int, n_epochs: int | None = None,
                         state_dir: os.PathLike | str | None = None,
-                        chunk: int = TRANSFORM_CHUNK, log=print) -> np.ndarray:
+                        chunk: int = TRANSFORM_CHUNK) -> np.ndarray:
   """UMAP fitted on a seeded subsample; the other vectors via ``transform``.
 
   Returns raw (unnormalised) coordinates ``[N, 2]`` in the input order. With
@@ -169,10 +217,10 @@ def umap_layout_sampled(vectors: np.ndarray, params: UmapPreset, seed: int,
   if model_path is not None and model_path.exists():
     with open(model_path, "rb") as f:
       reducer = pickle.load(f)
-    log(f"layout: reusing the UMAP fitted on {len(fit_idx)} vectors")
+    progress.note(f"layout: reusing the UMAP fitted on {len(fit_idx)} vectors")
   else:
-    log(f"layout: fitting UMAP on a seeded subsample of {len(fit_idx)} of {n} "
-        "vectors")
+    progress.note(f"layout: fitting UMAP on a seeded subsample of "
+                  f"{len(fit_idx)} of {n} vectors")
     reducer = _reducer(len(fit_idx), params, seed, n_epochs, False, 2)
     reducer.fit(np.asarray(vectors[fit_idx], np.float32))
     if model_path is not None:
@@ -180,18 +228,21 @@ def umap_layout_sampled(vectors: np.ndarray, params: UmapPreset, seed: int,
       with open(tmp, "wb") as f:
         pickle.dump(reducer, f, protocol=pickle.HIGHEST_PROTOCOL)
       os.replace(tmp, model_path)
-    log(f"layout: fitted in {time.perf_counter() - t0:.0f} s")
+    progress.note(f"layout: fitted in {time.perf_counter() - t0:.0f} s")
   xy = np.empty((n, 2), np.float32)
   xy[fit_idx] = reducer.embedding_
   # Equal chunks: umap-learn's transform optimises a batch of ≤ 10⁴ vectors
   # for 100 epochs and a larger one for 30, so a short last chunk would be
   # placed differently from the rest.
   parts = np.array_split(rest, -(-len(rest) // chunk)) if len(rest) else []
-  t1 = time.perf_counter()
-  done_now = placed = 0
-  for i, idx in enumerate(parts):
-    placed += len(idx)
-    path = state / f"chunk_{i:05d}.npy" if state is not None else None
+  paths = [state / f"chunk_{i:05d}.npy" if state is not None else None
+           for i in range(len(parts))]
+  # Chunks saved by an earlier run count as done, so the ETA covers the rest.
+  cached = sum(len(idx) for idx, path in zip(parts, paths)
+               if path is not None and path.exists())
+  bar = progress.start(len(rest), "layout transform", unit="vector",
+                       initial=cached)
+  for idx, path in zip(parts, paths):
     if path is not None and path.exists():
       xy[idx] = np.load(path)
       continue
@@ -199,12 +250,14 @@ def umap_layout_sampled(vectors: np.ndarray, params: UmapPreset, seed: int,
     xy[idx] = part
     if path is not None:
       collect_lib._atomic_save_npy(path, part.astype(np.float32))
-    done_now += len(idx)
-    rate = done_now / max(time.perf_counter() - t1, 1e-9)
-    left = len(rest) - placed
-    log(f"layout: placed {placed}/{len(rest)} out-of-sample vectors "
-        f"({rate:.0f}/s, ~{left / max(rate, 1e-9) / 60:.0f} min left)")
+    bar.update(len(idx))
+  bar.close()
   return xy
+
+
+def _registered(name: str) -> base.Model | None:
+  from atlasjax import models  # Registry import only where it is needed.
+  return models.get(name) if name in models.available() else None
 
 
 def collection_fingerprint(collection: collect_lib.Collection) -> str:
@@ -213,12 +266,14 @@ def collection_fingerprint(collection: collect_lib.Collection) -> str:
   return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def run(config: LayoutConfig, workdir: os.PathLike | str, log=print,
-        out_name: str = LAYOUT_DIR, indices: np.ndarray | None = None) -> dict:
+def run(config: LayoutConfig, workdir: os.PathLike | str,
+        out_name: str = LAYOUT_DIR, indices: np.ndarray | None = None,
+        model: base.Model | None = None) -> dict:
   """Computes (or reuses) the layout of one collected layer.
 
   ``indices`` restricts the layout to a subset of the samples (class atlases);
-  ``out_name`` is the output folder under ``workdir``.
+  ``out_name`` is the output folder under ``workdir``. ``model`` picks the
+  per-layer UMAP preset (default: the registered model the collection names).
   """
   workdir = pathlib.Path(workdir)
   collection = collect_lib.Collection.open(workdir)
@@ -233,7 +288,7 @@ def run(config: LayoutConfig, workdir: os.PathLike | str, log=print,
   if info_path.exists():
     info = json.loads(info_path.read_text())
     if info.get("settings") == settings and (out / "coords.npy").exists():
-      log(f"layout: reusing {out}")
+      progress.note(f"layout: reusing {out}")
       return info
   vectors = collection.vectors_memmap(config.layer)
   if indices is not None:
@@ -246,10 +301,10 @@ def run(config: LayoutConfig, workdir: os.PathLike | str, log=print,
   features = vectors
   if config.pca_dims:
     features = pca_reduce(vectors, min(config.pca_dims, vectors.shape[1]))
-  params = config.umap_params()
-  log(f"layout: UMAP of {len(features)} vectors ({features.shape[1]} dims, "
-      f"n_neighbors={params.n_neighbors}, min_dist={params.min_dist}, "
-      f"metric={params.metric}, seed={config.seed})")
+  params = config.umap_params(model or _registered(collection.settings["model"]))
+  progress.note(f"layout: UMAP of {len(features)} vectors ({features.shape[1]} "
+                f"dims, n_neighbors={params.n_neighbors}, min_dist="
+                f"{params.min_dist}, metric={params.metric}, seed={config.seed})")
   partial = out / PARTIAL_DIR
   if config.fit_sample and config.fit_sample < len(features):
     # Partial state of other settings is no use to these; start clean.
@@ -260,12 +315,14 @@ def run(config: LayoutConfig, workdir: os.PathLike | str, log=print,
     partial.mkdir(parents=True, exist_ok=True)
     collect_lib._atomic_write_json(stamp, settings)
     raw = umap_layout_sampled(features, params, config.seed, config.fit_sample,
-                              config.n_epochs, state_dir=partial, log=log)
+                              config.n_epochs, state_dir=partial)
   else:
     raw = umap_layout(features, params, config.seed, config.n_epochs)
-  xy = normalize_layout(raw)
+  xy = normalize_layout(raw, margin=config.margin)
+  outliers = layout_outliers(raw, margin=config.margin)
   elapsed = time.perf_counter() - start
   np.save(out / "coords.npy", xy)
+  np.save(out / OUTLIERS, outliers)
   top = collection.load(["top_classes"])["top_classes"][:, 0].astype(np.int32)
   if indices is not None:
     top = top[np.asarray(indices)]
@@ -276,11 +333,14 @@ def run(config: LayoutConfig, workdir: os.PathLike | str, log=print,
                title=f"{collection.settings['model']} {config.layer}: {len(xy)} "
                "activations, coloured by top class")
   info = {"settings": settings, "n": int(len(xy)), "seconds": round(elapsed, 2),
+          "outliers": int(outliers.sum()),
           "whitening": "whitening.npy" if whitening is not None else None,
           "umap": dataclasses.asdict(params)}
   collect_lib._atomic_write_json(info_path, info)
   shutil.rmtree(partial, ignore_errors=True)
-  log(f"layout: {len(xy)} points in {elapsed:.1f} s → {out}")
+  progress.note(f"layout: {len(xy)} points in {elapsed:.1f} s "
+                f"({int(outliers.sum())} outliers beyond the {config.margin:.0%} "
+                f"margin, left out of grid cells) → {out}")
   return info
 
 

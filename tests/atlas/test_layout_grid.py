@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from atlasjax import models
+from atlasjax import progress
 from atlasjax.atlas import grid as grid_lib
 from atlasjax.atlas import layout
 
@@ -34,22 +36,75 @@ def test_pca_keeps_the_top_variance_axes():
   np.testing.assert_allclose(np.var(reduced, axis=0), [100, 25], rtol=0.2)
 
 
-def test_normalize_layout_clips_percentiles():
+def _lucid_normalize_layout(layout, lo_p=1, hi_p=99, margin=0.1):
+  """Lucid's notebook, with its margins made symmetric (see layout_bounds)."""
+  mins = np.percentile(layout, lo_p, axis=0)
+  maxs = np.percentile(layout, hi_p, axis=0)
+  span = maxs - mins
+  clipped = np.clip(layout, mins - margin * span, maxs + margin * span)
+  clipped = clipped - clipped.min(axis=0)
+  return clipped / clipped.max(axis=0)
+
+
+def test_normalize_layout_is_the_notebooks_with_a_margin():
   xy = np.random.default_rng(3).normal(size=(1000, 2))
   xy[0] = [1e6, -1e6]
   out = layout.normalize_layout(xy)
+  np.testing.assert_allclose(out, _lucid_normalize_layout(xy), atol=1e-6)
   assert out.min() == 0.0 and out.max() == 1.0
   assert (out[0] == [1.0, 0.0]).all()   # the outlier is clipped, not scaling all
   assert 0.3 < np.median(out) < 0.7
+  # A point just past the 99th percentile keeps its own place inside the margin.
+  lo, hi = np.percentile(xy, [1, 99], axis=0)
+  inside = np.flatnonzero((xy[:, 0] > hi[0]) & (xy[:, 0] < hi[0] + 0.1 * (hi - lo)[0]))
+  assert inside.size and (out[inside, 0] < 1.0).all()
+  assert np.flatnonzero(layout.layout_outliers(xy)).tolist() == [
+      i for i in range(1000) if (out[i] == 0).any() or (out[i] == 1).any()]
+
+
+def test_planted_outliers_stay_out_of_the_edge_cells():
+  # Four tight clusters at the corners of the square plus 12 planted
+  # outliers far outside it, in random directions.
+  rng = np.random.default_rng(11)
+  corners = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], float)
+  which = rng.integers(0, 4, 2000)
+  xy = corners[which] + rng.normal(scale=0.08, size=(2000, 2))
+  angle = rng.uniform(0, 2 * np.pi, 12)
+  planted = 0.5 + rng.uniform(5, 50, (12, 1)) * np.c_[np.cos(angle), np.sin(angle)]
+  xy = np.concatenate([xy, planted])
+  vectors = np.concatenate([np.eye(4)[which], np.full((12, 4), -1.0)])
+  outliers = layout.layout_outliers(xy)
+  assert outliers[2000:].all()                    # every planted point flagged
+  assert outliers[:2000].mean() < 0.01           # and almost nothing else
+  norm = layout.normalize_layout(xy)
+  g = grid_lib.build_grid(norm, vectors, size=10, min_density=3, exclude=outliers)
+  # Each kept cell averages one cluster only: its direction is one-hot, with
+  # no planted (-1) vectors mixed in, edge cells included.
+  assert (g.directions >= 0).all()
+  assert np.allclose(g.directions.max(axis=1), 1.0)
+  cells = grid_lib.flat_cells(norm, 10, exclude=outliers)
+  assert (cells == 100).sum() == outliers.sum() and cells.max() == 100
+  # Without excluding them (the old normalisation) the planted points land
+  # on edge cells and drag those cells' averages negative.
+  old = layout.normalize_layout(xy, margin=0.0)
+  g_old = grid_lib.build_grid(old, vectors, size=10, min_density=3)
+  assert (g_old.directions < 0).any()
 
 
 def test_presets_follow_the_paper():
-  assert layout.preset_for("mixed4c") == layout.UmapPreset(50, 0.05, "cosine")
-  assert layout.preset_for("mixed5b") == layout.UmapPreset(50, 0.05, "cosine")
-  assert layout.preset_for("mixed3a") == layout.UmapPreset(200, 0.05, "euclidean")
+  googlenet = models.get("bvlc_googlenet")
+  assert layout.preset_for(googlenet, "mixed4c") == layout.UmapPreset(50, 0.05, "cosine")
+  assert layout.preset_for(googlenet, "mixed5b") == layout.UmapPreset(50, 0.05, "cosine")
+  assert layout.preset_for(googlenet, "mixed3a") == layout.UmapPreset(200, 0.05, "euclidean")
   assert layout.PRESET_CLASS_ATLAS == layout.UmapPreset(20, 0.01, "cosine")
   c = layout.LayoutConfig(layer="mixed3b", n_neighbors=7)
-  assert c.umap_params() == layout.UmapPreset(7, 0.05, "euclidean")
+  assert c.umap_params(googlenet) == layout.UmapPreset(7, 0.05, "euclidean")
+  # By stride, not by name: EfficientNet-Lite0's stride-8 block is early.
+  lite = models.get("efficientnet_lite0")
+  early = [l.name for l in lite.layers if lite.is_early(l.name)]
+  assert early and lite.layer(early[-1]).stride == 8
+  assert layout.preset_for(lite, early[-1]) == layout.PRESET_MIXED3
+  assert layout.preset_for(lite, lite.default_layer) == layout.PRESET_MIXED4_5
 
 
 def test_umap_is_seeded():
@@ -127,10 +182,9 @@ def _clusters(n_per=150, k=3, dims=16, seed=7):
 def test_sampled_layout_places_held_out_vectors_with_their_cluster(tmp_path):
   vectors, labels = _clusters()
   p = layout.UmapPreset(15, 0.1, "euclidean")
-  logs = []
-  xy = layout.umap_layout_sampled(vectors, p, seed=1, fit_sample=150,
-                                  n_epochs=100, state_dir=tmp_path, chunk=100,
-                                  log=logs.append)
+  with progress.capture() as events:
+    xy = layout.umap_layout_sampled(vectors, p, seed=1, fit_sample=150,
+                                    n_epochs=100, state_dir=tmp_path, chunk=100)
   assert xy.shape == (450, 2) and np.isfinite(xy).all()
   fit = layout.fit_sample_indices(450, 150, seed=1)
   held = np.setdiff1d(np.arange(450), fit)
@@ -139,15 +193,17 @@ def test_sampled_layout_places_held_out_vectors_with_their_cluster(tmp_path):
   d = ((xy[held, None, :] - xy[None, fit, :]) ** 2).sum(-1)
   nearest = fit[np.argmin(d, axis=1)]
   assert np.mean(labels[nearest] == labels[held]) > 0.97
-  assert sum("placed" in line for line in logs) == 3   # 300 held out / 100
+  placed = [e.n for e in events if e.kind == "update"]
+  assert placed == [100, 200, 300]   # 300 held out, in chunks of 100
 
   # Resume: the fitted model and finished chunks are reused; only the
   # missing chunk is recomputed, and the result is identical.
   (tmp_path / "chunk_00001.npy").unlink()
-  logs2 = []
-  again = layout.umap_layout_sampled(vectors, p, seed=1, fit_sample=150,
-                                     n_epochs=100, state_dir=tmp_path,
-                                     chunk=100, log=logs2.append)
-  assert any("reusing the UMAP" in line for line in logs2)
-  assert sum("placed" in line for line in logs2) == 1
+  with progress.capture() as events:
+    again = layout.umap_layout_sampled(vectors, p, seed=1, fit_sample=150,
+                                       n_epochs=100, state_dir=tmp_path,
+                                       chunk=100)
+  assert any("reusing the UMAP" in e.message for e in events)
+  # Only the missing chunk is placed; the saved ones count as done.
+  assert [e.n for e in events if e.kind == "update"] == [300]
   np.testing.assert_array_equal(xy, again)
