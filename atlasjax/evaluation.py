@@ -14,6 +14,7 @@ import numpy as np
 
 from atlasjax import images as images_lib
 from atlasjax import labels as labels_lib
+from atlasjax import progress
 from atlasjax.models import base
 
 
@@ -52,12 +53,14 @@ def evaluate(model: base.Model, params, paths: list[str],
   report = images_lib.ReadReport()
   logits, kept = [], []
   start = None
-  for batch in images_lib.iter_batches(paths, batch_size, report=report):
-    if start is None:  # Exclude compilation of the first batch shape.
-      forward(params, batch.images).block_until_ready()
-      start = time.perf_counter()
-    logits.append(np.asarray(forward(params, batch.images)))
-    kept += batch.paths
+  with progress.bar(len(paths), "evaluate", unit="image") as bar:
+    for batch in images_lib.iter_batches(paths, batch_size, report=report):
+      if start is None:  # Exclude compilation of the first batch shape.
+        forward(params, batch.images).block_until_ready()
+        start = time.perf_counter()
+      logits.append(np.asarray(forward(params, batch.images)))
+      kept += batch.paths
+      bar.update(len(batch.paths))
   elapsed = time.perf_counter() - (start or time.perf_counter())
   if not kept:
     raise ValueError("No readable images to evaluate: " + report.summary())

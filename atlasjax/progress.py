@@ -15,8 +15,9 @@ instead of a ``log=print`` argument threaded through every ``run()``::
   redirected runs stay short; ``with progress.enabled(True):`` (or ``False``)
   forces it on or off for everything inside the block.
 * A **note** is one line worth keeping (what was reused, skipped or written):
-  an INFO record of the ``atlasjax`` logger. absl scripts print INFO records;
-  elsewhere they appear once ``logging`` is configured.
+  an INFO record of the ``atlasjax`` logger (:func:`warn`: a WARNING record).
+  absl scripts print them; elsewhere INFO appears once ``logging`` is
+  configured, WARNING always.
 * ``with progress.capture() as events:`` records every bar start, update and
   close and every note as an :class:`Event`, which is how tests (or a GUI)
   observe progress without parsing text.
@@ -50,7 +51,7 @@ _SINKS: contextvars.ContextVar[tuple[list, ...]] = contextvars.ContextVar(
 
 @dataclasses.dataclass(frozen=True)
 class Event:
-  """One progress event: ``kind`` is "start", "update", "close" or "note"."""
+  """One progress event: "start", "update", "close", "note" or "warning"."""
   kind: str
   desc: str
   n: int = 0                  # units done so far (bars)
@@ -91,11 +92,18 @@ def note(message: str) -> None:
   logging.getLogger(LOGGER_NAME).info(message)
 
 
+def warn(message: str) -> None:
+  """Reports something the user should look at (a WARNING record)."""
+  _emit(Event("warning", desc=message.split(":", 1)[0], message=message))
+  logging.getLogger(LOGGER_NAME).warning(message)
+
+
 class Bar:
   """A counter with a tqdm bar; use through :func:`bar`."""
 
   def __init__(self, total: int | None, desc: str, unit: str, initial: int):
     self.desc, self.unit, self.total, self.n = desc, unit, total, initial
+    self.closed = False
     on = _ENABLED.get()
     # disable=None is tqdm's "only on a terminal".
     self._tqdm = tqdm.tqdm(total=total, desc=desc, unit=unit, initial=initial,
@@ -118,8 +126,10 @@ class Bar:
     self._tqdm.set_postfix_str(text, refresh=False)
 
   def close(self) -> None:
-    self._tqdm.close()
-    self._emit("close")
+    if not self.closed:
+      self.closed = True
+      self._tqdm.close()
+      self._emit("close")
 
 
 @contextlib.contextmanager
@@ -135,6 +145,13 @@ def bar(total: int | None = None, desc: str = "", unit: str = "it",
     yield b
   finally:
     b.close()
+
+
+def start(total: int | None = None, desc: str = "", unit: str = "it",
+          initial: int = 0) -> Bar:
+  """An open bar for code where a ``with`` block does not fit; the caller
+  closes it (an unclosed bar is closed when it is garbage-collected)."""
+  return Bar(total, desc, unit, initial)
 
 
 def iterate(items: Iterable[T], total: int | None = None, desc: str = "",

@@ -65,8 +65,7 @@ def main(argv):
   config = collect.CollectConfig(crops_per_image=_CROPS.value)
   shutil.rmtree(workdir / "collect", ignore_errors=True)
   t = time.perf_counter()
-  manifest = collect.run(config, model, params, images, workdir, labels,
-                         log=lambda *_: None)
+  manifest = collect.run(config, model, params, images, workdir, labels)
   seconds = time.perf_counter() - t
   n_images = manifest["settings"]["n_images"]
   emit(bench="atlas_collect", layer="mixed4c", images=n_images,
@@ -76,7 +75,7 @@ def main(argv):
        samples_per_sec=round(manifest["samples"] / seconds, 2))
   shutil.rmtree(workdir / "layout", ignore_errors=True)
   t = time.perf_counter()
-  info = layout.run(layout.LayoutConfig(), workdir, log=lambda *_: None)
+  info = layout.run(layout.LayoutConfig(), workdir)
   emit(bench="atlas_layout", n=info["n"], umap=info["umap"],
        seconds=round(time.perf_counter() - t, 1), umap_seconds=info["seconds"])
   c = collect.Collection.open(workdir)
@@ -92,12 +91,12 @@ def main(argv):
   t = time.perf_counter()
   render_atlas.render_icons(model, params, "mixed4c", g.directions[:chunk],
                             whitening, dataclasses.replace(cfg, chunk_size=chunk),
-                            key, log=lambda *_: None)
+                            key)
   first = time.perf_counter() - t
   t = time.perf_counter()
   render_atlas.render_icons(model, params, "mixed4c", g.directions[:chunk][::-1].copy(),
                             whitening, dataclasses.replace(cfg, chunk_size=chunk),
-                            key, log=lambda *_: None)
+                            key)
   steady = time.perf_counter() - t
   emit(bench="atlas_icons", grid=_GRID.value, cells=n, batch=chunk,
        icon_size=_ICON.value, steps=_STEPS.value, layer="mixed4c",

@@ -41,6 +41,7 @@ _TIMEOUT = flags.DEFINE_integer("timeout", 5400, "Seconds per configuration.")
 
 def child(n, pca, source, fit_sample):
   sys.path.insert(0, ".")
+  from atlasjax import progress
   from atlasjax.atlas import layout
   import machine
   vectors = make_vectors(n, _DIMS.value, source, mode=_MODE.value)
@@ -50,9 +51,9 @@ def child(n, pca, source, fit_sample):
   features = layout.pca_reduce(vectors, pca) if pca else vectors
   t2 = time.perf_counter()
   if fit_sample and fit_sample < n:
-    log = lambda line: print(line, file=sys.stderr, flush=True)
-    raw = layout.umap_layout_sampled(features, layout.PRESET_MIXED4_5, seed=0,
-                                     fit_sample=fit_sample, log=log)
+    with progress.enabled(True):   # chunk progress on stderr, even in a log
+      raw = layout.umap_layout_sampled(features, layout.PRESET_MIXED4_5,
+                                       seed=0, fit_sample=fit_sample)
   else:
     raw = layout.umap_layout(features, layout.PRESET_MIXED4_5, seed=0)
   xy = layout.normalize_layout(raw)

@@ -54,7 +54,7 @@ def main(argv):
   t_full = time.perf_counter() - t
   t = time.perf_counter()
   sampled = layout.umap_layout_sampled(vectors, preset, seed=0,
-                                       fit_sample=_FIT.value, log=lambda _: None)
+                                       fit_sample=_FIT.value)
   t_sampled = time.perf_counter() - t
   rng = np.random.default_rng(1)
   queries = np.sort(rng.choice(n, _QUERIES.value, replace=False))

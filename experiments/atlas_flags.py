@@ -5,8 +5,8 @@ config dataclasses from them; the library itself never reads FLAGS.
 """
 
 from absl import flags
-from absl import logging
 
+import script_setup
 from atlasjax import data as data_lib
 from atlasjax import labels as labels_lib
 from atlasjax import models
@@ -71,8 +71,7 @@ def images_folder() -> str:
 
 
 def load_model():
-  # Orbax and XLA log every shard at INFO; our own progress lines suffice.
-  logging.set_verbosity(logging.WARNING)
+  script_setup.quiet_logging()   # our notes; not XLA's probe or orbax's
   model, params = models.load(MODEL.value, DATA.value)
   return model, params, labels_lib.load(DATA.value)
 

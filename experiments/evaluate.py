@@ -11,6 +11,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
+import script_setup
 from atlasjax import data as data_lib
 from atlasjax import evaluation
 from atlasjax import images as images_lib
@@ -29,6 +30,7 @@ _SAVE_LOGITS = flags.DEFINE_string(
 
 def main(argv):
   del argv
+  script_setup.quiet_logging()
   folder = _IMAGES.value or data_lib.sample_dir(_DATA.value)
   model, params = models.load(_MODEL.value, _DATA.value)
   labels = labels_lib.load(_DATA.value)

@@ -41,6 +41,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from atlasjax import labels as labels_lib
+from atlasjax import progress
 from atlasjax.atlas import collect as collect_lib
 from atlasjax.atlas import grid as grid_lib
 from atlasjax.atlas import layout as layout_lib
@@ -274,7 +275,7 @@ def _annotate_atlas(path: pathlib.Path, variant: dict) -> dict:
 
 def ensure_collection(config: collect_lib.CollectConfig, model: base.Model, params,
                       images: os.PathLike | str, workdir: os.PathLike | str,
-                      labels: labels_lib.Labels | None = None, log=print
+                      labels: labels_lib.Labels | None = None
                       ) -> collect_lib.Collection:
   """The work directory's finished collection, collecting it first if needed.
 
@@ -283,12 +284,13 @@ def ensure_collection(config: collect_lib.CollectConfig, model: base.Model, para
   """
   try:
     collection = collect_lib.Collection.open(workdir)
-    log(f"collect: using {collection.folder} ({collection.manifest['samples']} "
-        f"samples, layers {', '.join(collection.layers)})")
+    progress.note(f"collect: using {collection.folder} "
+                  f"({collection.manifest['samples']} samples, layers "
+                  f"{', '.join(collection.layers)})")
     return collection
   except collect_lib.CollectError:
     pathlib.Path(workdir).mkdir(parents=True, exist_ok=True)
-    collect_lib.run(config, model, params, images, workdir, labels, log)
+    collect_lib.run(config, model, params, images, workdir, labels)
     return collect_lib.Collection.open(workdir)
 
 
@@ -330,7 +332,7 @@ def class_folder(class_index: int) -> str:
 
 def class_atlas(config: ClassAtlasConfig, model: base.Model, params,
                 workdir: os.PathLike | str, class_index: int,
-                labels: labels_lib.Labels | None = None, log=print) -> pathlib.Path:
+                labels: labels_lib.Labels | None = None) -> pathlib.Path:
   """Builds the atlas of the samples attributed to one class; returns its json.
 
   Writes ``class_<index>/layout/`` (``coords.npy``, ``indices.npy`` into the
@@ -354,16 +356,16 @@ def class_atlas(config: ClassAtlasConfig, model: base.Model, params,
                f"top_k={config.top_k} among positive attributions)")
   folder = class_folder(class_index)
   layout_name = f"{folder}/{layout_lib.LAYOUT_DIR}"
-  log(f"class atlas: {name!r} ({class_index}): {len(indices)} samples "
-      f"({winners} argmax winners)")
+  progress.note(f"class atlas: {name!r} ({class_index}): {len(indices)} samples "
+                f"({winners} argmax winners)")
   layout_config = layout_lib.LayoutConfig(
       layer=layer, seed=config.atlas.seed, whiten=False,
       n_neighbors=config.umap.n_neighbors, min_dist=config.umap.min_dist,
       metric=config.umap.metric, n_epochs=config.n_epochs)
-  layout_lib.run(layout_config, workdir, log, out_name=layout_name, indices=indices)
+  layout_lib.run(layout_config, workdir, out_name=layout_name, indices=indices)
   if config.atlas.whiten:
     _save_global_whitening(collection, layer, workdir / layout_name)
-  render_atlas.run(config.atlas, model, params, workdir, labels, log,
+  render_atlas.run(config.atlas, model, params, workdir, labels,
                    layout_name=layout_name, prefix=f"{folder}/")
   path = workdir / folder / render_atlas.ATLAS_JSON
   _annotate_atlas(path, {
@@ -383,7 +385,7 @@ def compare_folder(left: str, right: str) -> str:
 
 def _comparison_layout(config: CompareClassesConfig, collection, layer: str,
                        indices: np.ndarray, x: np.ndarray, out: pathlib.Path,
-                       top: np.ndarray, log) -> np.ndarray:
+                       top: np.ndarray) -> np.ndarray:
   """``coords.npy`` = (difference, 1-D UMAP), reused when the inputs match."""
   out.mkdir(parents=True, exist_ok=True)
   settings = {"umap": dataclasses.asdict(config.umap), "seed": config.atlas.seed,
@@ -394,11 +396,11 @@ def _comparison_layout(config: CompareClassesConfig, collection, layer: str,
   info_path = out / "layout.json"
   if (info_path.exists() and (out / "coords.npy").exists()
       and json.loads(info_path.read_text()).get("settings") == settings):
-    log(f"layout: reusing {out}")
+    progress.note(f"layout: reusing {out}")
     return np.load(out / "coords.npy")
   vectors = np.asarray(collection.vectors_memmap(layer))[indices]
   start = time.perf_counter()
-  log(f"layout: 1-D UMAP of {len(vectors)} vectors")
+  progress.note(f"layout: 1-D UMAP of {len(vectors)} vectors")
   y = layout_lib.normalize_layout(layout_lib.umap_layout(
       vectors, config.umap, config.atlas.seed, config.n_epochs, n_components=1))
   xy = comparison_coords(x, y[:, 0])
@@ -415,7 +417,7 @@ def _comparison_layout(config: CompareClassesConfig, collection, layer: str,
 
 def compare_classes(config: CompareClassesConfig, model: base.Model, params,
                     workdir: os.PathLike | str, left: int, right: int,
-                    labels: labels_lib.Labels | None = None, log=print) -> dict:
+                    labels: labels_lib.Labels | None = None) -> dict:
   """Builds the left-vs-right comparison atlas; returns ``comparison.json``."""
   if left == right:
     raise ValueError(f"Compare two different classes (both are {left}).")
@@ -434,13 +436,13 @@ def compare_classes(config: CompareClassesConfig, model: base.Model, params,
   folder = compare_folder(*names)
   layout_name = f"{folder}/{layout_lib.LAYOUT_DIR}"
   top = collection.load(["top_classes"])["top_classes"][indices, 0].astype(np.int32)
-  log(f"compare: {names[0]!r} vs {names[1]!r}: {len(indices)} samples, "
-      f"difference scale {scale:.4g}")
+  progress.note(f"compare: {names[0]!r} vs {names[1]!r}: {len(indices)} samples, "
+                f"difference scale {scale:.4g}")
   xy = _comparison_layout(config, collection, layer, indices, x,
-                          workdir / layout_name, top, log)
+                          workdir / layout_name, top)
   if config.atlas.whiten:
     _save_global_whitening(collection, layer, workdir / layout_name)
-  atlas = render_atlas.run(config.atlas, model, params, workdir, labels, log,
+  atlas = render_atlas.run(config.atlas, model, params, workdir, labels,
                            layout_name=layout_name, prefix=f"{folder}/")
   (grid,) = atlas["grids"]
   size = grid["size"]
@@ -478,7 +480,7 @@ def compare_classes(config: CompareClassesConfig, model: base.Model, params,
   _annotate_atlas(workdir / folder / render_atlas.ATLAS_JSON,
                   {"kind": "compare_classes", "left": result["left"],
                    "right": result["right"], "comparison": COMPARISON_JSON})
-  log(f"compare: wrote {workdir / png}")
+  progress.note(f"compare: wrote {workdir / png}")
   return result
 
 
@@ -490,8 +492,8 @@ def compare_layers_folder(layer_a: str, layer_b: str) -> str:
 
 
 def compare_layers(workdir: os.PathLike | str, layer_a: str, layer_b: str,
-                   size: int, min_density: int, coverage: float = COVERAGE,
-                   log=print) -> dict:
+                   size: int, min_density: int, coverage: float = COVERAGE
+                   ) -> dict:
   """Split/fusion statistics and a side-by-side PNG of two layers' atlases.
 
   Needs the atlases of both layers at grid ``size`` (built by
@@ -541,7 +543,8 @@ def compare_layers(workdir: os.PathLike | str, layer_a: str, layer_b: str,
       **stats}
   collect_lib._atomic_write_json(workdir / folder / COMPARISON_JSON, result)
   summary = stats["summary"]["splits"]
-  log(f"compare layers: {summary.get('cells', 0)} {layer_a} cells spread over "
-      f"{summary.get('mean_cells_for_coverage', float('nan')):.2f} {layer_b} cells "
-      f"on average (80 %); wrote {workdir / png}")
+  mean = summary.get("mean_cells_for_coverage", float("nan"))
+  progress.note(f"compare layers: {summary.get('cells', 0)} {layer_a} cells "
+                f"spread over {mean:.2f} {layer_b} cells on average (80 %); "
+                f"wrote {workdir / png}")
   return result

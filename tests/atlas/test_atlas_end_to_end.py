@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from atlasjax import progress
 from atlasjax.atlas import collect
 from atlasjax.atlas import grid as grid_lib
 from atlasjax.atlas import layout
@@ -36,9 +37,9 @@ def built(googlenet, sample_dir, tmp_path_factory):
   for path in sorted(sample_dir.glob("*.jpg"))[::50][:N_IMAGES]:
     os.symlink(path, images / path.name)
   workdir = tmp_path_factory.mktemp("atlas")
-  logs = []
-  path = pipeline.run(CONFIG, model, params, images, workdir, labels, logs.append)
-  return workdir, path, logs, images, labels
+  with progress.capture() as events:
+    path = pipeline.run(CONFIG, model, params, images, workdir, labels)
+  return workdir, path, events, images, labels
 
 
 def test_atlas_json_schema_and_files(built):
@@ -100,11 +101,12 @@ def test_rerun_skips_finished_stages(built, googlenet):
   workdir, path, _, images, labels = built
   model, params = googlenet
   before = path.stat().st_mtime_ns
-  logs = []
-  pipeline.run(CONFIG, model, params, images, workdir, labels, logs.append)
-  assert any("reusing" in line for line in logs)
-  assert any("skipping" in line for line in logs)
-  assert not any(line.startswith("icons:") for line in logs)
+  with progress.capture() as events:
+    pipeline.run(CONFIG, model, params, images, workdir, labels)
+  notes = [e.message for e in events if e.kind == "note"]
+  assert any("reusing" in line for line in notes)
+  assert any("skipping" in line for line in notes)
+  assert not any(e.desc.startswith("icons") for e in events)
   assert path.stat().st_mtime_ns == before
 
 
@@ -130,7 +132,7 @@ def test_shards_from_another_model_are_refused(built, toy):
 def test_layout_fit_sample_path_on_a_real_collection(built):
   workdir = built[0]
   config = layout.LayoutConfig(layer="mixed4c", fit_sample=30)
-  info = layout.run(config, workdir, log=lambda _: None, out_name="layout_sampled")
+  info = layout.run(config, workdir, out_name="layout_sampled")
   out = workdir / "layout_sampled"
   xy = np.load(out / "coords.npy")
   n = len(collect.Collection.open(workdir).vectors_memmap("mixed4c"))

@@ -111,8 +111,7 @@ def test_attribution_matches_finite_difference_on_googlenet(googlenet):
 def test_collect_and_export(toy, tmp_path):
   model, params = toy
   images = make_images(tmp_path / "imgs", 10)
-  manifest = collect.run(TOY_CONFIG, model, params, images, tmp_path / "wd",
-                         log=lambda *_: None)
+  manifest = collect.run(TOY_CONFIG, model, params, images, tmp_path / "wd")
   assert manifest["complete"] and manifest["samples"] == 20
   assert len(manifest["shards"]) == 3
   c = collect.Collection.open(tmp_path / "wd")
@@ -135,8 +134,7 @@ def test_bad_images_are_skipped_and_reported(toy, tmp_path):
   model, params = toy
   images = make_images(tmp_path / "imgs", 5)
   (images / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-  manifest = collect.run(TOY_CONFIG, model, params, images, tmp_path / "wd",
-                         log=lambda *_: None)
+  manifest = collect.run(TOY_CONFIG, model, params, images, tmp_path / "wd")
   assert manifest["skipped"] == 1 and manifest["samples"] == 10
   reasons = [r for s in manifest["shards"] for r in s.get("skipped_reasons", [])]
   assert len(reasons) == 1
@@ -152,8 +150,7 @@ def test_empty_and_corrupt_folders_fail_clearly(toy, tmp_path):
   for i in range(3):
     (bad / f"x{i}.jpg").write_bytes(b"garbage")
   with pytest.raises(collect.CollectError, match="None of the 3 files"):
-    collect.run(TOY_CONFIG, model, params, bad, tmp_path / "wd2",
-                log=lambda *_: None)
+    collect.run(TOY_CONFIG, model, params, bad, tmp_path / "wd2")
 
 
 def test_unknown_layer_is_refused(toy, tmp_path):
@@ -167,7 +164,7 @@ def test_unknown_layer_is_refused(toy, tmp_path):
 def test_mismatched_settings_are_refused_and_nothing_lost(toy, tmp_path):
   model, params = toy
   images = make_images(tmp_path / "imgs", 6)
-  collect.run(TOY_CONFIG, model, params, images, tmp_path / "wd", log=lambda *_: None)
+  collect.run(TOY_CONFIG, model, params, images, tmp_path / "wd")
   before = sorted(os.listdir(tmp_path / "wd" / "collect"))
   other = TOY_CONFIG.__class__(**{**TOY_CONFIG.__dict__, "seed": 7})
   with pytest.raises(collect.CollectError, match="seed: existing 0 vs requested 7"):
@@ -213,8 +210,7 @@ def test_kill_dash_nine_then_resume_gives_identical_result(toy, tmp_path,
   images = make_images(tmp_path / "imgs", 18, seed=2)
   config = collect.CollectConfig(layers=("conv1", "conv2"), crops_per_image=2,
                                  image_size=32, batch_size=4, shard_images=3)
-  reference = collect.run(config, model, params, images, tmp_path / "ref",
-                          log=lambda *_: None)
+  reference = collect.run(config, model, params, images, tmp_path / "ref")
   workdir = tmp_path / "killed"
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(
       [str(REPO / "tests"), str(REPO), os.environ.get("PYTHONPATH", "")]))
@@ -232,7 +228,7 @@ def test_kill_dash_nine_then_resume_gives_identical_result(toy, tmp_path,
   proc.wait()
   done = _shards_done(workdir)
   assert 0 < done < 6, done
-  resumed = collect.run(config, model, params, images, workdir, log=lambda *_: None)
+  resumed = collect.run(config, model, params, images, workdir)
   assert resumed["samples"] == reference["samples"] == 36
   keys = ["image_index", "crop_index", "crop_box", "vectors/conv1", "vectors/conv2",
           "positions/conv1", "positions/conv2", "attributions/conv2", "top_classes"]

@@ -140,8 +140,7 @@ def small(googlenet, sample_dir, tmp_path_factory):
   for path in [pan] + others[:N_IMAGES - 1]:
     os.symlink(path, images / path.name)
   workdir = tmp_path_factory.mktemp("variants")
-  variants.ensure_collection(COLLECT, model, params, images, workdir, labels,
-                             log=lambda _: None)
+  variants.ensure_collection(COLLECT, model, params, images, workdir, labels)
   return workdir, labels
 
 
@@ -150,8 +149,7 @@ def test_class_atlas_end_to_end(small, googlenet):
   model, params = googlenet
   c = labels.lookup(CLASS_NAME)
   config = variants.ClassAtlasConfig(atlas=ATLAS, top_k=TOP_K)
-  path = variants.class_atlas(config, model, params, workdir, c, labels,
-                              log=lambda _: None)
+  path = variants.class_atlas(config, model, params, workdir, c, labels)
   assert path == workdir / f"class_{c}" / "atlas.json"
   atlas = json.loads(path.read_text())
   attr = collect.Collection.open(workdir).load(["attributions/mixed4c"])[
@@ -189,8 +187,7 @@ def test_class_without_samples_fails_clearly(small, googlenet):
   never_wins = int(np.setdiff1d(np.arange(attr.shape[1]), attr.argmax(1))[0])
   config = variants.ClassAtlasConfig(atlas=ATLAS, top_k=0)
   with pytest.raises(variants.NotEnoughSamplesError, match="only 0 sample"):
-    variants.class_atlas(config, model, params, workdir, never_wins, labels,
-                         log=lambda _: None)
+    variants.class_atlas(config, model, params, workdir, never_wins, labels)
   # It is an EmptyGridError too, and nothing was written for the class.
   assert issubclass(variants.NotEnoughSamplesError, grid_lib.EmptyGridError)
   assert not (workdir / f"class_{never_wins}").exists()
@@ -214,7 +211,7 @@ def test_compare_classes_cells_and_figure(small, googlenet, monkeypatch):
       atlas=dataclasses.replace(ATLAS, grid_sizes=(10,), min_density=(0,)),
       top_k=TOP_K)
   result = variants.compare_classes(config, model, params, workdir, left, right,
-                                    labels, log=lambda _: None)
+                                    labels)
   folder = workdir / "compare_wok_frying_pan"
   assert json.loads((folder / "comparison.json").read_text()) == result
   assert result["left"]["name"] == "wok" and result["right"]["name"] == CLASS_NAME
