@@ -26,6 +26,8 @@ is never used: in the cache it is downloaded again, in a local copy it raises
 The published base URLs can be replaced (a mirror, or a loopback server in the
 tests) with ``ATLASJAX_BASE_URL_WEIGHTS`` / ``ATLASJAX_BASE_URL_PHOTOS`` or a
 :class:`Source` argument; a mirror serves the same relative paths.
+``ATLASJAX_PHOTOS_MANIFEST`` names another pinned photo set (same format as the
+packaged manifest); it is cached in a folder of its own.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import hashlib
 import importlib.resources
 import logging
 import os
@@ -47,6 +50,7 @@ from atlasjax import progress
 ENV_VAR = "ATLASJAX_DATA"
 WEIGHTS_URL_ENV = "ATLASJAX_BASE_URL_WEIGHTS"
 PHOTOS_URL_ENV = "ATLASJAX_BASE_URL_PHOTOS"
+PHOTOS_MANIFEST_ENV = "ATLASJAX_PHOTOS_MANIFEST"
 GOOGLENET_DIR = "bvlc_googlenet"
 SAMPLE_DIR = "imagenet-sample"            # a prepared local copy: 800 resized photos
 PHOTOS_DIR = "imagenet-sample-images"     # the downloaded default: 1000 originals
@@ -177,19 +181,51 @@ def read_manifest(text: str) -> dict[str, tuple[int, str]]:
   return out
 
 
-def photos_manifest() -> dict[str, tuple[int, str]]:
-  """The pinned default photo set: ``{file name: (bytes, sha256)}``."""
+def _packaged_manifest() -> dict[str, tuple[int, str]]:
   text = importlib.resources.files("atlasjax").joinpath(
       PHOTOS_MANIFEST).read_text(encoding="utf-8")
   return read_manifest(text)
 
 
-def photos_source(base_url: str | None = None) -> Source:
-  """The 1000 pinned photos; ``base_url`` (or $ATLASJAX_BASE_URL_PHOTOS)
-  names a mirror."""
-  sums = {name: digest for name, (_, digest) in photos_manifest().items()}
+def photos_manifest(path: os.PathLike | str | None = None
+                    ) -> dict[str, tuple[int, str]]:
+  """The pinned photo set: ``{file name: (bytes, sha256)}``.
+
+  The packaged 1000 photos, unless ``path`` (or $ATLASJAX_PHOTOS_MANIFEST)
+  names another manifest in the same tab-separated format.
+  """
+  path = path or os.environ.get(PHOTOS_MANIFEST_ENV)
+  if not path:
+    return _packaged_manifest()
+  try:
+    manifest = read_manifest(pathlib.Path(path).read_text(encoding="utf-8"))
+  except (OSError, ValueError) as e:
+    raise DataError(f"Cannot read the photo manifest {path} ({e}); fix or unset "
+                    f"{PHOTOS_MANIFEST_ENV}.") from None
+  if not manifest:
+    raise DataError(f"The photo manifest {path} lists no files; fix or unset "
+                    f"{PHOTOS_MANIFEST_ENV}.")
+  return manifest
+
+
+def photos_source(base_url: str | None = None,
+                  manifest: os.PathLike | str | None = None) -> Source:
+  """The pinned photos; ``base_url`` (or $ATLASJAX_BASE_URL_PHOTOS) names a
+  mirror, ``manifest`` (or $ATLASJAX_PHOTOS_MANIFEST) another photo set."""
+  sums = {name: digest for name, (_, digest) in photos_manifest(manifest).items()}
   base = base_url or os.environ.get(PHOTOS_URL_ENV) or PHOTOS_BASE_URL
   return Source(_slash(base), sums)
+
+
+def photos_cache_dir(source: Source) -> pathlib.Path:
+  """Where a photo set is cached: the default set in ``imagenet-sample-images/``,
+  any other in a folder named after its sums, so two sets never mix."""
+  default = {name: digest for name, (_, digest) in _packaged_manifest().items()}
+  if dict(source.sha256) == default:
+    return cache_dir() / PHOTOS_DIR
+  text = _format_sums(dict(sorted(source.sha256.items())))
+  digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+  return cache_dir() / f"{PHOTOS_DIR}-{digest}"
 
 
 def _slash(url: str) -> str:
@@ -353,9 +389,10 @@ def googlenet_dir(data: os.PathLike | str | None = None, *,
 
 def photos_dir(*, allow_download: bool = True,
                source: Source | None = None) -> pathlib.Path:
-  """The cached default photo set (1000 photos), downloading what is missing."""
+  """The cached photo set (by default the 1000 pinned photos), downloading
+  what is missing."""
   source = source or photos_source()
-  folder = cache_dir() / PHOTOS_DIR
+  folder = photos_cache_dir(source)
   if not allow_download:
     _verify_or_offline(folder, source, None)
   else:

@@ -28,6 +28,7 @@ from atlasjax import progress
 from atlasjax.models import weights
 
 GOOGLENET = data_lib.GOOGLENET_DIR
+REPO = pathlib.Path(__file__).resolve().parents[1]
 SERVER_LIFETIME_S = 120   # the server stops itself after this, test or not
 
 
@@ -289,7 +290,9 @@ def test_photo_download_refuses_corrupt_bytes_and_refetches(isolated, serve):
   victim = "n02966687_carpenter's_kit.JPEG"
   server.corrupt[victim] = 1            # first transfer corrupt, second good
   folder = data_lib.sample_dir(source=source)
-  assert folder == data_lib.cache_dir() / data_lib.PHOTOS_DIR
+  assert folder == data_lib.photos_cache_dir(source)
+  assert folder.parent == data_lib.cache_dir()
+  assert folder.name.startswith(data_lib.PHOTOS_DIR + "-")  # not the default set
   assert sorted(p.name for p in folder.iterdir()) == sorted(files)
   assert server.requests.count(victim) == 2
   for name, payload in files.items():
@@ -324,7 +327,7 @@ def test_offline_error_is_one_line_naming_the_fixes(isolated, serve):
   message = str(info.value)
   assert "\n" not in message
   for needle in (data_lib.ENV_VAR, "--images",
-                 str(data_lib.cache_dir() / data_lib.PHOTOS_DIR)):
+                 str(data_lib.photos_cache_dir(source))):
     assert needle in message, (needle, message)
   # The weights: same advice, and nothing left that looks like data.
   with pytest.raises(data_lib.DataError, match=data_lib.ENV_VAR) as info:
@@ -336,3 +339,44 @@ def test_offline_error_is_one_line_naming_the_fixes(isolated, serve):
     data_lib.googlenet_dir(allow_download=False)
   with pytest.raises(data_lib.DataError, match=r"imagenet-sample-images.*--images"):
     data_lib.sample_dir(isolated / "empty", allow_download=False)
+  # The default photo set from an unreachable host: the same one line.
+  with pytest.raises(data_lib.DataError) as info:
+    data_lib.sample_dir()
+  message = str(info.value)
+  assert "\n" not in message and "--images" in message
+  assert str(data_lib.cache_dir() / data_lib.PHOTOS_DIR) in message
+
+
+def test_fresh_machine_script_downloads_weights_and_photos(
+    data_root, isolated, serve, tmp_path):
+  """experiments/evaluate.py with an empty cache and no $ATLASJAX_DATA: the
+  weights and a pinned photo set come from the (loopback) internet."""
+  import hashlib
+  import json
+  import os
+  import subprocess
+  import sys
+  local = data_root / GOOGLENET
+  files = {n: (local / n).read_bytes() for n in data_lib.googlenet_source().sha256}
+  photos = sorted((data_root / data_lib.SAMPLE_DIR).glob("*.jpg"))[::50]
+  photo_files = {p.name: p.read_bytes() for p in photos}
+  weights_server, photo_server = serve(files), serve(photo_files)
+  manifest = tmp_path / "photos.tsv"
+  manifest.write_text("file\tbytes\tsha256\n" + "".join(
+      f"{n}\t{len(b)}\t{hashlib.sha256(b).hexdigest()}\n"
+      for n, b in photo_files.items()))
+  env = {k: v for k, v in os.environ.items() if k != data_lib.ENV_VAR}
+  env.update({data_lib.WEIGHTS_URL_ENV: weights_server.url,
+              data_lib.PHOTOS_URL_ENV: photo_server.url,
+              data_lib.PHOTOS_MANIFEST_ENV: str(manifest),
+              "XDG_CACHE_HOME": str(isolated / "xdg"),
+              "PYTHONPATH": str(REPO)})
+  out = subprocess.run([sys.executable, str(REPO / "experiments/evaluate.py")],
+                       capture_output=True, text=True, env=env, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  assert result["n"] == len(photo_files) == 16
+  assert result["top1"] >= 0.5, result   # real photos, real weights
+  assert len(weights_server.requests) == 118
+  assert sorted(photo_server.requests) == sorted(photo_files)
+  assert "xla_bridge" not in out.stderr   # the TPU probe line is silenced
