@@ -75,12 +75,13 @@ def draw(path, title, target, rows, kernels_scale):
       ax.imshow(image)
       ax.set_title(f"{name}\n{label[0]}‖w‖={norm:.2f}", fontsize=7)
       ax.axis("off")
+      if i == 0:
+        ax.text(-0.12, 0.5, label, transform=ax.transAxes, rotation=90,
+                va="center", ha="right", fontsize=9)
       ax = fig.add_subplot(grid[2 + 2 * r, i])
       ax.imshow(kernel, cmap="bwr", vmin=-kernels_scale, vmax=kernels_scale,
                 interpolation="nearest")
       ax.axis("off")
-    fig.text(0.01, 1 - (1.4 + (2 * r + 0.9) * 0.85) / (1.4 + 1.7 * len(rows)),
-             label, fontsize=9, rotation=90, va="center")
   fig.suptitle(title, fontsize=11)
   fig.savefig(path, dpi=110, bbox_inches="tight")
   plt.close(fig)

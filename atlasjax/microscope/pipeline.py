@@ -44,8 +44,9 @@ from atlasjax.optvis import render as render_lib
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 # Settings that may change between runs of one work directory: which layers
-# are rendered (each layer's files stand alone) and how the site is written.
-_RERUN_FREE = ("layers", "links", "tile")
+# are rendered (each layer's files stand alone) and how many links the site
+# lists (recomputed from the saved weights on every run).
+_RERUN_FREE = ("layers", "links")
 
 
 class MicroscopeError(ValueError):
