@@ -23,6 +23,10 @@ four small things:
 Processes share the work directory (a shared file system on several hosts):
 each writes only files it owns, atomically, and process 0 writes the shared
 ones (manifests, ``atlas.json``, PNGs, the viewer) after a barrier.
+
+When a process dies, JAX's runtime stops the whole job (its health checking;
+a restarted process may not rejoin a running job). Rerunning every process
+with the same command resumes: whatever any process finished is kept.
 """
 
 from __future__ import annotations
@@ -197,8 +201,8 @@ def barrier(name: str, timeout_s: float = DEFAULT_BARRIER_TIMEOUT_S) -> None:
     raise DistributedError(
         f"Process {jax.process_index()} waited {timeout_s:.0f} s at barrier "
         f"{name!r} but not every process arrived ({e}). A process died or is "
-        "still busy: restart the missing process with the same flags (finished "
-        "work is kept) or raise the barrier timeout.") from e
+        "still busy: rerun every process with the same flags (finished work is "
+        "kept) or raise the barrier timeout.") from e
 
 
 __all__ = ["ProcessLayout", "DistributedError", "initialize", "layout", "owned",

@@ -23,8 +23,9 @@ still read.)
 Many processes (:mod:`atlasjax.distributed`): process ``p`` of ``P`` owns the
 contiguous block ``distributed.owned(n_shards)`` of shards and writes only
 those; which shards exist never depends on ``P``, so the collected rows are the
-same for any process count, a restarted process redoes only its own unfinished
-shards, and a rerun with another ``P`` reuses every finished shard. After a
+same for any process count, a rerun after a process died redoes only that
+process's unfinished shards, and a rerun with another ``P`` reuses every
+finished shard. After a
 barrier, process 0 alone writes the manifest. Images are decoded by the grain
 pipeline of :mod:`atlasjax.atlas.loader` (threads or worker processes, same
 batches and crops for any number of either).
@@ -44,7 +45,6 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 
 from atlasjax import distributed
 from atlasjax import images as images_lib
@@ -233,6 +233,8 @@ def _save_shard(path: pathlib.Path, flat: dict) -> None:
 def _load_shard(path: pathlib.Path, keys=None) -> dict:
   """A shard as a flat dict (``keys`` only, read lazily from the .npz)."""
   if _is_legacy(path):
+    # Orbax is slow to import and only needed for version-1 collections.
+    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
     flat = _flatten(ocp.PyTreeCheckpointer().restore(path))
   else:
     with np.load(path) as npz:
