@@ -6,6 +6,7 @@ Labels come from ``<wnid>_…`` file names (or a ``<wnid>`` parent folder).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 
@@ -46,7 +47,11 @@ class EvalResult:
 
 def evaluate(model: base.Model, params, paths: list[str],
              labels: labels_lib.Labels, batch_size: int = 32) -> EvalResult:
-  """Classifies ``paths`` (standard 256/224 centre crop) and scores top-1/5."""
+  """Classifies ``paths`` and scores top-1/5.
+
+  Photos get the standard evaluation crop scaled to the model's input size
+  (:func:`atlasjax.images.eval_sizes`: 256/224 for a 224 px model).
+  """
   paths = sorted(paths, key=os.path.basename)
   targets = {p: label_of(p, labels) for p in paths}
   forward = jax.jit(lambda p, x: model.apply(p, x, layers=("logits",))["logits"])
@@ -54,7 +59,10 @@ def evaluate(model: base.Model, params, paths: list[str],
   logits, kept = [], []
   start = None
   with progress.bar(len(paths), "evaluate", unit="image") as bar:
-    for batch in images_lib.iter_batches(paths, batch_size, report=report):
+    load = functools.partial(images_lib.load_for_model,
+                             input_size=model.input_size)
+    for batch in images_lib.iter_batches(paths, batch_size, load=load,
+                                         report=report):
       if start is None:  # Exclude compilation of the first batch shape.
         forward(params, batch.images).block_until_ready()
         start = time.perf_counter()

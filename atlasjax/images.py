@@ -106,6 +106,20 @@ def load_eval(path: os.PathLike | str, resize: int = EVAL_RESIZE,
   return eval_preprocess(load_pil(path), resize, crop)
 
 
+def eval_sizes(input_size: int) -> tuple[int, int]:
+  """``(resize, crop)`` of the standard evaluation for a model's input size.
+
+  The ImageNet convention, 256 → 224, scaled: the shorter side goes to
+  ``round(input_size · 256 / 224)`` and the centre ``input_size`` is kept.
+  """
+  return round(input_size * EVAL_RESIZE / EVAL_CROP), input_size
+
+
+def load_for_model(path: os.PathLike | str, input_size: int) -> np.ndarray:
+  """``path`` preprocessed for a model trained at ``input_size`` px."""
+  return load_eval(path, *eval_sizes(input_size))
+
+
 @dataclasses.dataclass
 class ReadReport:
   """What a batch reader saw: how many files were read and which were not."""

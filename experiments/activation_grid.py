@@ -19,15 +19,13 @@ vector when fed back through the network).
 """
 
 import json
-import pathlib
 
-from absl import app
 from absl import flags
 import jax
 import numpy as np
 
+import cli
 from atlasjax import images as images_lib
-from atlasjax import models
 from atlasjax import plotting
 from atlasjax.atlas import collect as collect_lib
 from atlasjax.atlas import layout as layout_lib
@@ -36,10 +34,11 @@ from atlasjax.optvis import render as render_lib
 from atlasjax.optvis import transform as transform_lib
 
 _IMAGE = flags.DEFINE_string("image", None, "Photo path.", required=True)
-_LAYER = flags.DEFINE_string("layer", "mixed4d", "Spatial layer.")
+_LAYER = flags.DEFINE_string("layer", None, "Spatial layer (default: the "
+                             "model's default layer, e.g. mixed4c).")
 _PHOTO_SIZE = flags.DEFINE_integer(
-    "photo_size", images_lib.EVAL_CROP,
-    "Side of the photo fed to the network (224: mixed4d is 14×14).")
+    "photo_size", None, "Side of the photo fed to the network (default: the "
+    "model's input size; 224 makes GoogLeNet's mixed4d 14×14).")
 _ICON_SIZE = flags.DEFINE_integer("icon_size", 48, "Icon side in pixels.")
 _STEPS = flags.DEFINE_integer("steps", 256, "Optimisation steps.")
 _LR = flags.DEFINE_float("lr", render_lib.DEFAULT_LR, "Adam learning rate.")
@@ -52,14 +51,16 @@ _COLLECTION = flags.DEFINE_string(
     "(default: no whitening).")
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
 _OUT = flags.DEFINE_string("out", None, "Output folder.", required=True)
-_DATA = flags.DEFINE_string("data", None, "Data root (default: $ATLASJAX_DATA).")
 
 
 def main(argv):
   del argv
-  model, params = models.load(data=_DATA.value)
-  layer = model.layer(_LAYER.value).name
-  size = _PHOTO_SIZE.value
+  model, params = cli.load_model()
+  layer = cli.spatial_layer(model, _LAYER.value)
+  size = cli.check_size(model, _PHOTO_SIZE.value or model.input_size,
+                        "--photo_size")
+  cli.image_file(_IMAGE.value)
+  out = cli.output_dir(_OUT.value)
   photo = images_lib.load_eval(_IMAGE.value, resize=size, crop=size)
   whitening = None
   if _COLLECTION.value:
@@ -76,8 +77,6 @@ def main(argv):
   targets = targets if whitening is None else targets @ whitening
   cos = synthesis.icon_cosines(model, params, grid.icons, layer, targets)
   own = np.diag(cos)
-  out = pathlib.Path(_OUT.value)
-  out.mkdir(parents=True, exist_ok=True)
   plotting.save_png(synthesis.activation_grid_figure(photo, grid),
                     out / f"activation_grid_{layer}.png")
   np.save(out / f"icons_{layer}.npy", plotting.to_uint8(grid.icons))
@@ -91,4 +90,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -1,32 +1,39 @@
-r"""The main job: an activation atlas of mixed4c from the sample photos.
+r"""The main job: an activation atlas from a folder of photos.
 
-  python experiments/atlas.py            # defaults: sample photos, mixed4c, CPU-sized
-  python experiments/atlas.py --grid_sizes=20,40,80 --min_density=10,4,2 \
-      --steps=1024 --attempts=4 --crops_per_image=16   # paper-sized, on a GPU
+  python experiments/atlas.py                       # sample photos, the model's
+                                                    # default layer, CPU-sized
+  python experiments/atlas.py --model=efficientnet_lite0
+  python experiments/atlas.py --config=paper --images=/data/imagenet/train
+  python experiments/atlas.py --steps=1024 --grid_sizes=20,40   # one field each
 
 Runs collect → layout → render_atlas in --workdir, skipping finished stages,
-so rerunning after an interruption resumes. Prints where the atlas is.
+so rerunning after an interruption resumes. Settings: the preset named by
+--config (configs/atlas.py), overridden by the flags given; the resolved
+configuration is written to <workdir>/run_config.json, and a work directory
+built with different settings is refused (the error names the keys). Prints
+where the atlas is.
 """
 
-import pathlib
-
-from absl import app
-
+import cli
 import atlas_flags as af
 from atlasjax.atlas import pipeline
 
 
 def main(argv):
   del argv
+  process = af.init_distributed()
   model, params, labels = af.load_model()
-  path = pipeline.run(af.pipeline_config(), model, params, af.images_folder(),
-                      af.WORKDIR.value, labels)
-  workdir = pathlib.Path(af.WORKDIR.value).resolve()
-  print(f"Atlas ready: {workdir / f'grid_{af.GRIDS.value[-1]}' / 'atlas.png'}")
+  config = af.pipeline_config(model)
+  workdir = cli.output_dir(af.workdir(model, config), "--workdir")
+  path = pipeline.run(config, model, params, af.images_folder(), workdir, labels)
+  if not process.is_main:
+    return
+  workdir = workdir.resolve()
+  print(f"Atlas ready: {workdir / f'grid_{config.atlas.grid_sizes[-1]}' / 'atlas.png'}")
   print(f"  atlas.json: {path.resolve()}")
   if (workdir / "index.html").exists():
     print(f"  viewer:     {workdir / 'index.html'}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

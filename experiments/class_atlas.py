@@ -11,10 +11,11 @@ directory's finished collection, or collects one first (same flags as
 experiments/atlas.py).
 """
 
-from absl import app
 from absl import flags
 
+import cli
 import atlas_flags as af
+from atlasjax.atlas import run_config
 from atlasjax.atlas import variants
 
 _CLASS = flags.DEFINE_string("class", None, "Class name, WordNet id or index.",
@@ -22,21 +23,27 @@ _CLASS = flags.DEFINE_string("class", None, "Class name, WordNet id or index.",
 _TOP_K = flags.DEFINE_integer("top_k", variants.DEFAULT_TOP_K, "Also keep the "
                               "samples with the top_k largest positive "
                               "attributions to the class.")
-flags.FLAGS.set_default("grid_sizes", [str(variants.CLASS_GRID)])
-flags.FLAGS.set_default("min_density", [str(variants.CLASS_MIN_DENSITY)])
+# A class atlas has fewer samples than the global one: one coarser grid.
+SCRIPT_DEFAULTS = {"grid_sizes": (variants.CLASS_GRID,),
+                   "min_density": (variants.CLASS_MIN_DENSITY,)}
 
 
 def main(argv):
   del argv
   model, params, labels = af.load_model()
   class_index = labels.lookup(_CLASS.value)
-  variants.ensure_collection(af.collect_config(), model, params,
-                             af.images_folder(), af.WORKDIR.value, labels)
-  config = variants.ClassAtlasConfig(
-      atlas=af.atlas_config(af.LAYERS.value[0]), top_k=_TOP_K.value,
-      umap=variants.umap_preset(af.N_NEIGHBORS.value, af.MIN_DIST.value,
-                                af.METRIC.value))
-  path = variants.class_atlas(config, model, params, af.WORKDIR.value,
+  config = af.pipeline_config(model, SCRIPT_DEFAULTS)
+  workdir = cli.output_dir(af.workdir(model, config), "--workdir")
+  # The collection may already exist with its own settings; only the model
+  # must match (a finished collection is used as it is).
+  run_config.record(workdir, {"model": model.name})
+  variants.ensure_collection(config.collect, model, params, af.images_folder(),
+                             workdir, labels)
+  class_config = variants.ClassAtlasConfig(
+      atlas=config.atlas, top_k=_TOP_K.value,
+      umap=variants.umap_preset(config.layout.n_neighbors,
+                                config.layout.min_dist, config.layout.metric))
+  path = variants.class_atlas(class_config, model, params, workdir,
                               class_index, labels)
   folder = path.parent
   print(f"Class atlas of {labels.short_name(class_index)!r}: "
@@ -45,4 +52,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

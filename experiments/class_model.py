@@ -14,16 +14,14 @@ images.
 """
 
 import json
-import pathlib
 import re
 
-from absl import app
 from absl import flags
 import jax
 import numpy as np
 
+import cli
 from atlasjax import labels as labels_lib
-from atlasjax import models
 from atlasjax import plotting
 from atlasjax.classic import synthesis
 from atlasjax.optvis import param as param_lib
@@ -43,15 +41,15 @@ _L2 = flags.DEFINE_float("l2_weight", 0.0, "Weight of the L2 penalty (about grey
 _TV = flags.DEFINE_float("tv_weight", 0.0, "Weight of the total-variation penalty.")
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
 _OUT = flags.DEFINE_string("out", None, "Output folder.", required=True)
-_DATA = flags.DEFINE_string("data", None, "Data root (default: $ATLASJAX_DATA).")
 
 
 def main(argv):
   del argv
-  model, params = models.load(data=_DATA.value)
-  labels = labels_lib.load(_DATA.value)
+  model, params = cli.load_model()
+  labels = labels_lib.load(cli.DATA.value)
   classes = [labels.lookup(c.strip()) for c in _CLASSES.value]
   names = [labels.short_name(c) for c in classes]
+  out = cli.output_dir(_OUT.value)
   config = render_lib.RenderConfig(
       size=_SIZE.value, steps=_STEPS.value, lr=_LR.value, param=_PARAM.value,
       decorrelate=_DECORRELATE.value, transforms=_TRANSFORMS.value)
@@ -66,8 +64,6 @@ def main(argv):
                           for k in jax.random.split(key, len(classes))])
   final = synthesis.class_logits(model, params, images, classes)
   initial = synthesis.class_logits(model, params, start[..., :3], classes)
-  out = pathlib.Path(_OUT.value)
-  out.mkdir(parents=True, exist_ok=True)
   records = []
   for c, name, image, f, i in zip(classes, names, images, final, initial):
     file = f"class_{re.sub(r'[^A-Za-z0-9_-]+', '_', name)}.png"
@@ -83,4 +79,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -3,14 +3,16 @@ r"""Stage 1: sample activation vectors from a folder of photos into shards.
   python experiments/collect.py --images=DIR --workdir=DIR --layers=mixed4c \
       --crops_per_image=4 [--export=all.npz]
 
-Rerunning with the same flags resumes; different flags are refused.
+Rerunning with the same flags resumes; different settings are refused (the
+error names them). Flags as experiments/atlas.py.
 """
 
-from absl import app
 from absl import flags
 
+import cli
 import atlas_flags as af
 from atlasjax.atlas import collect
+from atlasjax.atlas import run_config
 
 _EXPORT = flags.DEFINE_string("export", None, "Also write everything collected "
                               "to this .npz, in canonical order.")
@@ -18,13 +20,19 @@ _EXPORT = flags.DEFINE_string("export", None, "Also write everything collected "
 
 def main(argv):
   del argv
+  process = af.init_distributed()
   model, params, labels = af.load_model()
-  collect.run(af.collect_config(), model, params, af.images_folder(),
-              af.WORKDIR.value, labels)
-  if _EXPORT.value:
-    collect.Collection.open(af.WORKDIR.value).export(_EXPORT.value)
+  config = af.pipeline_config(model)
+  workdir = cli.output_dir(af.workdir(model, config), "--workdir")
+  run_config.record(workdir, run_config.sections(config, model.name,
+                                                 ("collect",)))
+  collect.run(config.collect, model, params, af.images_folder(), workdir, labels)
+  if process.is_main:
+    run_config.mark_built(workdir, ("collect",))
+  if _EXPORT.value and process.is_main:
+    collect.Collection.open(workdir).export(_EXPORT.value)
     print(f"collect: exported to {_EXPORT.value}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -11,10 +11,11 @@ labelled) and comparison.json (per cell: count, mean attribution difference,
 top classes).
 """
 
-from absl import app
 from absl import flags
 
+import cli
 import atlas_flags as af
+from atlasjax.atlas import run_config
 from atlasjax.atlas import variants
 
 _LEFT = flags.DEFINE_string("left", None, "Class shown on the left.", required=True)
@@ -22,25 +23,28 @@ _RIGHT = flags.DEFINE_string("right", None, "Class shown on the right.",
                              required=True)
 _TOP_K = flags.DEFINE_integer("top_k", variants.DEFAULT_TOP_K, "Also keep the "
                               "top_k samples by positive attribution to each class.")
-flags.FLAGS.set_default("grid_sizes", [str(variants.COMPARE_GRID)])
-flags.FLAGS.set_default("min_density", [str(variants.COMPARE_MIN_DENSITY)])
+SCRIPT_DEFAULTS = {"grid_sizes": (variants.COMPARE_GRID,),
+                   "min_density": (variants.COMPARE_MIN_DENSITY,)}
 
 
 def main(argv):
   del argv
   model, params, labels = af.load_model()
   left, right = labels.lookup(_LEFT.value), labels.lookup(_RIGHT.value)
-  variants.ensure_collection(af.collect_config(), model, params,
-                             af.images_folder(), af.WORKDIR.value, labels)
-  config = variants.CompareClassesConfig(
-      atlas=af.atlas_config(af.LAYERS.value[0]), top_k=_TOP_K.value,
-      umap=variants.umap_preset(af.N_NEIGHBORS.value, af.MIN_DIST.value,
-                                af.METRIC.value))
-  result = variants.compare_classes(config, model, params, af.WORKDIR.value,
+  config = af.pipeline_config(model, SCRIPT_DEFAULTS)
+  workdir = cli.output_dir(af.workdir(model, config), "--workdir")
+  run_config.record(workdir, {"model": model.name})
+  variants.ensure_collection(config.collect, model, params, af.images_folder(),
+                             workdir, labels)
+  compare_config = variants.CompareClassesConfig(
+      atlas=config.atlas, top_k=_TOP_K.value,
+      umap=variants.umap_preset(config.layout.n_neighbors,
+                                config.layout.min_dist, config.layout.metric))
+  result = variants.compare_classes(compare_config, model, params, workdir,
                                     left, right, labels)
-  print(f"Comparison ready: {af.WORKDIR.value}/{result['png']} "
+  print(f"Comparison ready: {workdir}/{result['png']} "
         f"({len(result['cells'])} cells, {result['samples']} samples)")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -13,17 +13,16 @@ examples. Memory stays bounded: one batch of
 activations at a time plus one score per image and channel.
 """
 
+import functools
 import json
 import os
 
-from absl import app
 from absl import flags
 import jax
 import numpy as np
 
-from atlasjax import data as data_lib
+import cli
 from atlasjax import images as images_lib
-from atlasjax import models
 from atlasjax.classic import examples
 from atlasjax.optvis import objectives
 from atlasjax.optvis import render as render_lib
@@ -31,7 +30,8 @@ from atlasjax.optvis import render as render_lib
 _IMAGES = flags.DEFINE_string(
     "images", None, "Folder of photos (default: the sample photos).")
 _OUT = flags.DEFINE_string("out", None, "Output folder.", required=True)
-_LAYER = flags.DEFINE_string("layer", "mixed4c", "Spatial layer name.")
+_LAYER = flags.DEFINE_string("layer", None, "Spatial layer name (default: "
+                             "the model's default layer, e.g. mixed4c).")
 _CHANNELS = flags.DEFINE_list("channels", ["97"], "Channel indices.")
 _K = flags.DEFINE_integer("k", examples.DEFAULT_K, "Examples per channel.")
 _QUANTILES = flags.DEFINE_list(
@@ -46,7 +46,6 @@ _LIMIT = flags.DEFINE_integer("limit", None, "Use only the first N images.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", examples.DEFAULT_BATCH_SIZE,
                                    "Images per forward pass.")
 _SEED = flags.DEFINE_integer("seed", 0, "Key for the receptive-field probe.")
-_DATA = flags.DEFINE_string("data", None, "Data root (default: $ATLASJAX_DATA).")
 _RENDER = flags.DEFINE_boolean(
     "render", True, "Show each channel's optimized image beside its examples.")
 _RENDER_SIZE = flags.DEFINE_integer("render_size", 128, "Optimized image side.")
@@ -69,16 +68,27 @@ def render_channels(model, params, layer, channels, seed):
 
 def main(argv):
   del argv
-  model, params = models.load(data=_DATA.value)
-  paths = images_lib.list_images(_IMAGES.value or
-                                 data_lib.sample_dir(_DATA.value))
+  model, params = cli.load_model()
+  layer = model.layer(cli.spatial_layer(model, _LAYER.value))
+  try:
+    channels = [int(c) for c in _CHANNELS.value]
+  except ValueError:
+    raise ValueError(f"--channels={','.join(_CHANNELS.value)}: give channel "
+                     "indices, e.g. 97,447") from None
+  bad = [c for c in channels if not 0 <= c < layer.depth]
+  if bad:
+    raise ValueError(f"--channels {bad} outside 0..{layer.depth - 1} of "
+                     f"{layer.name}")
+  paths = images_lib.list_images(cli.image_folder(_IMAGES.value))
   paths = paths[:_LIMIT.value] if _LIMIT.value else paths
-  channels = [int(c) for c in _CHANNELS.value]
-  layer = model.layer(_LAYER.value)
+  out_dir = cli.output_dir(_OUT.value)
+  load = functools.partial(images_lib.load_for_model,
+                           input_size=model.input_size)
   config = examples.ExamplesConfig(layer=layer.name, k=_K.value,
                                    batch_size=_BATCH_SIZE.value)
   found = examples.collect(model, params, paths, config,
-                           examples.channel_directions(channels, layer.depth))
+                           examples.channel_directions(channels, layer.depth),
+                           load=load)
   crop = _CROP.value or examples.receptive_field_size(
       model, params, layer.name, jax.random.PRNGKey(_SEED.value),
       mass=_RF_MASS.value)
@@ -86,24 +96,23 @@ def main(argv):
   summary = {"layer": layer.name, "stride": layer.stride, "crop": crop,
              "n_images": found.report.read, "skipped": found.report.skipped,
              "channels": {}}
-  os.makedirs(_OUT.value, exist_ok=True)
   rendered = (render_channels(model, params, layer.name, channels, _SEED.value)
               if _RENDER.value else [None] * len(channels))
   for d, channel in enumerate(channels):
     ids = found.top.images[d]
     titles = [f"{found.top.scores[d, i]:.1f}" for i in range(len(ids))]
-    tiles = (examples.example_tiles(found, d, ids, crop_size=crop)
-             + examples.example_tiles(found, d, ids))
+    tiles = (examples.example_tiles(found, d, ids, crop_size=crop, load=load)
+             + examples.example_tiles(found, d, ids, load=load))
     name = f"{layer.name}_{channel}"
     examples.save_examples_sheet(
-        tiles, os.path.join(_OUT.value, f"examples_{name}.png"),
+        tiles, os.path.join(out_dir, f"examples_{name}.png"),
         titles=titles + titles, beside=rendered[d],
         ncols=len(ids) + (rendered[d] is not None),
         suptitle=f"{name}: top-{len(ids)} crops ({crop}px) and images")
     spectrum = examples.spectrum_indices(found.scores[:, d], quantiles)
     examples.save_examples_sheet(
-        examples.example_tiles(found, d, spectrum),
-        os.path.join(_OUT.value, f"spectrum_{name}.png"),
+        examples.example_tiles(found, d, spectrum, load=load),
+        os.path.join(out_dir, f"spectrum_{name}.png"),
         titles=[f"q={q:g}: {found.scores[i, d]:.1f}"
                 for q, i in zip(quantiles, spectrum)],
         ncols=len(quantiles), suptitle=f"{name}: activation spectrum")
@@ -117,11 +126,11 @@ def main(argv):
                      for q, i in zip(quantiles, spectrum)],
         "mean_score": float(np.nanmean(found.scores[:, d])),
     }
-  with open(os.path.join(_OUT.value, f"examples_{layer.name}.json"), "w") as f:
+  with open(os.path.join(out_dir, f"examples_{layer.name}.json"), "w") as f:
     json.dump(summary, f, indent=2)
   print(json.dumps({k: summary[k] for k in
                     ("layer", "stride", "crop", "n_images", "skipped")}))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

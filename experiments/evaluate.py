@@ -1,27 +1,26 @@
 r"""Evaluates a model's top-1/top-5 accuracy on a folder of labelled photos.
 
   python experiments/evaluate.py --images=$ATLASJAX_DATA/imagenet-sample
+  python experiments/evaluate.py --model=efficientnet_lite0 --images=DIR
 
-Prints a final JSON line {"n", "top1", "top5", "images_per_sec"}.
+Each model gets the standard centre crop at its own input size (shorter side
+to round(input_size·256/224), centre input_size). Prints a final JSON line
+{"n", "top1", "top5", "images_per_sec", "skipped"}.
 """
 
 import json
+import pathlib
 
-from absl import app
 from absl import flags
 import numpy as np
 
-import script_setup
-from atlasjax import data as data_lib
+import cli
 from atlasjax import evaluation
 from atlasjax import images as images_lib
 from atlasjax import labels as labels_lib
-from atlasjax import models
 
 _IMAGES = flags.DEFINE_string(
     "images", None, "Folder of <wnid>_*.jpg photos (default: the sample photos).")
-_MODEL = flags.DEFINE_string("model", models.DEFAULT_MODEL, "Model name.")
-_DATA = flags.DEFINE_string("data", None, "Data root (default: $ATLASJAX_DATA).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
 _SAVE_LOGITS = flags.DEFINE_string(
     "save_logits", None, "Write (n, classes) float32 logits here (.npy), "
@@ -30,10 +29,12 @@ _SAVE_LOGITS = flags.DEFINE_string(
 
 def main(argv):
   del argv
-  script_setup.quiet_logging()
-  folder = _IMAGES.value or data_lib.sample_dir(_DATA.value)
-  model, params = models.load(_MODEL.value, _DATA.value)
-  labels = labels_lib.load(_DATA.value)
+  folder = cli.image_folder(_IMAGES.value)
+  if _SAVE_LOGITS.value:
+    cli.output_dir(pathlib.Path(_SAVE_LOGITS.value).parent or ".",
+                   "--save_logits folder")
+  model, params = cli.load_model()
+  labels = labels_lib.load(cli.DATA.value)
   result = evaluation.evaluate(model, params, images_lib.list_images(folder),
                                labels, batch_size=_BATCH_SIZE.value)
   if result.report.skipped:
@@ -44,4 +45,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -16,23 +16,22 @@ interplay.json holds the Gram similarities and the channel activations.
 """
 
 import json
-import pathlib
 
-from absl import app
 from absl import flags
 import jax
 import numpy as np
 
-from atlasjax import models
+import cli
 from atlasjax import plotting
 from atlasjax.classic import synthesis
 from atlasjax.optvis import render as render_lib
 from atlasjax.optvis import transform as transform_lib
 
-_LAYER = flags.DEFINE_string("layer", "mixed4a", "Layer of both channels.")
+_LAYER = flags.DEFINE_string("layer", None, "Layer of both channels (default: "
+                             "the model's default layer).")
 _LAYER_B = flags.DEFINE_string("layer_b", None, "Layer of B (default: --layer).")
-_A = flags.DEFINE_integer("a", 476, "Channel A.")
-_B = flags.DEFINE_integer("b", 460, "Channel B.")
+_A = flags.DEFINE_integer("a", 0, "Channel A (e.g. 476 of GoogLeNet's mixed4a).")
+_B = flags.DEFINE_integer("b", 1, "Channel B (e.g. 460 of GoogLeNet's mixed4a).")
 _FRAMES = flags.DEFINE_integer("frames", 5, "Interpolation frames (0: skip).")
 _DIVERSITY = flags.DEFINE_integer("diversity", 4, "Diverse images of A (0: skip).")
 _DIVERSITY_WEIGHT = flags.DEFINE_float("diversity_weight", synthesis.DIVERSITY_WEIGHT,
@@ -48,23 +47,24 @@ _TRANSFORMS = flags.DEFINE_enum("transforms", "standard", transform_lib.PRESETS,
                                 "Transforms preset.")
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
 _OUT = flags.DEFINE_string("out", None, "Output folder.", required=True)
-_DATA = flags.DEFINE_string("data", None, "Data root (default: $ATLASJAX_DATA).")
 
 
 def main(argv):
   del argv
-  model, params = models.load(data=_DATA.value)
-  layer_a = model.layer(_LAYER.value).name
+  model, params = cli.load_model()
+  layer_a = cli.layer_or_default(model, _LAYER.value)
   layer_b = model.layer(_LAYER_B.value or layer_a).name
+  if _DIVERSITY_LAYER.value:
+    model.layer(_DIVERSITY_LAYER.value)
   for layer, c in ((layer_a, _A.value), (layer_b, _B.value)):
     if not 0 <= c < model.layer(layer).depth:
-      raise app.UsageError(f"channel {c} outside 0..{model.layer(layer).depth - 1}")
+      raise ValueError(f"channel {c} outside 0..{model.layer(layer).depth - 1} "
+                       f"of {layer}")
   a, b = _A.value, _B.value
   config = render_lib.RenderConfig(size=_SIZE.value, steps=_STEPS.value,
                                    lr=_LR.value, transforms=_TRANSFORMS.value)
   key = jax.random.PRNGKey(_SEED.value)
-  out = pathlib.Path(_OUT.value)
-  out.mkdir(parents=True, exist_ok=True)
+  out = cli.output_dir(_OUT.value)
   summary = {"layer_a": layer_a, "layer_b": layer_b, "a": a, "b": b}
 
   if _DIVERSITY.value > 1:
@@ -109,4 +109,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

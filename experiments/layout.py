@@ -2,21 +2,32 @@ r"""Stage 2: UMAP layout of collected activations (+ whitening, scatter plot).
 
   python experiments/layout.py --workdir=DIR [--layers=mixed4c] [--pca_dims=50]
   python experiments/layout.py --workdir=DIR --fit_sample=100000   # 10⁶ vectors
+
+Flags as experiments/atlas.py; --model must be the collection's (its metadata
+picks each layer's UMAP preset).
 """
 
-from absl import app
+import dataclasses
 
+import cli
 import atlas_flags as af
 from atlasjax.atlas import layout
 from atlasjax.atlas import pipeline
+from atlasjax.atlas import run_config
 
 
 def main(argv):
   del argv
-  for i, layer in enumerate(af.LAYERS.value):
+  model = cli.get_model()
+  config = af.pipeline_config(model)
+  workdir = cli.output_dir(af.workdir(model, config), "--workdir")
+  run_config.record(workdir, run_config.sections(config, model.name, ("layout",)))
+  for i, layer in enumerate(config.collect.layers):
     out_name, _ = pipeline.layer_paths(layer, main=i == 0)
-    layout.run(af.layout_config(layer), af.WORKDIR.value, out_name=out_name)
+    layout.run(dataclasses.replace(config.layout, layer=layer), workdir,
+               out_name=out_name, model=model)
+  run_config.mark_built(workdir, ("layout",))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

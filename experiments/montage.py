@@ -7,32 +7,33 @@ Writes montage_<layer>.png: every channel's activation map, row-major
 (channel c at row c // cols, column c % cols), next to the photo.
 """
 
-import os
 
-from absl import app
 from absl import flags
 import numpy as np
 
+import cli
 from atlasjax import images as images_lib
-from atlasjax import models
 from atlasjax import plotting
 from atlasjax.classic import montage
 
 _IMAGE = flags.DEFINE_string("image", None, "Photo.", required=True)
 _OUT = flags.DEFINE_string("out", None, "Output folder.", required=True)
-_LAYER = flags.DEFINE_string("layer", "mixed3a", "Spatial layer name.")
+_LAYER = flags.DEFINE_string("layer", None, "Spatial layer name (default: "
+                             "the model's default layer, e.g. mixed4c).")
 _COLS = flags.DEFINE_integer("cols", None, "Tiles per row (default sqrt(C)).")
 _NORMALIZATION = flags.DEFINE_enum("normalization", "per_channel",
                                    montage.NORMALIZATIONS, "Scaling of maps.")
 _CMAP = flags.DEFINE_string("cmap", "viridis", "Colormap for the maps.")
-_DATA = flags.DEFINE_string("data", None, "Data root (default: $ATLASJAX_DATA).")
 
 
 def main(argv):
   del argv
-  model, params = models.load(data=_DATA.value)
-  image = images_lib.load_eval(_IMAGE.value)
-  acts = montage.activations(model, params, image, _LAYER.value)
+  model, params = cli.load_model()
+  layer = cli.spatial_layer(model, _LAYER.value)
+  cli.image_file(_IMAGE.value)
+  out_dir = cli.output_dir(_OUT.value)
+  image = images_lib.load_for_model(_IMAGE.value, model.input_size)
+  acts = montage.activations(model, params, image, layer)
   sheet = montage.channel_montage(acts, ncols=_COLS.value,
                                   normalization=_NORMALIZATION.value)
   coloured = plotting.colorize(sheet, _CMAP.value)
@@ -40,10 +41,10 @@ def main(argv):
   photo = plotting.resize(image, (side, side))
   path = plotting.save_png(
       plotting.hstack([photo, coloured]),
-      os.path.join(_OUT.value, f"montage_{_LAYER.value}.png"))
+      out_dir / f"montage_{layer}.png")
   print(f"{acts.shape[-1]} channels of {acts.shape[0]}x{acts.shape[1]} at "
-        f"{_LAYER.value}; max activation {float(np.max(acts)):.3f} -> {path}")
+        f"{layer}; max activation {float(np.max(acts)):.3f} -> {path}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

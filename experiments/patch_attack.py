@@ -12,19 +12,18 @@ rates vs patch width) plus examples.png (the patch at each width, and the
 control, on the first image).
 """
 
+import functools
 import json
 import os
 
-from absl import app
 from absl import flags
 import jax
 import numpy as np
 
-from atlasjax import data as data_lib
+import cli
 from atlasjax import evaluation
 from atlasjax import images as images_lib
 from atlasjax import labels as labels_lib
-from atlasjax import models
 from atlasjax import patch_attack
 from atlasjax import plotting
 
@@ -49,7 +48,6 @@ _LIMIT = flags.DEFINE_integer("limit", None, "Use only N images (evenly spaced).
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the noise control patches.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", patch_attack.DEFAULT_BATCH_SIZE,
                                    "Images per forward pass.")
-_DATA = flags.DEFINE_string("data", None, "Data root (default: $ATLASJAX_DATA).")
 
 
 def _references(paths, labels):
@@ -64,10 +62,12 @@ def _references(paths, labels):
 
 def main(argv):
   del argv
-  model, params = models.load(data=_DATA.value)
-  labels = labels_lib.load(_DATA.value)
-  paths = images_lib.list_images(_IMAGES.value or
-                                 data_lib.sample_dir(_DATA.value))
+  model, params = cli.load_model()
+  labels = labels_lib.load(cli.DATA.value)
+  paths = images_lib.list_images(cli.image_folder(_IMAGES.value))
+  out_dir = cli.output_dir(_OUT.value)
+  load = functools.partial(images_lib.load_for_model,
+                           input_size=model.input_size)
   if _LIMIT.value and _LIMIT.value < len(paths):
     paths = [paths[i] for i in
              np.linspace(0, len(paths) - 1, _LIMIT.value).round().astype(int)]
@@ -80,18 +80,17 @@ def main(argv):
       corners=tuple(_CORNERS.value), margin=_MARGIN.value, seed=_SEED.value,
       batch_size=_BATCH_SIZE.value)
   result = patch_attack.run(model, params, paths, patch, config,
-                            _references(paths, labels))
+                            _references(paths, labels), load=load)
   summary = patch_attack.summarize(result)
   summary.update(patch_file=_PATCH.value, patch_box=box,
                  target_name=labels.short_name(config.target))
-  os.makedirs(_OUT.value, exist_ok=True)
-  with open(os.path.join(_OUT.value, "patch_attack.json"), "w") as f:
+  with open(os.path.join(out_dir, "patch_attack.json"), "w") as f:
     json.dump(summary, f, indent=2)
   patch_attack.save_plot(
-      summary, os.path.join(_OUT.value, "patch_attack.png"),
+      summary, os.path.join(out_dir, "patch_attack.png"),
       title=f"{os.path.basename(_PATCH.value)} -> "
             f"{summary['target_name']} ({summary['n_eligible']} images)")
-  first = images_lib.load_eval(result.paths[0])[None]
+  first = load(result.paths[0])[None]
   shown, key = [], jax.random.PRNGKey(config.seed)
   for i, (width, shape) in enumerate(zip(config.widths, result.patch_shapes)):
     real = patch_attack.resize_patch(patch, shape)
@@ -102,7 +101,7 @@ def main(argv):
       control = patch_attack.noise_patch(jax.random.fold_in(key, i), real)
       shown.append(patch_attack.paste(first, control, top, left)[0])
   plotting.save_png(plotting.grid(np.stack(shown), ncols=len(shown), pad=4),
-                    os.path.join(_OUT.value, "examples.png"))
+                    os.path.join(out_dir, "examples.png"))
   for kind in patch_attack.KINDS:
     for row in summary[kind]:
       print(f"{kind:8s} width {row['width']:.2f}: success "
@@ -111,4 +110,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

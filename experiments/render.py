@@ -19,18 +19,16 @@ Writes one PNG per objective (a strip for ``--diversity`` / ``--interpolate``),
 
 import dataclasses
 import json
-import pathlib
 import re
 
-from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
+import cli
 from atlasjax import labels as labels_lib
-from atlasjax import models
 from atlasjax.optvis import objectives
 from atlasjax.optvis import param as param_lib
 from atlasjax.optvis import render as render_lib
@@ -54,8 +52,6 @@ _FRAMES = flags.DEFINE_integer("frames", 6, "Frames of --interpolate.")
 _ALIGNMENT_WEIGHT = flags.DEFINE_float("alignment_weight", 1e-1, "Weight of alignment in --interpolate.")
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
 _OUT = flags.DEFINE_string("out", None, "Output folder.", required=True)
-_MODEL = flags.DEFINE_string("model", models.DEFAULT_MODEL, "Model name.")
-_DATA = flags.DEFINE_string("data", None, "Data root (default: $ATLASJAX_DATA).")
 _CHUNK = flags.DEFINE_integer("chunk_size", None, "Items per compiled chunk.")
 _PROGRESS = flags.DEFINE_integer("progress_every", 0, "Report progress every K steps.")
 
@@ -69,11 +65,16 @@ class Family:
   names: tuple[str, ...]
 
 
-def _indices(text: str) -> list[int]:
+def _indices(text: str, spec: str) -> list[int]:
   out = []
   for part in text.split(","):
-    m = re.fullmatch(r"(\d+)-(\d+)", part.strip())
-    out += list(range(int(m[1]), int(m[2]) + 1)) if m else [int(part)]
+    m = re.fullmatch(r"\s*(\d+)(?:-(\d+))?\s*", part)
+    if not m:
+      raise ValueError(
+          f"--objective={spec}: {part.strip()!r} is not a channel index; write "
+          "indices as 3 or 3,17 or 0-63, and give each objective its own "
+          "--objective flag")
+    out += list(range(int(m[1]), int(m[2] or m[1]) + 1))
   return out
 
 
@@ -81,11 +82,14 @@ def parse(spec: str, model, labels_fn) -> Family:
   kind, _, rest = spec.partition(":")
   if kind in ("channel", "neuron"):
     layer, _, idx = rest.partition(":")
+    if not layer or not idx:
+      raise ValueError(f"--objective={spec}: write {kind}:LAYER:INDICES, e.g. "
+                       f"{kind}:{model.default_layer}:3")
     depth = model.layer(layer).depth
-    ids = _indices(idx)
+    ids = _indices(idx, spec)
     bad = [i for i in ids if not 0 <= i < depth]
     if bad:
-      raise app.UsageError(f"{spec}: channels {bad} outside 0..{depth - 1}")
+      raise ValueError(f"{spec}: channels {bad} outside 0..{depth - 1}")
     return Family(kind, layer, np.array(ids, np.int32),
                   tuple(f"{kind}:{layer}:{i}" for i in ids))
   if kind == "deepdream":
@@ -98,14 +102,15 @@ def parse(spec: str, model, labels_fn) -> Family:
                   tuple(f"{kind}:{labels.short_name(i)}" for i in ids))
   if kind == "direction":
     layer, _, path = rest.partition(":")
+    model.layer(layer)
     vecs = np.load(path).astype(np.float32)
     vecs = vecs[None] if vecs.ndim == 1 else vecs
     if vecs.shape[-1] != model.layer(layer).depth:
-      raise app.UsageError(f"{spec}: vectors have {vecs.shape[-1]} dims, "
+      raise ValueError(f"{spec}: vectors have {vecs.shape[-1]} dims, "
                            f"{layer} has {model.layer(layer).depth} channels")
     return Family(kind, layer, vecs,
                   tuple(f"direction:{layer}:{path}#{i}" for i in range(len(vecs))))
-  raise app.UsageError(f"Unknown objective kind in {spec!r}; use channel, neuron, "
+  raise ValueError(f"Unknown objective kind in {spec!r}; use channel, neuron, "
                        "deepdream, logit, prob or direction")
 
 
@@ -130,6 +135,25 @@ class MakeObjective:
       base = base + self.diversity * objectives.diversity(
           self.diversity_layer or self.layer)
     return base
+
+
+def parse_interpolate(text: str, model) -> tuple[tuple[str, int], tuple[str, int]]:
+  """``LAYER:A,LAYER:B`` → ((layer, a), (layer, b)), checked against the model."""
+  ends = []
+  for part in text.split(","):
+    layer, _, index = part.strip().rpartition(":")
+    if not layer or not index.isdigit():
+      ends = []
+      break
+    depth = model.layer(layer).depth
+    if not 0 <= int(index) < depth:
+      raise ValueError(f"--interpolate={text}: channel {index} outside "
+                       f"0..{depth - 1} of {layer}")
+    ends.append((layer, int(index)))
+  if len(ends) != 2:
+    raise ValueError(f"--interpolate={text}: write LAYER:A,LAYER:B, e.g. "
+                     f"{model.default_layer}:3,{model.default_layer}:17")
+  return ends[0], ends[1]
 
 
 def _interpolate_objective(layer1, layer2, weight):
@@ -165,11 +189,13 @@ def contact_sheet(tiles: list[np.ndarray], columns: int = 8, gap: int = 4) -> np
 def main(argv):
   del argv
   if not _OBJECTIVE.value and not _INTERPOLATE.value:
-    raise app.UsageError("Give at least one --objective or --interpolate.")
-  model, params = models.load(_MODEL.value, _DATA.value)
-  labels_fn = lambda: labels_lib.load(_DATA.value)
-  out = pathlib.Path(_OUT.value)
-  out.mkdir(parents=True, exist_ok=True)
+    raise ValueError("Give at least one --objective or --interpolate.")
+  model, params = cli.load_model()
+  labels_fn = lambda: labels_lib.load(cli.DATA.value)
+  # Every spec is checked before anything renders.
+  families = [parse(spec, model, labels_fn) for spec in _OBJECTIVE.value]
+  ends = parse_interpolate(_INTERPOLATE.value, model) if _INTERPOLATE.value else None
+  out = cli.output_dir(_OUT.value)
   config = render_lib.RenderConfig(
       size=_SIZE.value, steps=_STEPS.value, lr=_LR.value, attempts=_ATTEMPTS.value,
       chunk_size=_CHUNK.value, param=_PARAM.value, decorrelate=_DECORRELATE.value,
@@ -184,8 +210,7 @@ def main(argv):
     records.append({"objective": name, "file": file, "final_value": float(value)})
     tiles.append(np.asarray(strip(images), np.float32)[..., :3])
 
-  for spec in _OBJECTIVE.value:
-    family = parse(spec, model, labels_fn)
+  for family in families:
     make = MakeObjective(family.kind, family.layer,
                          _DIVERSITY_WEIGHT.value if _DIVERSITY.value > 1 else 0.0,
                          _DIVERSITY_LAYER.value)
@@ -197,12 +222,12 @@ def main(argv):
       print(f"{name}: {value:.4g}")
 
   if _INTERPOLATE.value:
-    (l1, c1), (l2, c2) = [s.rsplit(":", 1) for s in _INTERPOLATE.value.split(",")]
+    (l1, c1), (l2, c2) = ends
     frames = _FRAMES.value
     cfg = dataclasses.replace(config, images_per_item=frames)
     make = _interpolate_objective(l1, l2, _ALIGNMENT_WEIGHT.value)
     result = render_lib.render(
-        model, params, make, args=jnp.array([[int(c1), int(c2)]]), config=cfg, key=key,
+        model, params, make, args=jnp.array([[c1, c2]]), config=cfg, key=key,
         param=param_lib.shared_separate(config.size, frames, decorrelate=config.decorrelate))
     save(f"interpolate:{_INTERPOLATE.value}", np.asarray(result.images[0]),
          result.values[0])
@@ -213,4 +238,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -2,25 +2,36 @@ r"""Stage 3: grid the layout, render every cell's icon, assemble the atlas.
 
   python experiments/render_atlas.py --workdir=DIR --grid_sizes=20,40,80 \
       --min_density=10,4,2 --steps=1024 --attempts=4
+
+Flags as experiments/atlas.py.
 """
 
-from absl import app
+import dataclasses
 
+import cli
 import atlas_flags as af
 from atlasjax.atlas import pipeline
 from atlasjax.atlas import render_atlas
+from atlasjax.atlas import run_config
 
 
 def main(argv):
   del argv
+  process = af.init_distributed()
   model, params, labels = af.load_model()
-  for i, layer in enumerate(af.LAYERS.value):
+  config = af.pipeline_config(model)
+  workdir = cli.output_dir(af.workdir(model, config), "--workdir")
+  run_config.record(workdir, run_config.sections(config, model.name, ("atlas",)))
+  for i, layer in enumerate(config.collect.layers):
     layout_name, prefix = pipeline.layer_paths(layer, main=i == 0)
-    render_atlas.run(af.atlas_config(layer), model, params, af.WORKDIR.value,
-                     labels, layout_name=layout_name, prefix=prefix)
-  if af.VIEWER.value:
-    pipeline.write_viewer(af.WORKDIR.value)
+    render_atlas.run(dataclasses.replace(config.atlas, layer=layer), model,
+                     params, workdir, labels, layout_name=layout_name,
+                     prefix=prefix)
+  if process.is_main:
+    run_config.mark_built(workdir, ("atlas",))
+  if config.viewer and process.is_main:
+    pipeline.write_viewer(workdir)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -8,16 +8,14 @@ saliency.json (the explained class and its probability).
 """
 
 import json
-import os
 
-from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
 
+import cli
 from atlasjax import images as images_lib
 from atlasjax import labels as labels_lib
-from atlasjax import models
 from atlasjax import plotting
 from atlasjax.classic import attribution
 
@@ -29,14 +27,16 @@ _SAMPLES = flags.DEFINE_integer("samples", 32, "SmoothGrad samples.")
 _NOISE = flags.DEFINE_float("noise", 0.15, "SmoothGrad noise sd / image range.")
 _SEED = flags.DEFINE_integer("seed", 0, "SmoothGrad noise seed.")
 _PERCENTILE = flags.DEFINE_float("percentile", 99.0, "Display clip percentile.")
-_DATA = flags.DEFINE_string("data", None, "Data root (default: $ATLASJAX_DATA).")
 
 
 def main(argv):
   del argv
-  model, params = models.load(data=_DATA.value)
-  labels = labels_lib.load(_DATA.value)
-  image = jnp.asarray(images_lib.load_eval(_IMAGE.value))[None]
+  model, params = cli.load_model()
+  cli.image_file(_IMAGE.value)
+  out_dir = cli.output_dir(_OUT.value)
+  labels = labels_lib.load(cli.DATA.value)
+  image = jnp.asarray(images_lib.load_for_model(_IMAGE.value,
+                                                model.input_size))[None]
   probs = model.apply(params, image, layers=("probs",))["probs"][0]
   target = (labels.lookup(_TARGET.value) if _TARGET.value
             else int(jnp.argmax(probs)))
@@ -51,15 +51,13 @@ def main(argv):
   panel = plotting.hstack([image[0], maps[0], maps[1],
                            plotting.heatmap_overlay(image[0], maps[1],
                                                     cmap="inferno")])
-  os.makedirs(_OUT.value, exist_ok=True)
-  plotting.save_png(panel, os.path.join(_OUT.value, "saliency.png"))
+  plotting.save_png(panel, out_dir / "saliency.png")
   info = {"image": _IMAGE.value, "class": target,
           "name": labels.short_name(target), "prob": float(probs[target]),
           "samples": _SAMPLES.value, "noise": _NOISE.value, "seed": _SEED.value}
-  with open(os.path.join(_OUT.value, "saliency.json"), "w") as f:
-    json.dump(info, f, indent=2)
+  (out_dir / "saliency.json").write_text(json.dumps(info, indent=2))
   print(json.dumps(info))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -17,9 +17,9 @@ import pathlib
 import shutil
 import sys
 
-from absl import app
 from absl import flags
 
+import cli_base
 from atlasjax import viewer
 from atlasjax.viewer import synthetic
 
@@ -99,4 +99,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli_base.run(main)

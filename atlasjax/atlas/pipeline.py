@@ -21,6 +21,7 @@ from atlasjax import progress
 from atlasjax.atlas import collect as collect_lib
 from atlasjax.atlas import layout as layout_lib
 from atlasjax.atlas import render_atlas
+from atlasjax.atlas import run_config
 from atlasjax.models import base
 
 
@@ -56,10 +57,14 @@ def run(config: PipelineConfig, model: base.Model, params,
   """Builds (or finishes) the atlas of every collected layer; returns atlas.json."""
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  # Refuse a work directory built with other settings before doing any work.
+  run_config.record(workdir, run_config.sections(config, model.name))
   # Many processes: all collect and render their shares; process 0 alone runs
   # the layout (one UMAP fit) and writes shared files, the others wait.
   lay = distributed.layout()
   collect_lib.run(config.collect, model, params, images, workdir, labels)
+  if lay.is_main:
+    run_config.mark_built(workdir, ("collect",))
   collection = collect_lib.Collection.open(workdir)
   fingerprint = layout_lib.collection_fingerprint(collection)
   others = []
@@ -68,7 +73,7 @@ def run(config: PipelineConfig, model: base.Model, params,
     layout_config = dataclasses.replace(config.layout, layer=layer)
     atlas_config = dataclasses.replace(config.atlas, layer=layer)
     if lay.is_main:
-      layout_lib.run(layout_config, workdir, out_name=layout_name)
+      layout_lib.run(layout_config, workdir, out_name=layout_name, model=model)
     distributed.barrier(f"layout:{workdir.resolve() / layout_name}")
     path = workdir / f"{prefix}{render_atlas.ATLAS_JSON}"
     if _atlas_is_current(path, atlas_config, workdir, fingerprint):
@@ -88,6 +93,7 @@ def run(config: PipelineConfig, model: base.Model, params,
     if atlas.get("other_layers", []) != others:
       atlas["other_layers"] = others
       collect_lib._atomic_write_json(main, atlas)
+    run_config.mark_built(workdir, ("layout", "atlas"))
     if config.viewer:
       write_viewer(workdir)
   distributed.barrier(f"pipeline-done:{workdir.resolve()}")

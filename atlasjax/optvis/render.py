@@ -21,9 +21,10 @@ the same *family* — ``make(arg)`` builds item ``i``'s :class:`Objective` from
 
 The jitted program is cached per ``(model, make, config, param, transforms,
 optimizer, devices)``: calling :func:`render` again with new ``args``, a new
-``key`` or new ``params`` of the same shapes does not recompile. Keep ``make``
-the same Python object between calls (define it once, don't rebuild a lambda
-per call).
+``key`` or new ``params`` of the same shapes does not recompile. ``make`` is
+compared by structure (:mod:`atlasjax.optvis.family`: same code, equal
+captured values), so rebuilding the same lambda, e.g. by re-running a notebook
+cell, does not recompile either.
 
 Which image parameterization and transforms are used: by default they are
 built from :class:`RenderConfig` (``param``, ``decorrelate``, ``alpha``,
@@ -59,7 +60,9 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from atlasjax import display
 from atlasjax.models import base
+from atlasjax.optvis import family as family_lib
 from atlasjax.optvis import objectives as objectives_lib
 from atlasjax.optvis import param as param_lib
 from atlasjax.optvis import transform as transform_lib
@@ -147,6 +150,12 @@ class RenderResult:
   values: jax.Array
   losses: jax.Array
   attempt_values: jax.Array
+
+  def _repr_png_(self) -> bytes:
+    """Jupyter shows the images as one contact sheet."""
+    images = np.asarray(self.images, np.float32)
+    images = images.reshape((-1,) + images.shape[-3:])
+    return display.png_bytes(display.sheet(images))
 
 
 # ----------------------------------------------------------------------------
@@ -420,6 +429,9 @@ def render(model: base.Model, params: PyTree, make: Callable[..., Any],
   Returns:
     A :class:`RenderResult` of device arrays.
   """
+  # Keyed on structure: a notebook cell that rebuilds the same lambda reuses
+  # the compiled program (see atlasjax.optvis.family).
+  make = family_lib.keyed(make)
   if args is None:
     make, args = _ignore_arg(make), np.zeros((1,), np.int32)
   n = _num_items(args)
