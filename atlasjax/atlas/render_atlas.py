@@ -13,6 +13,9 @@ Outputs in the work directory (paths in ``atlas.json`` are relative to it):
   grid_<size>/atlas.png            icons at their cells on white
   grid_<size>/directions.npy       float32 [cells, C]: what each icon inverts
   grid_<size>/attributions.npy     float16 [cells, classes]: mean attribution
+  grid_<size>/class_scores.npy     float32 [cells, classes]: class support, the
+                                   ranking of each cell's top classes and of
+                                   the viewer's shading (see grid.py)
   grid_<size>/icons/<x>_<y>.png    one icon per kept cell
 
 Icon fidelity (reported per grid): each icon is fed back through the network;
@@ -301,15 +304,19 @@ def run(config: AtlasConfig, model: base.Model, params, workdir: os.PathLike | s
   subset = (np.load(layout_dir / "indices.npy")
             if (layout_dir / "indices.npy").exists() else None)
   vectors = collection.vectors_memmap(layer)
-  keys = ["image_index"] + (
-      [f"attributions/{layer}"] if collection.settings["attributions"] else [])
+  # Attributions and the crops' top-5 predictions (stored when the model has
+  # logits) rank each cell's classes.
+  keys = ["image_index"]
+  if collection.settings["attributions"]:
+    keys.append(f"attributions/{layer}")
+    if "top_classes" in next(collection.iter_shards()):
+      keys += ["top_classes", "top_logits"]
   extra = collection.load(keys)
-  attributions = extra.get(f"attributions/{layer}")
-  image_index = extra["image_index"]
   if subset is not None:
     vectors = np.asarray(vectors)[subset]
-    image_index = image_index[subset]
-    attributions = None if attributions is None else attributions[subset]
+    extra = {k: v[subset] for k, v in extra.items()}
+  attributions = extra.get(f"attributions/{layer}")
+  image_index = extra["image_index"]
   whitening = None
   if config.whiten:
     path = layout_dir / "whitening.npy"
@@ -324,7 +331,9 @@ def run(config: AtlasConfig, model: base.Model, params, workdir: os.PathLike | s
     density = config.density_for(gi)
     grid = grid_lib.build_grid(xy, vectors, size, density, attributions,
                                n_examples=config.n_examples, image_index=image_index,
-                               exclude=outliers)
+                               exclude=outliers,
+                               top_classes=extra.get("top_classes"),
+                               top_logits=extra.get("top_logits"))
     gdir_name = f"{prefix}grid_{size}"
     gdir = workdir / gdir_name
     (gdir / "icons").mkdir(parents=True, exist_ok=True)
@@ -346,15 +355,22 @@ def run(config: AtlasConfig, model: base.Model, params, workdir: os.PathLike | s
     np.save(gdir / "directions.npy", grid.directions.astype(np.float32))
     if grid.attributions is not None:
       np.save(gdir / "attributions.npy", grid.attributions.astype(np.float16))
+    if grid.class_scores is not None:
+      np.save(gdir / "class_scores.npy", grid.class_scores.astype(np.float32))
     cells = []
     for i in range(len(grid)):
       icon_rel = f"{gdir_name}/icons/{grid.x[i]}_{grid.y[i]}.png"
       Image.fromarray(icons[i]).save(workdir / icon_rel)
       top = []
       if grid.attributions is not None:
-        for index, value in grid_lib.top_classes(grid.attributions[i]):
+        # Ranked by support (grid module docstring) when the collection has
+        # the crops' predictions, else by mean attribution.
+        ranking = (grid.class_scores if grid.class_scores is not None
+                   else grid.attributions)
+        for index, value in grid_lib.top_classes(ranking[i]):
           name = labels.short_name(index) if labels is not None else str(index)
-          top.append({"index": index, "name": name, "attribution": round(value, 6)})
+          top.append({"index": index, "name": name, "score": round(value, 8),
+                      "attribution": round(float(grid.attributions[i, index]), 6)})
       examples = []
       for s in grid.examples[i]:
         image_id = collection.ids[int(image_index[s])]
@@ -370,6 +386,10 @@ def run(config: AtlasConfig, model: base.Model, params, workdir: os.PathLike | s
         "icon_size": config.icon_size, "directions": f"{gdir_name}/directions.npy",
         "attributions": (f"{gdir_name}/attributions.npy"
                          if grid.attributions is not None else None),
+        "class_scores": (f"{gdir_name}/class_scores.npy"
+                         if grid.class_scores is not None else None),
+        "class_ranking": ("support" if grid.class_scores is not None
+                          else "mean_attribution"),
         "whitening": (f"{layout_name}/whitening.npy"
                       if whitening is not None else None),
         "fidelity": fidelity, "cells": cells})

@@ -7,12 +7,16 @@ emits::
   <workdir>/viewer/viewer.js, .css     the hand-written viewer (package data)
   <workdir>/viewer/data/atlas.js       window.ATLAS_DATA: layers, grids, names
   <workdir>/viewer/data/L<l>_g<n>_cells.js       cells of one grid (lazy)
-  <workdir>/viewer/data/L<l>_g<n>_attr<k>.js     int8 attribution chunks (lazy)
+  <workdir>/viewer/data/L<l>_g<n>_attr<k>.js     int8 class-score chunks (lazy)
   <workdir>/viewer/thumbs/<hash>.jpg   thumbnails of the nearest examples
 
 Data are JavaScript files loaded with ``<script>`` tags rather than JSON read
 with ``fetch()``, because pages opened from ``file://`` may not fetch.  The
 icons are referenced in place (relative URLs), never copied.
+
+Shading by class and the cells' listed top classes use one ranking: a grid's
+``class_scores`` (class support, see :mod:`atlasjax.atlas.grid`) when
+atlas.json names them, else its mean ``attributions``.
 """
 
 from __future__ import annotations
@@ -125,6 +129,8 @@ def _validate(layer: _Layer):
       raise AtlasFormatError(f"{gw}: icon_size must be positive")
     if g.get("attributions"):
       _file(base, g["attributions"], f"{gw}: attributions")
+    if g.get("class_scores"):
+      _file(base, g["class_scores"], f"{gw}: class_scores")
     cells = _req(g, "cells", gw, list)
     seen = set()
     for ci, c in enumerate(cells):
@@ -256,8 +262,8 @@ def write_viewer(workdir: str | os.PathLike, *, thumb_size: int = 64,
         cols["icon"].append(_url(base / c["icon"], workdir))
         top = []
         for t in c.get("top_classes", [])[:5]:
-          a = float(t.get("attribution", 0.0))
-          top.append([int(t["index"]), round(a if math.isfinite(a) else 0.0, 5)])
+          a = float(t.get("score", t.get("attribution", 0.0)))
+          top.append([int(t["index"]), float(f"{a:.4g}") if math.isfinite(a) else 0.0])
         cols["top"].append(top)
         ex, ex_names = [], []
         for eid in c.get("examples", [])[:examples_per_cell]:
@@ -279,16 +285,18 @@ def write_viewer(workdir: str | os.PathLike, *, thumb_size: int = 64,
 
       n_chunks = 0
       n_classes = len(name_lists[names_idx])
-      if g.get("attributions"):
-        attr = np.load(base / g["attributions"])
+      # Shade by the same scores the cells' top classes are ranked by.
+      shade_key = "class_scores" if g.get("class_scores") else "attributions"
+      if g.get(shade_key):
+        attr = np.load(base / g[shade_key])
         if attr.ndim != 2:
-          raise AtlasFormatError(f"{base / g['attributions']}: expected a 2-D "
+          raise AtlasFormatError(f"{base / g[shade_key]}: expected a 2-D "
                                  f"[cells, classes] array, got {attr.shape}")
         dirs = [d for d in cols["dir"] if d >= 0]
         if dirs and max(dirs) >= attr.shape[0]:
           raise AtlasFormatError(
               f"grid {size}: cell direction {max(dirs)} out of range for "
-              f"attributions with {attr.shape[0]} rows")
+              f"{shade_key} with {attr.shape[0]} rows")
         q, scale = _quantise_attr(attr)
         n_classes = max(n_classes, q.shape[0])
         for k, start in enumerate(range(0, q.shape[0], CLASSES_PER_CHUNK)):
@@ -305,6 +313,8 @@ def write_viewer(workdir: str | os.PathLike, *, thumb_size: int = 64,
           "cells": f"viewer/data/{cells_file}",
           "attr": f"viewer/data/{tag}_attr%d.js" if n_chunks else None,
           "attrChunk": CLASSES_PER_CHUNK, "attrChunks": n_chunks,
+          "ranking": g.get("class_ranking") or (
+              "support" if g.get("class_scores") else "mean_attribution"),
       })
     meta_layers.append({
         "name": spec["layer"], "model": spec.get("model", ""),

@@ -243,7 +243,9 @@
     root.dataset.shaded = '0';
     if (cls === null) { legend.hidden = true; requestRender(); return; }
     legend.hidden = false;
-    legend.innerHTML = 'Attribution to <b></b><span class="av-ramp"></span>';
+    // The cells' top classes and this shading share one ranking (writer.py).
+    legend.innerHTML = (g && g.meta.ranking === 'support' ? 'Support for' : 'Attribution to') +
+      ' <b></b><span class="av-ramp"></span>';
     legend.querySelector('b').textContent = className(cls);
     if (!g) return;
     if (!g.meta.attrChunks) { legend.innerHTML += ' <span class="av-muted">(no attributions)</span>'; return; }
@@ -393,7 +395,7 @@
       h += '<li data-class="' + t[0] + '"' + (S.search === t[0] ? ' class="av-active"' : '') +
         ' title="shade the atlas by this class"><span>' + esc(className(t[0])) + '</span>' +
         '<span><div class="av-bar' + (t[1] < 0 ? ' av-neg' : '') + '" style="width:' + wpc + '%"></div></span>' +
-        '<span class="av-val">' + t[1].toFixed(3) + '</span></li>';
+        '<span class="av-val">' + (Math.abs(t[1]) >= 0.01 || t[1] === 0 ? t[1].toFixed(3) : t[1].toPrecision(2)) + '</span></li>';
     });
     h += '</ol>';
     var ex = c.ex[i] || [];
