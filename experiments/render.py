@@ -191,6 +191,7 @@ def main(argv):
   if not _OBJECTIVE.value and not _INTERPOLATE.value:
     raise ValueError("Give at least one --objective or --interpolate.")
   model, params = cli.load_model()
+  cli.check_size(model, _SIZE.value, "--size")
   labels_fn = lambda: labels_lib.load(cli.DATA.value)
   # Every spec is checked before anything renders.
   families = [parse(spec, model, labels_fn) for spec in _OBJECTIVE.value]

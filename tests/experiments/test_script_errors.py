@@ -81,7 +81,7 @@ def test_sizes_below_the_model_minimum(run_script, tmp_path, photos):
                   "--photo_size=16", "31 px")
   assert_one_line(run_script("render", "--objective=channel:mixed4a:3",
                              "--size=8", "--steps=1", f"--out={tmp_path}"),
-                  "size")
+                  "--size=8", "31 px")
 
 
 def test_bad_output_folders_and_flags(run_script, tmp_path):
