@@ -11,7 +11,10 @@ run. Needs only collect + layout (no icons):
   python experiments/collect.py --workdir=W && python experiments/layout.py --workdir=W
   python bench/cell_labels.py --workdir=W [--grid_sizes=10,20 --min_density=6,10]
 
-Prints one JSON line per grid and ranking (workload, figures, machine, load).
+Also reported: ``example_label_match``, the issue-12 figure (the fraction of
+cells where any of the five listed classes is the true label of any of the
+cell's eight example photos). Prints one JSON line per grid and ranking
+(workload, figures, machine, load).
 """
 
 import json
@@ -60,7 +63,8 @@ def main(argv):
   xy = np.load(layout_dir / "coords.npy")
   outliers_path = layout_dir / layout_lib.OUTLIERS
   outliers = np.load(outliers_path) if outliers_path.exists() else None
-  data = collection.load([f"attributions/{layer}", "top_classes", "top_logits"])
+  data = collection.load([f"attributions/{layer}", "top_classes", "top_logits",
+                          "image_index", "label"])
   vectors = collection.vectors_memmap(layer)
   predictions = data["top_classes"][:, 0]
   sizes = [int(v) for v in _GRIDS.value]
@@ -71,10 +75,14 @@ def main(argv):
     grid = grid_lib.build_grid(
         xy, vectors, size, density, data[f"attributions/{layer}"],
         exclude=outliers, top_classes=data["top_classes"],
-        top_logits=data["top_logits"])
+        top_logits=data["top_logits"], image_index=data["image_index"])
     for name, scores in rankings(grid).items():
       result = grid_lib.label_agreement(scores, grid.members, predictions,
                                         k=_TOP_K)
+      result["example_label_match"] = float(np.mean([
+          bool(set(np.argsort(-s, kind="stable")[:_TOP_K].tolist())
+               & set(data["label"][ex].tolist()))
+          for s, ex in zip(scores, grid.examples)]))
       print(json.dumps({
           "workload": f"cell labels, {layer}, {size}x{size} grid, "
                       f"min_density {density}, {len(xy)} vectors",
