@@ -20,7 +20,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 CONFIG = microscope.MicroscopeConfig(layers=("conv2",), size=32, steps=3,
                                      chunk_size=8, examples=3, links=3, tile=32,
-                                     batch_size=4)
+                                     batch_size=4, transforms="none")
 
 
 @pytest.fixture(scope="module")
