@@ -1,257 +1,29 @@
-"""The pre-Flax InceptionV1: hand-written ``lax`` code over a BVLC-named params dict.
+"""The pre-Flax InceptionV1 forward pass: hand-written ``lax`` code over a
+BVLC-named params dict (``weights.load_raw``).
 
-Kept in the tests (only) as a regression reference for the Flax module: the
-module's outputs must equal this implementation's on the sample photos.
-Params come from :func:`atlasjax.models.weights.load_raw` (BVLC names).
-
-Original docstring follows.
-
-InceptionV1 (GoogLeNet) as pure functions driven by an architecture spec.
-
-The architecture is data: an :class:`InceptionV1Spec` lists the stem
-operations and the inception blocks with their branch widths, the pooling
-convention, LRN constants, the number of classes and the input convention.
-One builder, :func:`build`, turns a spec into a :class:`~atlasjax.models.base.Model`
-whose ``apply(params, images, layers=None)`` returns Lucid-named outputs:
-
-  conv2d0, maxpool0, localresponsenorm0, conv2d1, conv2d2, localresponsenorm1,
-  maxpool1, mixed3a, mixed3b, maxpool4, mixed4a … mixed4e, maxpool10, mixed5a,
-  mixed5b, avgpool, logits, probs
-
-Every convolution also has a ``<name>_pre_relu`` twin, and each block exposes its
-branches (``mixed4c_1x1``, ``mixed4c_3x3_bottleneck``, ``mixed4c_3x3``,
-``mixed4c_5x5_bottleneck``, ``mixed4c_5x5``, ``mixed4c_pool_reduce`` and their
-``_pre_relu``). ``mixed4c_pre_relu`` is the concatenation of the branch
-pre-activations, so ``mixed4c == relu(mixed4c_pre_relu)`` as in Lucid.
-
-``BVLC_GOOGLENET`` matches ``bvlc_googlenet/deploy.prototxt`` exactly: Caffe's
-ceil-mode max pooling, LRN across 5 channels with alpha 1e-4 (divided by the
-window size, as Caffe does), beta 0.75, k 1, BGR input in 0..255 minus the
-ImageNet mean. The network is fully convolutional up to ``mixed5b``; the head
-averages globally, which equals Caffe's 7×7 average pool at 224 px.
+Kept in the tests (only) as the regression reference for the Flax module:
+``tests/models/test_flax_module.py`` checks that the module's outputs equal
+this implementation's on the sample photos and that XLA compiles both to the
+same program. The spec, the primitive ops and the layer metadata are shared
+with :mod:`atlasjax.models.inception_v1`; what is kept here is the old wiring:
+the forward loop, the blocks and the BVLC parameter names.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from atlasjax.models import base
+from atlasjax.models.inception_v1 import (  # noqa: F401  (re-exported)
+    BVLC_GOOGLENET, LRN, Conv, Inception, InceptionV1Spec, MaxPool, _op_outputs,
+    conv2d, layer_metadata, local_response_norm, max_pool, to_model_input)
 
-# The three 1×1 convolutions of a block that read the block input are run as one
-# wider convolution: same maths, better use of the matrix units on CPU and GPU.
+# BVLC names of the three 1×1 convolutions run as one fused convolution.
 _FUSED_REDUCE_BRANCHES = ("1x1", "3x3_reduce", "5x5_reduce")
 
-
-@dataclasses.dataclass(frozen=True)
-class InputConvention:
-  """How the model wants its pixels: ``(rgb_or_bgr(x * scale) - mean)``."""
-  bgr: bool = True
-  scale: float = 255.0
-  mean: tuple[float, float, float] = (104.0, 117.0, 123.0)  # in model channel order
-
-
-@dataclasses.dataclass(frozen=True)
-class LRNSpec:
-  """Local response normalisation across channels (Caffe's ACROSS_CHANNELS).
-
-  ``y = x / (k + alpha / size * sum_{window} x^2) ** beta``.
-  """
-  size: int = 5
-  alpha: float = 1e-4
-  beta: float = 0.75
-  k: float = 1.0
-
-
-@dataclasses.dataclass(frozen=True)
-class Conv:
-  name: str       # Lucid output name, e.g. "conv2d0"
-  source: str     # weights key, e.g. "conv1/7x7_s2"
-  features: int
-  kernel: int
-  stride: int = 1
-  padding: int = 0
-
-
-@dataclasses.dataclass(frozen=True)
-class MaxPool:
-  name: str
-  window: int = 3
-  stride: int = 2
-  padding: int = 0
-
-
-@dataclasses.dataclass(frozen=True)
-class LRN:
-  name: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Inception:
-  """One inception block: four branches concatenated along channels."""
-  name: str       # "mixed3a"
-  source: str     # "inception_3a"
-  c1x1: int
-  c3x3_reduce: int
-  c3x3: int
-  c5x5_reduce: int
-  c5x5: int
-  pool_proj: int
-
-  @property
-  def depth(self) -> int:
-    return self.c1x1 + self.c3x3 + self.c5x5 + self.pool_proj
-
-
-Op = Conv | MaxPool | LRN | Inception
-
-
-@dataclasses.dataclass(frozen=True)
-class InceptionV1Spec:
-  name: str
-  ops: tuple[Op, ...]
-  num_classes: int = 1000
-  classifier: str = "loss3/classifier"
-  lrn: LRNSpec = LRNSpec()
-  ceil_mode: bool = True
-  input: InputConvention = InputConvention()
-  input_size: int = 224
-  min_size: int = 64
-
-
-BVLC_GOOGLENET = InceptionV1Spec(
-    name="bvlc_googlenet",
-    ops=(
-        Conv("conv2d0", "conv1/7x7_s2", 64, kernel=7, stride=2, padding=3),
-        MaxPool("maxpool0"),
-        LRN("localresponsenorm0"),
-        Conv("conv2d1", "conv2/3x3_reduce", 64, kernel=1),
-        Conv("conv2d2", "conv2/3x3", 192, kernel=3, padding=1),
-        LRN("localresponsenorm1"),
-        MaxPool("maxpool1"),
-        Inception("mixed3a", "inception_3a", 64, 96, 128, 16, 32, 32),
-        Inception("mixed3b", "inception_3b", 128, 128, 192, 32, 96, 64),
-        MaxPool("maxpool4"),
-        Inception("mixed4a", "inception_4a", 192, 96, 208, 16, 48, 64),
-        Inception("mixed4b", "inception_4b", 160, 112, 224, 24, 64, 64),
-        Inception("mixed4c", "inception_4c", 128, 128, 256, 24, 64, 64),
-        Inception("mixed4d", "inception_4d", 112, 144, 288, 32, 64, 64),
-        Inception("mixed4e", "inception_4e", 256, 160, 320, 32, 128, 128),
-        MaxPool("maxpool10"),
-        Inception("mixed5a", "inception_5a", 256, 160, 320, 32, 128, 128),
-        Inception("mixed5b", "inception_5b", 384, 192, 384, 48, 128, 128),
-    ),
-)
-
-SPECS = {BVLC_GOOGLENET.name: BVLC_GOOGLENET}
-
-
-# ----------------------------------------------------------------------------
-# Primitive ops (NHWC activations, HWIO kernels).
-
-def conv2d(x, kernel, bias, stride=1, padding=0):
-  y = lax.conv_general_dilated(
-      x, kernel, window_strides=(stride, stride),
-      padding=((padding, padding), (padding, padding)),
-      dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  return y + bias
-
-
-def pool_output_size(size: int, window: int, stride: int, padding: int,
-                     ceil_mode: bool) -> int:
-  """Caffe's pooling output size (ceil mode drops a window starting in the pad)."""
-  span = size + 2 * padding - window
-  out = (math.ceil(span / stride) if ceil_mode else span // stride) + 1
-  if ceil_mode and padding and (out - 1) * stride >= size + padding:
-    out -= 1
-  return out
-
-
-def max_pool(x, window, stride, padding=0, ceil_mode=True):
-  _, h, w, _ = x.shape
-  pads = []
-  for size in (h, w):
-    out = pool_output_size(size, window, stride, padding, ceil_mode)
-    pads.append((padding, (out - 1) * stride + window - size - padding))
-  return lax.reduce_window(
-      x, -jnp.inf, lax.max, (1, window, window, 1), (1, stride, stride, 1),
-      ((0, 0), pads[0], pads[1], (0, 0)))
-
-
-def local_response_norm(x, spec: LRNSpec):
-  half = spec.size // 2
-  sq_sum = lax.reduce_window(
-      x * x, 0.0, lax.add, (1, 1, 1, spec.size), (1, 1, 1, 1),
-      ((0, 0), (0, 0), (0, 0), (half, spec.size - 1 - half)))
-  return x * (spec.k + (spec.alpha / spec.size) * sq_sum) ** -spec.beta
-
-
-def to_model_input(images, convention: InputConvention):
-  x = images.astype(jnp.float32) * convention.scale
-  if convention.bgr:
-    x = x[..., ::-1]
-  return x - jnp.asarray(convention.mean, jnp.float32)
-
-
-# ----------------------------------------------------------------------------
-# Layer metadata.
-
-def _branch_depths(block: Inception) -> dict[str, int]:
-  return {
-      "1x1": block.c1x1,
-      "3x3_bottleneck": block.c3x3_reduce,
-      "3x3": block.c3x3,
-      "5x5_bottleneck": block.c5x5_reduce,
-      "5x5": block.c5x5,
-      "pool_reduce": block.pool_proj,
-  }
-
-
-def layer_metadata(spec: InceptionV1Spec) -> tuple[base.Layer, ...]:
-  layers: list[base.Layer] = []
-  stride, depth = 1, 3
-  for op in spec.ops:
-    if isinstance(op, Conv):
-      stride *= op.stride
-      depth = op.features
-      layers += [base.Layer(op.name + "_pre_relu", depth, stride),
-                 base.Layer(op.name, depth, stride)]
-    elif isinstance(op, MaxPool):
-      stride *= op.stride
-      layers.append(base.Layer(op.name, depth, stride))
-    elif isinstance(op, LRN):
-      layers.append(base.Layer(op.name, depth, stride))
-    else:
-      for branch, d in _branch_depths(op).items():
-        layers += [base.Layer(f"{op.name}_{branch}_pre_relu", d, stride),
-                   base.Layer(f"{op.name}_{branch}", d, stride)]
-      depth = op.depth
-      layers += [base.Layer(op.name + "_pre_relu", depth, stride),
-                 base.Layer(op.name, depth, stride)]
-  layers += [base.Layer("avgpool", depth, 0),
-             base.Layer("logits", spec.num_classes, 0),
-             base.Layer("probs", spec.num_classes, 0)]
-  return tuple(layers)
-
-
-def _op_outputs(op: Op) -> tuple[str, ...]:
-  if isinstance(op, Conv):
-    return (op.name + "_pre_relu", op.name)
-  if isinstance(op, Inception):
-    names = []
-    for branch in _branch_depths(op):
-      names += [f"{op.name}_{branch}_pre_relu", f"{op.name}_{branch}"]
-    return tuple(names) + (op.name + "_pre_relu", op.name)
-  return (op.name,)
-
-
-# ----------------------------------------------------------------------------
-# The forward pass.
 
 def _inception(params, x, block: Inception, acts: dict):
   p = params[block.source]
@@ -349,43 +121,3 @@ def build(spec: InceptionV1Spec = BVLC_GOOGLENET) -> base.Model:
   return base.Model(
       name=spec.name, apply=make_apply(spec, metadata), layers=metadata,
       input_size=spec.input_size, min_size=spec.min_size)
-
-
-def param_shapes(spec: InceptionV1Spec = BVLC_GOOGLENET) -> dict:
-  """Expected shape of every tensor, keyed like the params pytree."""
-  shapes: dict[str, dict] = {}
-  depth = 3
-  for op in spec.ops:
-    if isinstance(op, Conv):
-      shapes[op.source] = {"kernel": (op.kernel, op.kernel, depth, op.features),
-                           "bias": (op.features,)}
-      depth = op.features
-    elif isinstance(op, Inception):
-      block = {}
-      for branch, k, cin, cout in (
-          ("1x1", 1, depth, op.c1x1), ("3x3_reduce", 1, depth, op.c3x3_reduce),
-          ("3x3", 3, op.c3x3_reduce, op.c3x3),
-          ("5x5_reduce", 1, depth, op.c5x5_reduce),
-          ("5x5", 5, op.c5x5_reduce, op.c5x5),
-          ("pool_proj", 1, depth, op.pool_proj)):
-        block[branch] = {"kernel": (k, k, cin, cout), "bias": (cout,)}
-      shapes[op.source] = block
-      depth = op.depth
-  shapes[spec.classifier] = {"kernel": (depth, spec.num_classes),
-                             "bias": (spec.num_classes,)}
-  return shapes
-
-
-def init_params(key: jax.Array, spec: InceptionV1Spec = BVLC_GOOGLENET) -> dict:
-  """Random (He-normal) parameters with the right shapes, for tests and variants."""
-  leaves, treedef = jax.tree_util.tree_flatten(
-      param_shapes(spec), is_leaf=lambda s: isinstance(s, tuple))
-  keys = jax.random.split(key, len(leaves))
-  out = []
-  for k, shape in zip(keys, leaves):
-    if len(shape) == 1:
-      out.append(jnp.zeros(shape, jnp.float32))
-    else:
-      fan_in = math.prod(shape[:-1])
-      out.append(jax.random.normal(k, shape) * math.sqrt(2.0 / fan_in))
-  return jax.tree_util.tree_unflatten(treedef, out)
