@@ -11,7 +11,8 @@ machine hits all of them alike; the best round is reported, with the median.
 One JSON line per model, then one with the ratios to the first model:
 
   {"workload": "render", "model": "efficientnet_lite0", "layer": "block5",
-   "image_steps_per_sec": ..., "median": ..., "compile_s": ..., "machine": {...}}
+   "image_steps_per_sec": ..., "median": ..., "compile_s": ...,
+   "grad_gflop_per_image": ..., "machine": {...}}
 """
 
 import json
@@ -47,6 +48,18 @@ class ChannelFamily:
     return objectives.channel(self.layer, c)
 
 
+def grad_gflop(model, params, size) -> float:
+  """XLA's FLOP count of one image's gradient of a channel at the default layer
+  (``size`` px, no transforms): the load-independent part of the cost."""
+  layer = model.default_layer
+  x = jnp.full((1, size, size, 3), 0.5, jnp.float32)
+  cost = jax.jit(jax.grad(
+      lambda x: model.apply(params, x, layers=(layer,))[layer][..., 0].mean())
+                 ).lower(x).cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost.get("flops", 0.0)) / 1e9
+
+
 def main(argv):
   del argv
   cfg = render.RenderConfig(size=_SIZE.value, steps=_STEPS.value)
@@ -64,7 +77,8 @@ def main(argv):
     start = time.perf_counter()
     once(0)  # compiles
     runs[name] = {"once": once, "layer": model.default_layer,
-                  "compile_s": time.perf_counter() - start, "times": []}
+                  "compile_s": time.perf_counter() - start, "times": [],
+                  "grad_gflop": grad_gflop(model, params, _SIZE.value)}
   for r in range(_ROUNDS.value):
     for run in runs.values():
       start = time.perf_counter()
@@ -79,7 +93,9 @@ def main(argv):
         "batch": _BATCH.value, "size": _SIZE.value, "steps": _STEPS.value,
         "image_steps_per_sec": round(figures[name], 2),
         "median": round(work / statistics.median(run["times"]), 2),
-        "compile_s": round(run["compile_s"], 1), "machine": machine.describe()}),
+        "compile_s": round(run["compile_s"], 1),
+        "grad_gflop_per_image": round(run["grad_gflop"], 3),
+        "machine": machine.describe()}),
         flush=True)
   first = _MODELS.value[0]
   print(json.dumps({"workload": "render_ratio", "relative_to": first,
