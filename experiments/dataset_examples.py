@@ -1,7 +1,7 @@
 r"""Dataset examples and activation spectrum for channels of a layer.
 
   python experiments/dataset_examples.py --images=$ATLASJAX_DATA/imagenet-sample \
-      --layer=mixed4c --channels=97,447 --out=/tmp/examples
+      --layer=mixed4a --channels=508,465 --out=/tmp/examples
 
 For each channel writes examples_<layer>_<c>.png (the top-k receptive-field
 crops around each image's maximum, then whole images), spectrum_<layer>_<c>.png
@@ -74,7 +74,7 @@ def main(argv):
     channels = [int(c) for c in _CHANNELS.value]
   except ValueError:
     raise ValueError(f"--channels={','.join(_CHANNELS.value)}: give channel "
-                     "indices, e.g. 97,447") from None
+                     "indices, e.g. 508,465") from None
   bad = [c for c in channels if not 0 <= c < layer.depth]
   if bad:
     raise ValueError(f"--channels {bad} outside 0..{layer.depth - 1} of "

@@ -1,6 +1,6 @@
 r"""Neuron interplay (Olah et al., 2017): diversity, interpolation, sums.
 
-  python experiments/interplay.py --layer=mixed4a --a=476 --b=460 --frames=5 \
+  python experiments/interplay.py --layer=mixed4a --a=508 --b=465 --frames=5 \
       --diversity=4 --size=128 --steps=256 --out=/tmp/interplay
 
 Three renders:
@@ -30,8 +30,8 @@ from atlasjax.optvis import transform as transform_lib
 _LAYER = flags.DEFINE_string("layer", None, "Layer of both channels (default: "
                              "the model's default layer).")
 _LAYER_B = flags.DEFINE_string("layer_b", None, "Layer of B (default: --layer).")
-_A = flags.DEFINE_integer("a", 0, "Channel A (e.g. 476 of GoogLeNet's mixed4a).")
-_B = flags.DEFINE_integer("b", 1, "Channel B (e.g. 460 of GoogLeNet's mixed4a).")
+_A = flags.DEFINE_integer("a", 0, "Channel A (e.g. 508 of mixed4a: dog snouts).")
+_B = flags.DEFINE_integer("b", 1, "Channel B (e.g. 465 of mixed4a: dog eyes).")
 _FRAMES = flags.DEFINE_integer("frames", 5, "Interpolation frames (0: skip).")
 _DIVERSITY = flags.DEFINE_integer("diversity", 4, "Diverse images of A (0: skip).")
 _DIVERSITY_WEIGHT = flags.DEFINE_float("diversity_weight", synthesis.DIVERSITY_WEIGHT,

@@ -1,7 +1,7 @@
 r"""Renders feature visualizations of objectives given on the command line.
 
-  python experiments/render.py --objective=channel:mixed4a:97 \
-      --objective=channel:mixed4a:0-7 --objective=neuron:mixed4c:447 \
+  python experiments/render.py --objective=channel:mixed4a:508 \
+      --objective=channel:mixed4a:0-7 --objective=neuron:mixed4a:384 \
       --objective=deepdream:mixed4c --objective=logit:goldfish \
       --objective=direction:mixed4c:dirs.npy --size=128 --steps=512 --out=/tmp/vis
 

@@ -41,7 +41,7 @@ def test_malformed_objective_spec(run_script, tmp_path):
                   "own --objective")
   r = run_script("render", "--objective=channel:mixed4a", f"--out={tmp_path}")
   assert_one_line(r, "channel:LAYER:INDICES")
-  r = run_script("render", "--interpolate=mixed4a:476", f"--out={tmp_path}")
+  r = run_script("render", "--interpolate=mixed4a:508", f"--out={tmp_path}")
   assert_one_line(r, "LAYER:A,LAYER:B")
   assert not list(tmp_path.iterdir())   # nothing rendered before the check
 
