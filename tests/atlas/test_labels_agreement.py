@@ -89,3 +89,37 @@ def test_label_agreement_counts_ties_and_chance():
   assert r["top1"] == pytest.approx(2 / 3) and r["top2"] == pytest.approx(2 / 3)
   assert r["unique_mode"] == pytest.approx(2 / 3)
   assert 0 <= r["chance_top1"] <= 1 and r["cells"] == 3
+
+
+def test_viewer_shades_by_the_ranking_scores(tmp_path):
+  # A grid naming class_scores: the viewer's shading chunks decode to those
+  # scores (not the mean attributions) and the ranking is announced.
+  import base64
+  import json
+
+  from atlasjax import viewer
+  from atlasjax.viewer import synthetic
+
+  wd = synthetic.make_workdir(tmp_path / "atlas", sizes=(20,), icon_size=16,
+                              n_points=1500, n_images=4)
+  spec = json.loads((wd / "atlas.json").read_text())
+  g = spec["grids"][0]
+  attr = np.load(wd / g["attributions"]).astype(np.float32)
+  scores = np.random.default_rng(0).normal(size=attr.shape).astype(np.float32)
+  np.save(wd / "grid_20_scores.npy", scores)
+  g["class_scores"], g["class_ranking"] = "grid_20_scores.npy", "support"
+  (wd / "atlas.json").write_text(json.dumps(spec))
+  viewer.write_viewer(wd)
+
+  meta_text = (wd / "viewer/data/atlas.js").read_text()
+  meta = json.loads(meta_text[meta_text.index("=") + 1:].rstrip().rstrip(";"))
+  gm = meta["layers"][0]["grids"][0]
+  assert gm["ranking"] == "support"
+  rows = []
+  for k in range(gm["attrChunks"]):
+    text = (wd / gm["attr"].replace("%d", str(k))).read_text()
+    ch = json.loads(text[text.index("{"):text.rindex("}") + 1])
+    q = np.frombuffer(base64.b64decode(ch["data"]), np.int8).reshape(-1, ch["rows"])
+    rows.append(q * np.asarray(ch["scale"], np.float32)[:, None])
+  decoded = np.concatenate(rows).T
+  np.testing.assert_allclose(decoded, scores, atol=np.abs(scores).max() / 254 + 1e-4)
