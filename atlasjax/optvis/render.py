@@ -34,11 +34,24 @@ built from :class:`RenderConfig` (``param``, ``decorrelate``, ``alpha``,
 
 Optional ReLU gradient redirection (Lucid's ``redirected_relu_grad``, on for
 the first ``config.redirect_relu_steps`` steps): where the objective reads a
-layer ``L`` that the model also exposes as ``L_pre_relu`` (the protocol's
-convention: ``L == relu(L_pre_relu)``), the renderer requests the
+layer ``L`` whose pre-activation the model declares (``model.relu_twins``:
+``L == relu(pre)``), the renderer requests the
 pre-activation and applies :func:`redirected_relu` itself. ReLUs *inside* the
 network keep their ordinary gradient: the model protocol deliberately has no
 hooks to swap them.
+
+Input size: the network sees what the transforms make of a ``size``-pixel
+image, unpadded. Where that is below ``model.min_size``, :func:`build` raises a
+:class:`RenderError` naming the sizes and the smallest ``size`` that works
+(padding up to the minimum would add pixels that never get gradient and cost
+network time).
+
+Precision (``config.precision``): ``"float32"`` runs convolutions and matmuls
+at full fp32 (``jax.default_matmul_precision("highest")``; on GPUs JAX's
+default would otherwise use TF32), ``"tensorfloat32"`` allows TF32 on
+hardware that has it, and ``"bfloat16"`` runs the network (parameters and
+activations) in bfloat16 while the image parameterization, the objective and
+Adam stay in float32. On CPUs the first two are the same program.
 
 Progress: with ``config.progress_every = k > 0``, every ``k`` steps a
 ``jax.debug.callback`` reports ``(chunk, step, mean objective)`` to
@@ -79,6 +92,13 @@ AUTO_CHUNK_PIXELS = 64 * 128 * 128
 # Background grey used to score images that have an alpha channel.
 SCORE_BACKGROUND = 0.5
 _BATCH_AXIS = "items"
+# RenderConfig.precision → jax.default_matmul_precision (None: bfloat16 casts).
+PRECISIONS = {"float32": "highest", "tensorfloat32": "tensorfloat32",
+              "bfloat16": None}
+
+
+class RenderError(ValueError):
+  """A render configuration that cannot run; the message says the fix."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +128,8 @@ class RenderConfig:
     unroll: ``lax.scan`` unroll factor. On XLA:CPU a rolled loop body ran
       ~1.3–1.6× slower per step than straight-line code in our measurements
       (bench/RESULTS.md); unrolling trades compile time for speed.
+    precision: ``"float32"``, ``"tensorfloat32"`` or ``"bfloat16"`` (see
+      the module docstring).
   """
 
   size: int = 128
@@ -123,6 +145,7 @@ class RenderConfig:
   redirect_relu_steps: int = LUCID_REDIRECT_STEPS
   progress_every: int = 0
   unroll: int = 1
+  precision: str = "float32"
 
   def image_param(self) -> param_lib.ImageParam:
     return param_lib.image(self.size, self.images_per_item, self.param,
@@ -196,18 +219,36 @@ redirected_relu.defvjp(_redirected_relu_fwd, _redirected_relu_bwd)
 # The compiled renderer.
 
 def _pre_relu_twins(model: base.Model, layers: Sequence[str]) -> dict[str, str]:
-  names = set(model.layer_names)
-  return {l: l + "_pre_relu" for l in layers
-          if not l.endswith("_pre_relu") and l + "_pre_relu" in names}
+  """The declared pre-activations (``model.relu_twins``) of ``layers``."""
+  return {l: model.pre_relu(l) for l in layers if model.pre_relu(l) is not None}
 
 
-def _fit_min_size(model: base.Model, x: jax.Array) -> jax.Array:
-  """Pads ``[B, H, W, C]`` with grey up to the model's minimum input size."""
-  h, w = x.shape[1:3]
-  if h >= model.min_size and w >= model.min_size:
-    return x
-  fit = transform_lib.crop_or_pad_to(max(h, model.min_size), max(w, model.min_size))
-  return jax.vmap(lambda img: fit(None, img))(x)
+def _view_side(transform, image_shape) -> int:
+  """Smaller side of ``transform``'s output for one ``[H, W, C]`` image."""
+  out = jax.eval_shape(transform, jax.random.PRNGKey(0),
+                       jax.ShapeDtypeStruct(tuple(image_shape), jnp.float32))
+  return min(out.shape[:2])
+
+
+def check_input_size(model: base.Model, config: "RenderConfig",
+                     image_param: param_lib.ImageParam,
+                     transform: transform_lib.Transform) -> None:
+  """Raises :class:`RenderError` when the network would see fewer pixels
+  per side than ``model.min_size`` (transformed, or for the final score)."""
+  shape = param_lib.output_shape(image_param)[1:]
+  side = _view_side(transform, shape)
+  scored = min(shape[:2])
+  if side >= model.min_size and scored >= model.min_size:
+    return
+  needed = shape[0]
+  while needed < 16 * max(model.min_size, 1) and min(
+      _view_side(transform, (needed, needed) + shape[2:]), needed) < model.min_size:
+    needed += 1
+  raise RenderError(
+      f"render: {model.name} needs inputs of at least {model.min_size} px per side, "
+      f"but {config.transforms!r} transforms turn {shape[0]}×{shape[1]} px images "
+      f"into {side} px views; render at size={needed} or more (RenderConfig.size) "
+      "or use transforms that keep more pixels.")
 
 
 def _drop_alpha(images: jax.Array) -> jax.Array:
@@ -254,7 +295,7 @@ class Renderer:
     self.devices = devices
     self.mesh = Mesh(np.asarray(devices), (_BATCH_AXIS,)) if len(devices) > 1 else None
     self.progress: Callable[[int, int, float], None] = _print_progress
-    self.fn = jax.jit(self._run)
+    self.fn = jax.jit(self._run_with_precision)
 
   # -- sharding helpers ------------------------------------------------------
   def shard(self, tree, replicate: bool = False):
@@ -278,8 +319,20 @@ class Renderer:
       return {}
     twins = _pre_relu_twins(self.model, obj.layers) if redirect is not None else {}
     request = tuple(dict.fromkeys(twins.get(l, l) for l in obj.layers))
-    outs = self.model.apply(params, x, layers=request)
-    acts = dict(outs)
+    if self.config.precision == "bfloat16":
+      x = x.astype(jnp.bfloat16)
+      try:
+        outs = self.model.apply(params, x, layers=request)
+      except TypeError as err:   # e.g. a conv of float32 inputs with bf16 weights
+        raise RenderError(
+            f"render: precision='bfloat16' needs a model that computes in its "
+            f"input's dtype, but {self.model.name} mixes dtypes "
+            f"({str(err).splitlines()[0][:120]}); use precision='float32' or "
+            "'tensorfloat32', or keep images.dtype in the model's input "
+            "conversion.") from None
+    else:
+      outs = self.model.apply(params, x, layers=request)
+    acts = {k: v.astype(jnp.float32) for k, v in outs.items()}
     for layer, twin in twins.items():
       acts[layer] = redirected_relu(outs[twin], redirect)
     return acts
@@ -288,7 +341,7 @@ class Renderer:
     obj = self.make(arg)
     images = self.param.to_rgb(raw)
     keys = jax.random.split(jax.random.fold_in(key, step), images.shape[0])
-    x = _fit_min_size(self.model, jax.vmap(self.transform)(keys, images))
+    x = jax.vmap(self.transform)(keys, images)
     redirect = (step < self.config.redirect_relu_steps
                 if self.config.redirect_relu_steps > 0 else None)
     acts = self._activations(params, obj, x, redirect)
@@ -297,7 +350,7 @@ class Renderer:
 
   def _score(self, images, arg, params):
     obj = self.make(arg)
-    x = _fit_min_size(self.model, _drop_alpha(images))
+    x = _drop_alpha(images)
     acts = self._activations(params, obj, x, None)
     acts[objectives_lib.INPUT] = images
     return obj(acts)
@@ -325,6 +378,21 @@ class Renderer:
     loss, grads = grad_fn(raw, args, loop_keys, step, params)
     updates, opt_state = jax.vmap(self.optimizer.update)(grads, opt_state, raw)
     return optax.apply_updates(raw, updates), opt_state, loss
+
+  def network_params(self, params):
+    """``params`` as the network runs them (cast to bfloat16 if asked)."""
+    if self.config.precision != "bfloat16":
+      return params
+    return jax.tree_util.tree_map(
+        lambda x: x.astype(jnp.bfloat16)
+        if jnp.issubdtype(x.dtype, jnp.floating) else x, params)
+
+  def _run_with_precision(self, params, key, item_ids, args, chunk_index):
+    precision = PRECISIONS[self.config.precision]
+    if precision is None:
+      return self._run(self.network_params(params), key, item_ids, args, chunk_index)
+    with jax.default_matmul_precision(precision):
+      return self._run(params, key, item_ids, args, chunk_index)
 
   def _run(self, params, key, item_ids, args, chunk_index):
     cfg = self.config
@@ -373,10 +441,14 @@ def build(model: base.Model, make: MakeObjective, config: RenderConfig,
   """The (cached) :class:`Renderer` for these static choices."""
   if config.attempts < 1 or config.steps < 1 or config.images_per_item < 1:
     raise ValueError(f"attempts, steps and images_per_item must be ≥ 1: {config}")
+  if config.precision not in PRECISIONS:
+    raise RenderError(f"RenderConfig.precision must be one of {tuple(PRECISIONS)}, "
+                      f"got {config.precision!r}")
+  image_param = image_param if image_param is not None else config.image_param()
+  transform = transform if transform is not None else config.transform()
+  check_input_size(model, config, image_param, transform)
   return Renderer(
-      model, make, config,
-      image_param if image_param is not None else config.image_param(),
-      transform if transform is not None else config.transform(),
+      model, make, config, image_param, transform,
       optimizer if optimizer is not None else optax.adam(config.lr),
       tuple(devices) if devices is not None else tuple(jax.local_devices()))
 
@@ -461,5 +533,6 @@ def render(model: base.Model, params: PyTree, make: Callable[..., Any],
   return RenderResult(images, values, losses, attempt_values)
 
 
-__all__ = ["RenderConfig", "RenderResult", "Renderer", "build", "render",
-           "redirected_relu", "DEFAULT_LR", "LUCID_REDIRECT_STEPS"]
+__all__ = ["RenderConfig", "RenderResult", "RenderError", "Renderer", "build",
+           "render", "check_input_size", "redirected_relu", "DEFAULT_LR",
+           "LUCID_REDIRECT_STEPS", "PRECISIONS"]

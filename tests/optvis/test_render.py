@@ -1,5 +1,6 @@
 """The batched renderer on the tiny custom CNN (fast, protocol-only)."""
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -80,21 +81,22 @@ def test_batch_equals_stacked_single_renders_and_is_deterministic(toy):
 
 def test_no_recompile_on_new_arguments(toy):
   model, params = toy
-  traces = []
+  class Traces:               # an object (not a list), so `make` keeps its
+    count = 0                 # structural identity while the count changes
 
   def make(c):
-    traces.append(1)          # runs only while tracing
+    Traces.count += 1         # runs only while tracing
     return obj.channel("conv2", c)
 
   cfg = BASE.__class__(**{**BASE.__dict__, "steps": 3})
   render.render(model, params, make, args=jnp.arange(4), config=cfg, key=KEY)
-  n = len(traces)
+  n = Traces.count
   assert n > 0
   params2 = jax.tree_util.tree_map(lambda x: x * 1.1, params)
   r = render.render(model, params2, make, args=jnp.arange(4, 8), config=cfg,
                     key=jax.random.PRNGKey(9))
   r.values.block_until_ready()
-  assert len(traces) == n
+  assert Traces.count == n
   assert render.build(model, make, cfg).fn._cache_size() <= 1
 
 
@@ -185,3 +187,55 @@ def test_sharded_over_four_cpu_devices_matches_single_device():
   assert result["devices"] == 4
   assert result["shape"] == [6, 24, 24, 3]
   assert result["max_diff"] < 2e-3
+
+
+def test_views_below_the_model_minimum_raise_a_clear_error(toy):
+  model, params = toy
+  strict = dataclasses.replace(model, min_size=30)
+  cfg = BASE.__class__(**{**BASE.__dict__, "size": 24})
+  with pytest.raises(render.RenderError, match=r"at least 30 px.*size=30"):
+    render.render(strict, params, _CHANNEL, args=jnp.arange(2), config=cfg, key=KEY)
+  # No grey padding any more: the network sees the transformed view itself.
+  seen = []
+  spy = dataclasses.replace(model, apply=lambda p, x, **kw: (
+      seen.append(x.shape), model.apply(p, x, **kw))[1])
+  atlas_cfg = BASE.__class__(**{**BASE.__dict__, "size": 32, "transforms": "atlas",
+                                "steps": 2})
+  render.render(spy, params, _CHANNEL, args=jnp.arange(2), config=atlas_cfg, key=KEY)
+  assert (1, 20, 20, 3) in seen     # 32 px icons → 20 px full-frame views
+
+
+def test_precision_modes(toy):
+  model, params = toy
+  with pytest.raises(render.RenderError, match="precision"):
+    render.build(model, _CHANNEL, BASE.__class__(**{**BASE.__dict__, "precision": "fp8"}))
+  results = {}
+  for precision in ("float32", "bfloat16"):
+    cfg = BASE.__class__(**{**BASE.__dict__, "precision": precision})
+    r = render.render(model, params, _CHANNEL, args=jnp.arange(2), config=cfg, key=KEY)
+    assert r.images.dtype == jnp.float32
+    assert np.all(np.asarray(r.values) > -np.asarray(r.losses[:, 0]))
+    results[precision] = np.asarray(r.images)
+  # bfloat16 changes the network's rounding, not what is optimised.
+  assert np.abs(results["float32"] - results["bfloat16"]).mean() < 0.05
+
+
+def test_accelerator_suite_tiny_runs_on_cpu(data_root):
+  """``bench/accelerator_suite.py --tiny``: the GPU suite's whole path, tiny."""
+  repo = pathlib.Path(__file__).resolve().parents[2]
+  env = dict(os.environ, ATLASJAX_DATA=str(data_root),
+             PYTHONPATH=str(repo) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  out = subprocess.run([sys.executable, str(repo / "bench" / "accelerator_suite.py"),
+                        "--tiny", "--precision=float32,bfloat16"],
+                       env=env, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  rows = [json.loads(l) for l in out.stdout.splitlines() if l.startswith("{")]
+  by = {(r["workload"], r.get("precision")): r for r in rows}
+  icons = by[("icons", "float32")]
+  assert icons["batch"] == 2 and icons["icons_per_sec"] > 0 and icons["tflops"] > 0
+  assert by[("render128", "float32")]["image_steps_per_sec"] > 0
+  assert by[("largest_batch", "float32")]["largest_batch"] == 2
+  # bfloat16 either runs or says clearly why not (never a traceback).
+  bf16 = [r for r in rows if r.get("precision") == "bfloat16"]
+  assert bf16 and all(r.get("supported", True) or "bfloat16" in r["error"] for r in bf16)
+  assert rows[-1]["workload"] == "summary"
