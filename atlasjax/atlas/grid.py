@@ -24,9 +24,13 @@ logits by about ±0.07 and the predicted class by only +0.03 on average, so
 the per-cell mean over tens of vectors is mostly noise (split-half
 correlation 0.12–0.23 on the default atlas) and its top-5 are the classes
 with the largest noise — the paper averaged hundreds of vectors per cell
-from 10⁶. Weighting by the crop's prediction keeps the attribution's sign
-and size but only over the classes the network considered. The plain mean
-is still written (``attributions``); ``bench/cell_labels.py`` measures both.
+from 10⁶ (its caption: "a linear approximation of the effect of these
+average activation vectors of a grid cell on the logits", i.e. the plain
+mean). Weighting by the crop's prediction keeps the attribution's sign and
+size but only over the classes the network considered. The plain mean is
+still written (``attributions``) and ranks the cells with
+``AtlasConfig.class_ranking="mean_attribution"``; ``bench/cell_labels.py``
+measures both.
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+
+# Rankings of a cell's classes (module docstring).
+CLASS_RANKINGS = ("support", "mean_attribution")
+DEFAULT_CLASS_RANKING = "support"
 
 
 class EmptyGridError(ValueError):

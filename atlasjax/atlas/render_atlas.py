@@ -78,6 +78,10 @@ class AtlasConfig:
   # the scale of the direction and the whitening) or "lucid_notebook" (the
   # published notebook's, for reproductions).
   objective: str = DEFAULT_OBJECTIVE_FORM
+  # How each cell's top classes (and the viewer's shading) are ranked:
+  # "support" or "mean_attribution" (the paper's; needs hundreds of vectors
+  # per cell). See atlasjax/atlas/grid.py.
+  class_ranking: str = grid_lib.DEFAULT_CLASS_RANKING
   whiten: bool = True
   transforms: str = "atlas"
   seed: int = 0
@@ -269,7 +273,9 @@ def _grid_key(config: AtlasConfig, size: int, density: int, fingerprint: str,
               directions: np.ndarray) -> str:
   """Names a grid's chunk cache; the directions make a changed layout or
   sample subset (class atlases) render afresh instead of reusing stale icons."""
-  text = json.dumps([dataclasses.asdict(config), size, density, fingerprint],
+  settings = dataclasses.asdict(config)
+  settings.pop("class_ranking")   # Labels only: the icons do not depend on it.
+  text = json.dumps([settings, size, density, fingerprint],
                     sort_keys=True, default=str)
   digest = hashlib.sha256(text.encode())
   digest.update(np.ascontiguousarray(directions, np.float32).tobytes())
@@ -286,6 +292,9 @@ def run(config: AtlasConfig, model: base.Model, params, workdir: os.PathLike | s
   the shared files, and the others return its ``atlas.json``.
   """
   workdir = pathlib.Path(workdir)
+  if config.class_ranking not in grid_lib.CLASS_RANKINGS:
+    raise ValueError(f"--class_ranking={config.class_ranking}: use one of "
+                     f"{', '.join(grid_lib.CLASS_RANKINGS)}.")
   main = distributed.layout().is_main
   collection = collect_lib.Collection.open(workdir)
   layer = collection.check_layer(config.layer)
@@ -334,6 +343,8 @@ def run(config: AtlasConfig, model: base.Model, params, workdir: os.PathLike | s
                                exclude=outliers,
                                top_classes=extra.get("top_classes"),
                                top_logits=extra.get("top_logits"))
+    if config.class_ranking == "mean_attribution":
+      grid.class_scores = None   # Rank and shade by the plain mean.
     gdir_name = f"{prefix}grid_{size}"
     gdir = workdir / gdir_name
     (gdir / "icons").mkdir(parents=True, exist_ok=True)

@@ -123,3 +123,10 @@ def test_viewer_shades_by_the_ranking_scores(tmp_path):
     rows.append(q * np.asarray(ch["scale"], np.float32)[:, None])
   decoded = np.concatenate(rows).T
   np.testing.assert_allclose(decoded, scores, atol=np.abs(scores).max() / 254 + 1e-4)
+
+
+def test_unknown_class_ranking_is_one_clear_error(tmp_path):
+  from atlasjax.atlas import render_atlas
+  config = render_atlas.AtlasConfig(class_ranking="frequency")
+  with pytest.raises(ValueError, match="class_ranking=frequency: use one of support"):
+    render_atlas.run(config, None, None, tmp_path)

@@ -15,7 +15,9 @@ from atlasjax.optvis import objectives as obj
 from atlasjax.optvis import render
 
 LAYER = "mixed4a"
-CHANNELS = (97, 143, 476)
+# Any channels will do; 508 (dog snouts on these weights) replaces the
+# Distill articles' 476, which names a feature of Lucid's InceptionV1.
+CHANNELS = (97, 143, 508)
 SIZE, STEPS = 80, 96
 PHOTO_STRIDE = 4
 
