@@ -76,6 +76,9 @@ HELP = {
     "lr": "Adam learning rate.",
     "cossim_pow": "Cosine power of the icon objective.",
     "objective": "Icon objective form: cosine or lucid_notebook.",
+    "class_ranking": "How cells' top classes and the viewer's shading are "
+                     "ranked: support (attribution weighted by the crops' "
+                     "predictions) or mean_attribution (the paper's).",
     "transforms": "Icon transforms preset.",
     "chunk_size": "Icons per compiled batch (default 64).",
     "density_scaled": "Scale icons by cell density.",
