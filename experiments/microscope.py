@@ -63,14 +63,14 @@ def main(argv):
       chunk_size=_CHUNK.value, transforms=_TRANSFORMS.value,
       diversity=_DIVERSITY.value, examples=_EXAMPLES.value, links=_LINKS.value,
       seed=_SEED.value)
-  folder = _IMAGES.value or data_lib.sample_dir(_DATA.value)
-  paths = images_lib.list_images(folder)
-  paths = paths[:_LIMIT.value] if _LIMIT.value else paths
   workdir = _WORKDIR.value or "workdir/microscope_" + "_".join(config.layers)
   try:
+    folder = _IMAGES.value or data_lib.sample_dir(_DATA.value)
+    paths = images_lib.list_images(folder)
+    paths = paths[:_LIMIT.value] if _LIMIT.value else paths
     summary = microscope.build(model, params, config, workdir, paths,
                                image_root=folder)
-  except microscope.MicroscopeError as e:
+  except (microscope.MicroscopeError, FileNotFoundError) as e:
     sys.exit(f"microscope: {e}")
   print(json.dumps({"index": summary["index"],
                     "site_layers": summary["site_layers"],
