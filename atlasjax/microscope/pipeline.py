@@ -153,11 +153,14 @@ def check_manifest(workdir: pathlib.Path, model: base.Model,
                                              ("model", "images_fingerprint")}}
     flat_new = {**settings, "model": model.name,
                 "images_fingerprint": manifest["images_fingerprint"]}
-    diff = [k for k in flat_new if flat_old.get(k) != flat_new[k]]
+    # A manifest from before a setting existed had that setting's default.
+    defaults = dataclasses.asdict(MicroscopeConfig())
+    flat_old = {k: flat_old.get(k, defaults.get(k)) for k in flat_new}
+    diff = [k for k in flat_new if flat_old[k] != flat_new[k]]
     if diff:
       k = diff[0]
       raise MicroscopeError(
-          f"{workdir} was built with {k}={flat_old.get(k)!r}, not "
+          f"{workdir} was built with {k}={flat_old[k]!r}, not "
           f"{flat_new[k]!r}; use a new --workdir or the same settings.")
     return old
   workdir.mkdir(parents=True, exist_ok=True)
