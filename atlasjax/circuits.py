@@ -38,7 +38,8 @@ border, so no kernel is cut by padding.
 
 Unit layers and their neighbours (used by the circuit view and the
 Microscope): a *unit layer* is a spatial layer with a declared ReLU twin that
-the model can perturb (GoogLeNet: ``conv2d0..2``, ``mixed3a..mixed5b``);
+the model can perturb (GoogLeNet: ``conv2d0..2``, ``mixed3a..mixed5b``; a
+model without ReLU twins uses every spatial perturbable layer);
 :func:`previous_layer` and :func:`next_layer` step along them, so the inputs
 of ``mixed4a`` come from ``mixed3b`` through ``maxpool4``.
 """
@@ -221,10 +222,15 @@ def _twins(model: base.Model) -> dict[str, str]:
 
 
 def unit_layers(model: base.Model) -> tuple[str, ...]:
-  """Spatial, perturbable layers with a ReLU twin, in network order."""
+  """Spatial, perturbable layers with a ReLU twin, in network order.
+
+  A model that declares no ReLU twins (e.g. EfficientNet-Lite, whose block
+  outputs are linear) uses all its spatial perturbable layers.
+  """
   twins = _twins(model)
-  return tuple(l.name for l in model.layers
-               if l.spatial and l.name in twins and _perturbable(model, l.name))
+  spatial = [l.name for l in model.layers
+             if l.spatial and _perturbable(model, l.name)]
+  return tuple([n for n in spatial if n in twins] or spatial)
 
 
 def previous_layer(model: base.Model, name: str) -> str | None:
