@@ -426,7 +426,7 @@ def parse_unit(text: str) -> tuple[str, int]:
   layer, sep, channel = text.rpartition(":")
   if not sep or not layer or not channel.isdigit():
     raise CircuitError(f"unit {text!r} must look like LAYER:CHANNEL, "
-                       "e.g. mixed4b:409")
+                       "e.g. mixed4b:389")
   return layer, int(channel)
 
 

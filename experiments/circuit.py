@@ -23,10 +23,8 @@ the Circuits thread refer to Lucid's InceptionV1, a different training.
 
 import json
 import os
-import sys
 import time
 
-from absl import app
 from absl import flags
 import jax
 import matplotlib
@@ -34,8 +32,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
+import cli
 from atlasjax import circuits
-from atlasjax import models
 from atlasjax.optvis import render as render_lib
 
 DEFAULT_UNIT = "mixed4b:389"
@@ -48,8 +46,6 @@ _SIZE = flags.DEFINE_integer("size", 128, "Render side in pixels.")
 _STEPS = flags.DEFINE_integer("steps", 256, "Optimisation steps.")
 _SEED = flags.DEFINE_integer("seed", 0, "Render PRNG seed.")
 _OUT = flags.DEFINE_string("out", "workdir/circuit", "Output folder.")
-_MODEL = flags.DEFINE_string("model", models.DEFAULT_MODEL, "Model name.")
-_DATA = flags.DEFINE_string("data", None, "Data root (default: $ATLASJAX_DATA).")
 
 
 def circuit(model, params, layer_b, unit, layer_a, k):
@@ -89,24 +85,24 @@ def draw(path, title, target, rows, kernels_scale):
 
 def main(argv):
   del argv
-  model, params = models.load(_MODEL.value, data=_DATA.value)
-  try:
-    layer_b, unit = circuits.parse_unit(_UNIT.value)
-    model.layer(layer_b)
-    layer_a = _FROM.value or circuits.previous_layer(model, layer_b)
-    if layer_a is None:
-      raise circuits.CircuitError(f"{layer_b!r} has no previous unit layer; "
-                                  "pass --from=LAYER")
-    t0 = time.perf_counter()
-    kernels, ranked = circuit(model, params, layer_b, unit, layer_a, _K.value)
-    t_weights = time.perf_counter() - t0
-    inputs = list(dict.fromkeys(
-        c for sign in ("positive", "negative") for c, _ in ranked[sign]))
-    units = [(layer_b, unit)] + [(layer_a, c) for c in inputs]
-    layers = (layer_a, layer_b)
-    args = circuits.unit_args(model, layers, units)
-  except (circuits.CircuitError, models.UnknownLayerError) as e:
-    sys.exit(f"circuit: {e}")
+  model, params = cli.load_model()
+  out_dir = cli.output_dir(_OUT.value)
+  cli.check_size(model, _SIZE.value, "--size")
+  layer_b, unit = circuits.parse_unit(_UNIT.value)
+  depth = model.layer(layer_b).depth
+  if not 0 <= unit < depth:
+    raise ValueError(f"--unit={_UNIT.value}: {layer_b} has channels 0..{depth - 1}")
+  layer_a = _FROM.value or circuits.previous_layer(model, layer_b)
+  if layer_a is None:
+    raise ValueError(f"{layer_b!r} has no previous unit layer; pass --from=LAYER")
+  t0 = time.perf_counter()
+  kernels, ranked = circuit(model, params, layer_b, unit, layer_a, _K.value)
+  t_weights = time.perf_counter() - t0
+  inputs = list(dict.fromkeys(
+      c for sign in ("positive", "negative") for c, _ in ranked[sign]))
+  units = [(layer_b, unit)] + [(layer_a, c) for c in inputs]
+  layers = (layer_a, layer_b)
+  args = circuits.unit_args(model, layers, units)
 
   config = render_lib.RenderConfig(size=_SIZE.value, steps=_STEPS.value)
   t0 = time.perf_counter()
@@ -142,8 +138,7 @@ def main(argv):
                   "kernel": np.round(kernel, 5).tolist()})
     rows.append((label, items))
     record[sign] = rec
-  os.makedirs(_OUT.value, exist_ok=True)
-  stem = os.path.join(_OUT.value, f"circuit_{layer_b}_{unit}")
+  stem = os.path.join(out_dir, f"circuit_{layer_b}_{unit}")
   draw(stem + ".png",
        f"{layer_b}:{unit} and its strongest inputs in {layer_a} "
        f"(expanded weights, {kernels.shape[0]}×{kernels.shape[1]})",
@@ -157,4 +152,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -19,15 +19,12 @@ a 2-core CPU (see bench/RESULTS.md). The full model on a GPU:
 """
 
 import json
-import sys
 
-from absl import app
 from absl import flags
 
-from atlasjax import data as data_lib
+import cli
 from atlasjax import images as images_lib
 from atlasjax import microscope
-from atlasjax import models
 
 _DEFAULTS = microscope.MicroscopeConfig()
 
@@ -51,27 +48,24 @@ _IMAGES = flags.DEFINE_string("images", None,
 _LIMIT = flags.DEFINE_integer("limit", None, "Use only the first N photos.")
 _WORKDIR = flags.DEFINE_string("workdir", None,
                                "Work directory (default: workdir/microscope_<layers>).")
-_MODEL = flags.DEFINE_string("model", models.DEFAULT_MODEL, "Model name.")
-_DATA = flags.DEFINE_string("data", None, "Data root (default: $ATLASJAX_DATA).")
 
 
 def main(argv):
   del argv
-  model, params = models.load(_MODEL.value, data=_DATA.value)
+  model, params = cli.load_model()
   config = microscope.MicroscopeConfig(
-      layers=tuple(_LAYERS.value), size=_SIZE.value, steps=_STEPS.value,
-      chunk_size=_CHUNK.value, transforms=_TRANSFORMS.value,
+      layers=tuple(_LAYERS.value), size=cli.check_size(model, _SIZE.value, "--size"),
+      steps=_STEPS.value, chunk_size=_CHUNK.value, transforms=_TRANSFORMS.value,
       diversity=_DIVERSITY.value, examples=_EXAMPLES.value, links=_LINKS.value,
       seed=_SEED.value)
-  workdir = _WORKDIR.value or "workdir/microscope_" + "_".join(config.layers)
-  try:
-    folder = _IMAGES.value or data_lib.sample_dir(_DATA.value)
-    paths = images_lib.list_images(folder)
-    paths = paths[:_LIMIT.value] if _LIMIT.value else paths
-    summary = microscope.build(model, params, config, workdir, paths,
-                               image_root=folder)
-  except (microscope.MicroscopeError, FileNotFoundError) as e:
-    sys.exit(f"microscope: {e}")
+  microscope.site_layers(model, config.layers)   # bad --layers: one line, now
+  folder = cli.image_folder(_IMAGES.value)
+  paths = images_lib.list_images(folder)
+  paths = paths[:_LIMIT.value] if _LIMIT.value else paths
+  workdir = cli.output_dir(_WORKDIR.value or "workdir/microscope_"
+                           + "_".join(config.layers), "--workdir")
+  summary = microscope.build(model, params, config, workdir, paths,
+                             image_root=folder)
   print(json.dumps({"index": summary["index"],
                     "site_layers": summary["site_layers"],
                     "render_seconds": {l: round(s["seconds"], 1)
@@ -79,4 +73,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)
