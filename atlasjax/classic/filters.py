@@ -4,7 +4,7 @@ A first convolution's kernel ``[kh, kw, 3, N]`` (HWIO) becomes ``N`` tiles
 ``[kh, kw, 3]`` in [0, 1]. Caffe models (BVLC GoogLeNet) read BGR input, so
 their kernels' input channels are flipped to RGB for display.
 
-  tiles = filters.filter_tiles(params[filters.GOOGLENET_FIRST_CONV]["kernel"],
+  tiles = filters.filter_tiles(params["params"]["conv2d0"]["kernel"],
                                bgr=True, normalization="per_filter")
   sheet = filters.filter_grid(tiles, scale=8)     # 8×8 grid of 7×7 tiles
 """
@@ -15,7 +15,6 @@ import numpy as np
 
 from atlasjax import plotting
 
-GOOGLENET_FIRST_CONV = "conv1/7x7_s2"   # params key of GoogLeNet's conv2d0
 NORMALIZATIONS = ("per_filter", "global")
 DEFAULT_SCALE = 8                       # display pixels per weight
 _TILE_PAD = 1

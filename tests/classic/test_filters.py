@@ -35,7 +35,7 @@ def test_per_filter_vs_global_normalization():
 
 def test_googlenet_conv2d0_tiles(googlenet):
   _, params = googlenet
-  kernel = np.asarray(params[filters.GOOGLENET_FIRST_CONV]["kernel"])
+  kernel = np.asarray(params["params"]["conv2d0"]["kernel"])
   tiles = filters.filter_tiles(kernel, bgr=True)
   assert tiles.shape == (64, 7, 7, 3)
   k = kernel[..., 5]
