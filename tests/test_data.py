@@ -380,3 +380,42 @@ def test_fresh_machine_script_downloads_weights_and_photos(
   assert len(weights_server.requests) == 118
   assert sorted(photo_server.requests) == sorted(photo_files)
   assert "xla_bridge" not in out.stderr   # the TPU probe line is silenced
+
+
+def test_fresh_machine_main_job_builds_an_atlas(data_root, isolated, serve, tmp_path):
+  """The README's first line on an empty machine: experiments/atlas.py with
+  no $ATLASJAX_DATA downloads the weights and the pinned photos (from the
+  loopback 'internet') and builds the atlas, with no other step. Sizes are
+  shrunk by flags; the data path is the default one."""
+  import hashlib
+  import json
+  import os
+  import subprocess
+  import sys
+  local = data_root / GOOGLENET
+  files = {n: (local / n).read_bytes() for n in data_lib.googlenet_source().sha256}
+  photos = sorted((data_root / data_lib.SAMPLE_DIR).glob("*.jpg"))[::100]
+  photo_files = {p.name: p.read_bytes() for p in photos}
+  weights_server, photo_server = serve(files), serve(photo_files)
+  manifest = tmp_path / "photos.tsv"
+  manifest.write_text("file\tbytes\tsha256\n" + "".join(
+      f"{n}\t{len(b)}\t{hashlib.sha256(b).hexdigest()}\n"
+      for n, b in photo_files.items()))
+  env = {k: v for k, v in os.environ.items() if k != data_lib.ENV_VAR}
+  env.update({data_lib.WEIGHTS_URL_ENV: weights_server.url,
+              data_lib.PHOTOS_URL_ENV: photo_server.url,
+              data_lib.PHOTOS_MANIFEST_ENV: str(manifest),
+              "XDG_CACHE_HOME": str(isolated / "xdg"),
+              "PYTHONPATH": str(REPO)})
+  workdir = tmp_path / "work"
+  out = subprocess.run(
+      [sys.executable, str(REPO / "experiments/atlas.py"), f"--workdir={workdir}",
+       "--layers=mixed3b", "--grid_sizes=2", "--min_density=1", "--icon_size=64",
+       "--steps=4", "--chunk_size=4", "--crops_per_image=2", "--noviewer"],
+      capture_output=True, text=True, env=env, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  atlas = json.loads((workdir / "atlas.json").read_text())
+  assert atlas["model"] == "bvlc_googlenet" and atlas["layer"] == "mixed3b"
+  assert atlas["grids"][0]["cells"]
+  assert len(weights_server.requests) == 118
+  assert sorted(photo_server.requests) == sorted(photo_files)
