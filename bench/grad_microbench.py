@@ -1,20 +1,29 @@
 r"""The ceiling for any renderer schedule: a bare jitted gradient, by batch size.
 
   python bench/grad_microbench.py [--layer=mixed4a --side=140 --batch=1,4,8,32]
+  python bench/grad_microbench.py --batch=32 --variants=argument,constant --rounds=5
   XLA_FLAGS=--xla_cpu_experimental_xnn_fusion_type=... python bench/grad_microbench.py
 
 ``jax.jit(jax.grad(f))`` of one channel's mean at ``--layer`` with respect to
 a ``[batch, side, side, 3]`` input (140 px is what 128 px renders become
 after the standard transforms' padding). No parameterization, transforms or
-optimizer: it is the convolutions alone. Prints one JSON line per batch with
-GFLOP/s (XLA cost analysis) and the implied image-steps/s.
+optimizer: it is the convolutions alone. Prints one JSON line per batch and
+variant with GFLOP/s (XLA cost analysis) and the implied image-steps/s.
+
+Variants (timed in interleaved ``--rounds``, fastest of each, so that they see
+the same load): ``argument`` passes the weights as an argument (as the
+renderer does); ``constant`` closes over them, so XLA compiles them in as
+constants and may pre-arrange their layout at compile time.
 """
 
 import json
 import os
+import time
 
 from absl import app
 from absl import flags
+import jax
+import jax.numpy as jnp
 import grad_timing  # bench/ (this script's folder is on sys.path)
 import machine
 from atlasjax import models
@@ -22,7 +31,25 @@ from atlasjax import models
 _LAYER = flags.DEFINE_string("layer", "mixed4a", "Deepest layer.")
 _SIDE = flags.DEFINE_integer("side", 140, "Input side in px.")
 _BATCH = flags.DEFINE_list("batch", ["1", "4", "8", "32"], "Batch sizes.")
-_REPS = flags.DEFINE_integer("reps", 3, "Timed calls per batch size.")
+_REPS = flags.DEFINE_integer("reps", 3, "Timed calls per round.")
+_ROUNDS = flags.DEFINE_integer("rounds", 1, "Interleaved rounds (fastest kept).")
+_VARIANTS = flags.DEFINE_list("variants", ["argument"], "argument and/or constant.")
+
+
+def _compile(model, params, layer, b, side, variant):
+  if variant == "argument":
+    return grad_timing.compile_grad(model, params, layer, b, side)
+  if variant != "constant":
+    raise ValueError(f"unknown variant {variant!r}; use argument or constant")
+  x = jnp.full((b, side, side, 3), 0.5, jnp.float32)
+  f = jax.jit(jax.grad(
+      lambda x: model.apply(params, x, layers=(layer,))[layer][..., 0].mean()))
+  t = time.perf_counter()
+  compiled = f.lower(x).compile()
+  compile_s = time.perf_counter() - t
+  run = lambda: compiled(x).block_until_ready()
+  run()
+  return run, grad_timing.flops(compiled), compile_s
 
 
 def main(argv):
@@ -30,17 +57,24 @@ def main(argv):
   model, params = models.load()
   layer = _LAYER.value
   for b in (int(v) for v in _BATCH.value):
-    timing = grad_timing.time_grad(model, params, layer, b, _SIDE.value,
-                                   _REPS.value)
-    per_call = timing.seconds_per_call
-    print(json.dumps({
-        "bench": "grad_microbench", "layer": layer, "side": _SIDE.value,
-        "batch": b, "compile_s": round(timing.compile_s, 1),
-        "seconds_per_call": round(per_call, 4),
-        "gflops_per_sec": round(timing.gflops_per_sec, 1),
-        "image_steps_per_sec": round(b / per_call, 1),
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "machine": machine.describe()}), flush=True)
+    runs = {v: _compile(model, params, layer, b, _SIDE.value, v) for v in _VARIANTS.value}
+    best = {v: float("inf") for v in runs}
+    for _ in range(_ROUNDS.value):
+      for v, (run, _, _) in runs.items():
+        t = time.perf_counter()
+        for _ in range(_REPS.value):
+          run()
+        best[v] = min(best[v], (time.perf_counter() - t) / _REPS.value)
+    for v, (run, n_flops, compile_s) in runs.items():
+      print(json.dumps({
+          "bench": "grad_microbench", "layer": layer, "side": _SIDE.value,
+          "batch": b, "variant": v, "compile_s": round(compile_s, 1),
+          "seconds_per_call": round(best[v], 4),
+          "gflops_per_sec": round(n_flops / best[v] / 1e9, 1),
+          "image_steps_per_sec": round(b / best[v], 1),
+          "rounds": _ROUNDS.value,
+          "xla_flags": os.environ.get("XLA_FLAGS", ""),
+          "machine": machine.describe()}), flush=True)
 
 
 if __name__ == "__main__":

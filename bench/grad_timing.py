@@ -26,16 +26,24 @@ class GradTiming:
     return self.flops / self.seconds_per_call / 1e9
 
 
-def time_grad(model, params, layer, batch, side, reps) -> GradTiming:
-  """Times ``jit(grad)`` of one channel's mean at ``layer`` w.r.t. the input."""
+def compile_grad(model, params, layer, batch, side):
+  """``(run, flops, compile_s)``: ``run()`` computes ``jit(grad)`` of one
+  channel's mean at ``layer`` w.r.t. a ``[batch, side, side, 3]`` input."""
   x = jnp.full((batch, side, side, 3), 0.5, jnp.float32)
   f = jax.jit(jax.grad(
-      lambda x: model.apply(params, x, layers=(layer,))[layer][..., 0].mean()))
+      lambda x, p: model.apply(p, x, layers=(layer,))[layer][..., 0].mean()))
   t = time.perf_counter()
-  compiled = f.lower(x).compile()
+  compiled = f.lower(x, params).compile()
   compile_s = time.perf_counter() - t
-  compiled(x).block_until_ready()
+  run = lambda: compiled(x, params).block_until_ready()
+  run()
+  return run, flops(compiled), compile_s
+
+
+def time_grad(model, params, layer, batch, side, reps) -> GradTiming:
+  """Times ``jit(grad)`` of one channel's mean at ``layer`` w.r.t. the input."""
+  run, n_flops, compile_s = compile_grad(model, params, layer, batch, side)
   t = time.perf_counter()
   for _ in range(reps):
-    compiled(x).block_until_ready()
-  return GradTiming(flops(compiled), (time.perf_counter() - t) / reps, compile_s)
+    run()
+  return GradTiming(n_flops, (time.perf_counter() - t) / reps, compile_s)

@@ -8,7 +8,9 @@ Prints one JSON line per configuration:
   seconds, compile excluded), gflops_per_sec (XLA cost-analysis FLOPs of one
   optimisation step × steps / seconds), compile_s, microbench_gflops_per_sec
   (a bare ``jax.jit(jax.grad(...))`` of the same network on the same batch at the
-  transformed size), gflops_vs_microbench, loop_image_steps_per_sec (one
+  transformed size), gflops_vs_microbench, bare_grad_image_steps_per_sec and
+  vs_bare_grad (the renderer's image-steps/s over the bare gradient's, timed in
+  interleaved ``--rounds``, fastest of each), loop_image_steps_per_sec (one
   objective at a time, a jitted step per Python iteration, as Lucid and Lucent
   do), speedup_vs_loop, machine.
 """
@@ -35,9 +37,10 @@ _STEPS = flags.DEFINE_integer("steps", 64, "Steps per render.")
 _LAYER = flags.DEFINE_string("layer", "mixed4c", "Layer of the channel objectives.")
 _TRANSFORMS = flags.DEFINE_string("transforms", "standard", "Transforms preset.")
 _UNROLL = flags.DEFINE_integer("unroll", 1, "lax.scan unroll factor.")
-_LOOP_STEPS = flags.DEFINE_integer("loop_steps", 16, "Steps timed for the one-at-a-time loop.")
+_LOOP_STEPS = flags.DEFINE_integer("loop_steps", 16, "Steps timed for the one-at-a-time loop (0 = skip).")
 _CHUNK = flags.DEFINE_integer("chunk", 0, "Items per compiled chunk (0 = the whole batch).")
 _MICRO_REPS = flags.DEFINE_integer("micro_reps", 3, "Repetitions of the microbenchmark.")
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "Interleaved renderer / bare-gradient rounds.")
 _DATA = flags.DEFINE_string("data", None, "Data root (default: $ATLASJAX_DATA).")
 
 
@@ -92,15 +95,25 @@ def run(model, params, batch, size, steps, layer):
   compile_s = time.perf_counter() - t
   args = jnp.arange(batch)
   jax.block_until_ready(render.render(model, params, family, args, cfg, key).values)  # warm
-  t = time.perf_counter()
-  jax.block_until_ready(render.render(model, params, family, args + batch, cfg, key).values)
-  seconds = time.perf_counter() - t
+  side = transformed_side(renderer, size)
+  bare, bare_flops, _ = grad_timing.compile_grad(model, params, layer, batch, side)
+  # Interleaved rounds, fastest of each: on a shared machine the minimum is
+  # the figure least disturbed by other processes, and both sides see the
+  # same disturbances.
+  seconds, bare_s = float("inf"), float("inf")
+  for r in range(_ROUNDS.value):
+    t = time.perf_counter()
+    jax.block_until_ready(
+        render.render(model, params, family, args + (r + 1) * batch, cfg, key).values)
+    seconds = min(seconds, time.perf_counter() - t)
+    t = time.perf_counter()
+    for _ in range(_MICRO_REPS.value):
+      bare()
+    bare_s = min(bare_s, (time.perf_counter() - t) / _MICRO_REPS.value)
   flops = step_flops(renderer, rparams, ids, ids) * steps * (-(-batch // chunk))
-  micro = grad_timing.time_grad(model, params, layer, batch,
-                                transformed_side(renderer, size),
-                                _MICRO_REPS.value).gflops_per_sec
-  loop = loop_rate(render.build(model, family, dataclasses.replace(cfg, chunk_size=1)),
-                   params, _LOOP_STEPS.value)
+  micro = bare_flops / bare_s / 1e9
+  loop = (loop_rate(render.build(model, family, dataclasses.replace(cfg, chunk_size=1)),
+                    params, _LOOP_STEPS.value) if _LOOP_STEPS.value else float("nan"))
   rate = batch * steps / seconds
   gflops = flops / seconds / 1e9
   return {
@@ -111,6 +124,9 @@ def run(model, params, batch, size, steps, layer):
       "compile_s": round(compile_s, 1),
       "microbench_gflops_per_sec": round(micro, 2),
       "gflops_vs_microbench": round(gflops / micro, 3),
+      "bare_grad_image_steps_per_sec": round(batch / bare_s, 2),
+      "vs_bare_grad": round(rate / (batch / bare_s), 3),
+      "view_side": side, "transforms": _TRANSFORMS.value, "rounds": _ROUNDS.value,
       "loop_image_steps_per_sec": round(loop, 2),
       "speedup_vs_loop": round(rate / loop, 2),
       "unroll": _UNROLL.value, "chunk": chunk,

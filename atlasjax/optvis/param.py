@@ -189,13 +189,11 @@ def sum_params(parts: Sequence[ImageParam]) -> ImageParam:
 def decorrelate_color(t: jax.Array) -> jax.Array:
   """Maps decorrelated colour coordinates to RGB (last axis of size 3).
 
-  Written as three broadcast multiply-adds rather than a ``[..., 3] @ [3, 3]``
-  dot: XLA fuses them with the sigmoid that follows into one pass over the
-  image, where a contraction of length 3 would be a separate, memory-bound
-  dot on CPUs.
+  A ``[..., 3] @ [3, 3]`` dot. Three broadcast multiply-adds of last-axis
+  slices fuse better forwards but their gradient (pads of every slice) was
+  4× slower on XLA:CPU (bench/RESULTS.md, profile), so the dot stays.
   """
-  m = COLOR_CORRELATION_NORMALIZED
-  return sum(t[..., j:j + 1] * jnp.asarray(m[:, j]) for j in range(3))
+  return t @ jnp.asarray(COLOR_CORRELATION_NORMALIZED).T
 
 
 def constrain_l_inf(x: jax.Array) -> jax.Array:

@@ -202,7 +202,7 @@ def test_views_below_the_model_minimum_raise_a_clear_error(toy):
   atlas_cfg = BASE.__class__(**{**BASE.__dict__, "size": 32, "transforms": "atlas",
                                 "steps": 2})
   render.render(spy, params, _CHANNEL, args=jnp.arange(2), config=atlas_cfg, key=KEY)
-  assert (1, 20, 20, 3) in seen     # 32 px icons → 20 px full-frame views
+  assert (2, 20, 20, 3) in seen     # 2 items, 32 px icons → 20 px full-frame views
 
 
 def test_precision_modes(toy):
@@ -239,3 +239,20 @@ def test_accelerator_suite_tiny_runs_on_cpu(data_root):
   bf16 = [r for r in rows if r.get("precision") == "bfloat16"]
   assert bf16 and all(r.get("supported", True) or "bfloat16" in r["error"] for r in bf16)
   assert rows[-1]["workload"] == "summary"
+
+
+def test_one_network_call_equals_per_item_losses_and_gradients(toy):
+  model, params = toy
+  cfg = BASE.__class__(**{**BASE.__dict__, "size": 32, "transforms": "standard",
+                          "param": "fft", "redirect_relu_steps": 4, "images_per_item": 2})
+  make = lambda c: obj.channel("conv2", c) + obj.diversity("conv1")
+  r = render.build(model, make, cfg)
+  raw, _, args, keys = r.init(KEY, jnp.arange(3), jnp.arange(3))
+  for step in (0, 5):        # with and without ReLU redirection
+    per_item = jax.vmap(jax.value_and_grad(r._loss), in_axes=(0, 0, 0, None, None))(
+        raw, args, keys, jnp.int32(step), params)
+    batched = jax.value_and_grad(lambda x: r._losses(x, args, keys, jnp.int32(step),
+                                                     params).sum())(raw)
+    np.testing.assert_allclose(
+        r._losses(raw, args, keys, jnp.int32(step), params), per_item[0], rtol=1e-5)
+    np.testing.assert_allclose(batched[1], per_item[1], rtol=1e-4, atol=1e-7)
