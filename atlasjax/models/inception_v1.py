@@ -208,10 +208,13 @@ def local_response_norm(x, spec: LRNSpec):
 
 
 def to_model_input(images, convention: InputConvention):
-  x = images.astype(jnp.float32) * convention.scale
+  """RGB in [0, 1] → the spec's convention, in the images' own float dtype
+  (float32 normally; bfloat16 when the renderer runs the network in bf16)."""
+  dtype = images.dtype if jnp.issubdtype(images.dtype, jnp.floating) else jnp.float32
+  x = images.astype(dtype) * convention.scale
   if convention.bgr:
     x = x[..., ::-1]
-  return x - jnp.asarray(convention.mean, jnp.float32)
+  return x - jnp.asarray(convention.mean, dtype)
 
 
 # ----------------------------------------------------------------------------
