@@ -37,6 +37,7 @@ _STEPS = flags.DEFINE_integer("steps", 64, "Steps per render.")
 _LAYER = flags.DEFINE_string("layer", "mixed4c", "Layer of the channel objectives.")
 _TRANSFORMS = flags.DEFINE_string("transforms", "standard", "Transforms preset.")
 _UNROLL = flags.DEFINE_integer("unroll", 1, "lax.scan unroll factor.")
+_LOOP = flags.DEFINE_enum("loop", "scan", ["scan", "host"], "RenderConfig.loop.")
 _LOOP_STEPS = flags.DEFINE_integer("loop_steps", 16, "Steps timed for the one-at-a-time loop (0 = skip).")
 _CHUNK = flags.DEFINE_integer("chunk", 0, "Items per compiled chunk (0 = the whole batch).")
 _MICRO_REPS = flags.DEFINE_integer("micro_reps", 3, "Repetitions of the microbenchmark.")
@@ -84,7 +85,7 @@ def transformed_side(renderer, size) -> int:
 def run(model, params, batch, size, steps, layer):
   chunk = min(_CHUNK.value or batch, batch)
   cfg = render.RenderConfig(size=size, steps=steps, transforms=_TRANSFORMS.value,
-                            chunk_size=chunk, unroll=_UNROLL.value)
+                            chunk_size=chunk, unroll=_UNROLL.value, loop=_LOOP.value)
   family = ChannelFamily(layer)
   renderer = render.build(model, family, cfg)
   ids = jnp.arange(chunk, dtype=jnp.int32)
@@ -129,7 +130,7 @@ def run(model, params, batch, size, steps, layer):
       "view_side": side, "transforms": _TRANSFORMS.value, "rounds": _ROUNDS.value,
       "loop_image_steps_per_sec": round(loop, 2),
       "speedup_vs_loop": round(rate / loop, 2),
-      "unroll": _UNROLL.value, "chunk": chunk,
+      "unroll": _UNROLL.value, "loop": _LOOP.value, "chunk": chunk,
       "machine": machine.describe(),
   }
 

@@ -130,6 +130,10 @@ class RenderConfig:
       (bench/RESULTS.md); unrolling trades compile time for speed.
     precision: ``"float32"``, ``"tensorfloat32"`` or ``"bfloat16"`` (see
       the module docstring).
+    loop: ``"scan"`` (one program per chunk, steps in ``lax.scan``) or
+      ``"host"`` (a jitted, buffer-donating step per host iteration: no
+      device-side loop; on XLA:CPU a step inside the rolled scan measured
+      1.44× slower than the same step compiled alone, bench/RESULTS.md).
   """
 
   size: int = 128
@@ -146,6 +150,7 @@ class RenderConfig:
   progress_every: int = 0
   unroll: int = 1
   precision: str = "float32"
+  loop: str = "scan"
 
   def image_param(self) -> param_lib.ImageParam:
     return param_lib.image(self.size, self.images_per_item, self.param,
@@ -427,8 +432,6 @@ class Renderer:
 
   def _run(self, params, key, item_ids, args, chunk_index):
     cfg = self.config
-    n_att = cfg.attempts
-    m = item_ids.shape[0]
     raw, opt_state, args, loop_keys = self.init(key, item_ids, args)
 
     def step_fn(carry, step):
@@ -443,6 +446,13 @@ class Renderer:
 
     (raw, _), losses = jax.lax.scan(step_fn, (raw, opt_state),
                                     jnp.arange(cfg.steps), unroll=cfg.unroll)
+    return self._finish(params, raw, losses, args, item_ids)
+
+  def _finish(self, params, raw, losses, args, item_ids):
+    """Scores every attempt's final image and keeps each item's best."""
+    cfg = self.config
+    n_att = cfg.attempts
+    m = item_ids.shape[0]
     images = jax.vmap(self.param.to_rgb)(raw)
     values = jax.vmap(self._score, in_axes=(0, 0, None))(images, args, params)
     values = values.reshape(m, n_att)
@@ -460,7 +470,42 @@ class Renderer:
     return self.fn.lower(params, key, item_ids, args, jnp.int32(0))
 
   def run_chunk(self, params, key, item_ids, args, chunk_index=0):
+    if self.config.loop == "host":
+      return self._run_host(params, key, item_ids, args, chunk_index)
     return self.fn(params, key, item_ids, args, jnp.int32(chunk_index))
+
+  def _precise(self, fn):
+    """``fn`` traced under the configured matmul precision."""
+    precision = PRECISIONS[self.config.precision]
+    if precision is None:
+      return fn
+    def wrapped(*a):
+      with jax.default_matmul_precision(precision):
+        return fn(*a)
+    return wrapped
+
+  @functools.cached_property
+  def _host_fns(self):
+    step = lambda raw, opt, args, keys, step, params: self.step(
+        raw, opt, args, keys, step, params)
+    return (jax.jit(self.init),
+            # The image parameters and Adam's state are replaced every step:
+            # donating them lets XLA write the new ones in place.
+            jax.jit(self._precise(step), donate_argnums=(0, 1)),
+            jax.jit(self._precise(self._finish)))
+
+  def _run_host(self, params, key, item_ids, args, chunk_index):
+    """``loop="host"``: one jitted, buffer-donating step per host iteration."""
+    init, step, finish = self._host_fns
+    params = self.network_params(params)
+    raw, opt_state, args, keys = init(key, item_ids, args)
+    losses = []
+    for s in range(self.config.steps):
+      raw, opt_state, loss = step(raw, opt_state, args, keys, jnp.int32(s), params)
+      losses.append(loss)
+      if self.config.progress_every and (s + 1) % self.config.progress_every == 0:
+        self._report(chunk_index, s + 1, -jnp.mean(loss))
+    return finish(params, raw, jnp.stack(losses), args, item_ids)
 
 
 @functools.lru_cache(maxsize=64)
@@ -472,6 +517,8 @@ def build(model: base.Model, make: MakeObjective, config: RenderConfig,
   """The (cached) :class:`Renderer` for these static choices."""
   if config.attempts < 1 or config.steps < 1 or config.images_per_item < 1:
     raise ValueError(f"attempts, steps and images_per_item must be ≥ 1: {config}")
+  if config.loop not in ("scan", "host"):
+    raise RenderError(f"RenderConfig.loop must be 'scan' or 'host', got {config.loop!r}")
   if config.precision not in PRECISIONS:
     raise RenderError(f"RenderConfig.precision must be one of {tuple(PRECISIONS)}, "
                       f"got {config.precision!r}")

@@ -256,3 +256,19 @@ def test_one_network_call_equals_per_item_losses_and_gradients(toy):
     np.testing.assert_allclose(
         r._losses(raw, args, keys, jnp.int32(step), params), per_item[0], rtol=1e-5)
     np.testing.assert_allclose(batched[1], per_item[1], rtol=1e-4, atol=1e-7)
+
+
+def test_host_loop_matches_scan(toy):
+  model, params = toy
+  cfg = BASE.__class__(**{**BASE.__dict__, "attempts": 2, "steps": 6,
+                          "progress_every": 3, "redirect_relu_steps": 2})
+  seen = []
+  scan = render.render(model, params, _CHANNEL, args=jnp.arange(3), config=cfg, key=KEY,
+                       progress=lambda *a: None)
+  host = render.render(model, params, _CHANNEL, args=jnp.arange(3), key=KEY,
+                       config=dataclasses.replace(cfg, loop="host"),
+                       progress=lambda *a: seen.append(a[1]))
+  np.testing.assert_allclose(host.images, scan.images, atol=1e-4)
+  np.testing.assert_allclose(host.losses, scan.losses, rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(host.attempt_values, scan.attempt_values, rtol=1e-4)
+  assert seen == [3, 6]
