@@ -217,8 +217,12 @@ def main(argv):
                   cfg, render_flops, device)
       emit({"workload": "render128", "precision": precision,
             "size": render_cfg.size, "layer": render_layer, **r})
-    # The largest icon batch that fits: double until it does not.
-    largest, b = None, max(batches)
+    # The largest icon batch that fits: the batches above already ran; double
+    # from the largest of them until one does not.
+    fitted = [r["batch"] for r in rows if r.get("workload") == "icons"
+              and r.get("precision") == precision and "seconds" in r]
+    largest = max(fitted) if fitted else None
+    b = 2 * largest if largest else min(batches)
     while b <= max_batch and time.perf_counter() - start <= _BUDGET.value:
       try:
         measure(model, params, icon, directions(b),
