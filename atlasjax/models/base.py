@@ -82,7 +82,7 @@ class NotPerturbableError(ValueError):
 EARLY_LAYER_MAX_STRIDE = 8
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Model:
   """A vision model as data: a pure ``apply`` and its layer metadata.
 
@@ -103,7 +103,8 @@ class Model:
       classifier (CAM reads it); ``None`` if the model has no such head.
     classifier: path of the linear head's ``{"kernel", "bias"}`` in params.
     key: what identifies the computation for compile caches (``apply`` is
-      excluded from equality); defaults to ``apply`` itself.
+      excluded from equality when a key is given); ``None`` means ``apply``
+      itself.
   """
 
   name: str
@@ -119,9 +120,20 @@ class Model:
   classifier: tuple[str, ...] | None = None
   key: Hashable = None
 
+  def _identity(self) -> tuple:
+    # ``key`` if given, else ``apply`` itself: so ``dataclasses.replace(model,
+    # apply=...)`` on a hand-built model is a different model for the caches.
+    fields = tuple(getattr(self, f.name) for f in dataclasses.fields(self)
+                   if f.name not in ("apply", "key"))
+    return fields + (self.key if self.key is not None else ("apply", self.apply),)
+
+  def __eq__(self, other) -> bool:
+    return isinstance(other, Model) and self._identity() == other._identity()
+
+  def __hash__(self) -> int:
+    return hash(self._identity())
+
   def __post_init__(self):
-    if self.key is None:
-      object.__setattr__(self, "key", ("apply", self.apply))
     names = set(self.layer_names)
     for layer, twin in self.relu_twins:
       if layer not in names or twin not in names:

@@ -237,7 +237,8 @@ def _view_side(transform, image_shape) -> int:
 
 def check_input_size(model: base.Model, config: "RenderConfig",
                      image_param: param_lib.ImageParam,
-                     transform: transform_lib.Transform) -> None:
+                     transform: transform_lib.Transform,
+                     custom_transform: bool = False) -> None:
   """Raises :class:`RenderError` when the network would see fewer pixels
   per side than ``model.min_size`` (transformed, or for the final score)."""
   shape = param_lib.output_shape(image_param)[1:]
@@ -245,15 +246,22 @@ def check_input_size(model: base.Model, config: "RenderConfig",
   scored = min(shape[:2])
   if side >= model.min_size and scored >= model.min_size:
     return
+  problem = (f"render: {model.name} needs inputs of at least {model.min_size} px "
+             f"per side, but ")
+  if custom_transform:
+    raise RenderError(problem + f"the given transforms turn {shape[0]}×{shape[1]} px "
+                      f"images into {side} px views; render larger images or use "
+                      "transforms that keep more pixels.")
+  # Presets are built for one size: rebuild them for each candidate size.
   needed = shape[0]
-  while needed < 16 * max(model.min_size, 1) and min(
-      _view_side(transform, (needed, needed) + shape[2:]), needed) < model.min_size:
+  while needed < 16 * max(model.min_size, 1) and min(_view_side(
+      transform_lib.preset(config.transforms, needed, alpha=config.alpha),
+      (needed, needed) + shape[2:]), needed) < model.min_size:
     needed += 1
   raise RenderError(
-      f"render: {model.name} needs inputs of at least {model.min_size} px per side, "
-      f"but {config.transforms!r} transforms turn {shape[0]}×{shape[1]} px images "
-      f"into {side} px views; render at size={needed} or more (RenderConfig.size) "
-      "or use transforms that keep more pixels.")
+      problem + f"{config.transforms!r} transforms turn {shape[0]}×{shape[1]} px "
+      f"images into {side} px views; render at size={needed} or more "
+      "(RenderConfig.size) or use transforms that keep more pixels.")
 
 
 def _drop_alpha(images: jax.Array) -> jax.Array:
@@ -523,8 +531,9 @@ def build(model: base.Model, make: MakeObjective, config: RenderConfig,
     raise RenderError(f"RenderConfig.precision must be one of {tuple(PRECISIONS)}, "
                       f"got {config.precision!r}")
   image_param = image_param if image_param is not None else config.image_param()
+  custom_transform = transform is not None
   transform = transform if transform is not None else config.transform()
-  check_input_size(model, config, image_param, transform)
+  check_input_size(model, config, image_param, transform, custom_transform)
   return Renderer(
       model, make, config, image_param, transform,
       optimizer if optimizer is not None else optax.adam(config.lr),

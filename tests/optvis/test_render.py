@@ -195,6 +195,13 @@ def test_views_below_the_model_minimum_raise_a_clear_error(toy):
   cfg = BASE.__class__(**{**BASE.__dict__, "size": 24})
   with pytest.raises(render.RenderError, match=r"at least 30 px.*size=30"):
     render.render(strict, params, _CHANNEL, args=jnp.arange(2), config=cfg, key=KEY)
+  # A preset is rebuilt for each candidate size: 48 px atlas icons give 30 px
+  # views (5/8, rounded), so 49 px is the smallest that reaches a 31 px minimum.
+  strict31 = dataclasses.replace(model, min_size=31)
+  small_atlas = BASE.__class__(**{**BASE.__dict__, "size": 48, "transforms": "atlas"})
+  with pytest.raises(render.RenderError, match=r"into 30 px views; render at size=49 or"):
+    render.render(strict31, params, _CHANNEL, args=jnp.arange(2), config=small_atlas,
+                  key=KEY)
   # No grey padding any more: the network sees the transformed view itself.
   seen = []
   spy = dataclasses.replace(model, apply=lambda p, x, **kw: (
