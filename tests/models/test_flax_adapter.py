@@ -194,9 +194,10 @@ def test_render_a_channel_ascends(build):
   assert (losses[:, -1] < losses[:, 0]).all()   # the channel mean went up
 
 
-def test_linen_model_builds_an_atlas(sample_dir, tmp_path):
+@pytest.mark.parametrize("build", [_linen, _nnx], ids=["linen", "nnx"])
+def test_flax_model_builds_an_atlas(build, sample_dir, tmp_path):
   """from_flax → collect (with attributions) → layout → grid → icons, no table."""
-  model, params = _linen()
+  model, params = build()
   images = tmp_path / "photos"
   images.mkdir()
   for path in sorted(sample_dir.glob("*.jpg"))[::80][:10]:
