@@ -347,18 +347,15 @@ def test_offline_error_is_one_line_naming_the_fixes(isolated, serve):
   assert str(data_lib.cache_dir() / data_lib.PHOTOS_DIR) in message
 
 
-def test_fresh_machine_script_downloads_weights_and_photos(
-    data_root, isolated, serve, tmp_path):
-  """experiments/evaluate.py with an empty cache and no $ATLASJAX_DATA: the
-  weights and a pinned photo set come from the (loopback) internet."""
+def _fresh_machine(data_root, isolated, serve, tmp_path, every):
+  """Loopback 'internet' serving the weights and every ``every``-th sample
+  photo under a pinned manifest; the environment of a machine without
+  $ATLASJAX_DATA and with an empty cache. Returns (env, servers, photos)."""
   import hashlib
-  import json
   import os
-  import subprocess
-  import sys
   local = data_root / GOOGLENET
   files = {n: (local / n).read_bytes() for n in data_lib.googlenet_source().sha256}
-  photos = sorted((data_root / data_lib.SAMPLE_DIR).glob("*.jpg"))[::50]
+  photos = sorted((data_root / data_lib.SAMPLE_DIR).glob("*.jpg"))[::every]
   photo_files = {p.name: p.read_bytes() for p in photos}
   weights_server, photo_server = serve(files), serve(photo_files)
   manifest = tmp_path / "photos.tsv"
@@ -371,6 +368,18 @@ def test_fresh_machine_script_downloads_weights_and_photos(
               data_lib.PHOTOS_MANIFEST_ENV: str(manifest),
               "XDG_CACHE_HOME": str(isolated / "xdg"),
               "PYTHONPATH": str(REPO)})
+  return env, weights_server, photo_server, photo_files
+
+
+def test_fresh_machine_script_downloads_weights_and_photos(
+    data_root, isolated, serve, tmp_path):
+  """experiments/evaluate.py with an empty cache and no $ATLASJAX_DATA: the
+  weights and a pinned photo set come from the (loopback) internet."""
+  import json
+  import subprocess
+  import sys
+  env, weights_server, photo_server, photo_files = _fresh_machine(
+      data_root, isolated, serve, tmp_path, every=50)
   out = subprocess.run([sys.executable, str(REPO / "experiments/evaluate.py")],
                        capture_output=True, text=True, env=env, timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]
@@ -387,26 +396,11 @@ def test_fresh_machine_main_job_builds_an_atlas(data_root, isolated, serve, tmp_
   no $ATLASJAX_DATA downloads the weights and the pinned photos (from the
   loopback 'internet') and builds the atlas, with no other step. Sizes are
   shrunk by flags; the data path is the default one."""
-  import hashlib
   import json
-  import os
   import subprocess
   import sys
-  local = data_root / GOOGLENET
-  files = {n: (local / n).read_bytes() for n in data_lib.googlenet_source().sha256}
-  photos = sorted((data_root / data_lib.SAMPLE_DIR).glob("*.jpg"))[::100]
-  photo_files = {p.name: p.read_bytes() for p in photos}
-  weights_server, photo_server = serve(files), serve(photo_files)
-  manifest = tmp_path / "photos.tsv"
-  manifest.write_text("file\tbytes\tsha256\n" + "".join(
-      f"{n}\t{len(b)}\t{hashlib.sha256(b).hexdigest()}\n"
-      for n, b in photo_files.items()))
-  env = {k: v for k, v in os.environ.items() if k != data_lib.ENV_VAR}
-  env.update({data_lib.WEIGHTS_URL_ENV: weights_server.url,
-              data_lib.PHOTOS_URL_ENV: photo_server.url,
-              data_lib.PHOTOS_MANIFEST_ENV: str(manifest),
-              "XDG_CACHE_HOME": str(isolated / "xdg"),
-              "PYTHONPATH": str(REPO)})
+  env, weights_server, photo_server, photo_files = _fresh_machine(
+      data_root, isolated, serve, tmp_path, every=100)
   workdir = tmp_path / "work"
   out = subprocess.run(
       [sys.executable, str(REPO / "experiments/atlas.py"), f"--workdir={workdir}",
