@@ -24,23 +24,55 @@ from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
+import numpy as np
 import grad_timing  # bench/ (this script's folder is on sys.path)
 import machine
+from atlasjax import data as data_lib
 from atlasjax import models
+from atlasjax.models import weights
 
 _LAYER = flags.DEFINE_string("layer", "mixed4a", "Deepest layer.")
 _SIDE = flags.DEFINE_integer("side", 140, "Input side in px.")
 _BATCH = flags.DEFINE_list("batch", ["1", "4", "8", "32"], "Batch sizes.")
 _REPS = flags.DEFINE_integer("reps", 3, "Timed calls per round.")
 _ROUNDS = flags.DEFINE_integer("rounds", 1, "Interleaved rounds (fastest kept).")
-_VARIANTS = flags.DEFINE_list("variants", ["argument"], "argument and/or constant.")
+_VARIANTS = flags.DEFINE_list("variants", ["argument"],
+                              "argument, constant and/or torch.")
+# The PyTorch gradient must match JAX's this closely (relative max error)
+# before it is timed: the same network, not merely the same shapes.
+TORCH_GRAD_RTOL = 1e-3
+
+
+def _torch_grad(model, params, layer, b, side):
+  """``(run, flops, compile_s)`` of the same gradient in PyTorch (dev-only)."""
+  import torch  # pylint: disable=g-import-not-at-top  (dev-only peer)
+  from torch_googlenet import GoogLeNet  # pylint: disable=g-import-not-at-top
+  torch.set_num_threads(os.cpu_count())
+  net = GoogLeNet(weights.load_raw(data_lib.googlenet_dir(None)))
+  x_np = np.random.default_rng(0).uniform(size=(b, side, side, 3)).astype(np.float32)
+
+  def grad(x_np):
+    x = torch.from_numpy(x_np).requires_grad_(True)
+    net(x, stop=layer)[:, 0].mean().backward()    # NCHW: channel 0
+    return x.grad
+
+  ours = np.asarray(jax.grad(lambda x: model.apply(params, x, layers=(layer,))[layer]
+                             [..., 0].mean())(jnp.asarray(x_np)))
+  theirs = grad(x_np).numpy()
+  err = float(np.abs(ours - theirs).max() / np.abs(ours).max())
+  if err > TORCH_GRAD_RTOL:
+    raise SystemExit(f"grad_microbench: the PyTorch gradient differs from JAX's "
+                     f"by {err:.2e} (relative max); not timing a different network")
+  return lambda: grad(x_np), 0.0, 0.0
 
 
 def _compile(model, params, layer, b, side, variant):
+  if variant == "torch":
+    return _torch_grad(model, params, layer, b, side)
   if variant == "argument":
     return grad_timing.compile_grad(model, params, layer, b, side)
   if variant != "constant":
-    raise ValueError(f"unknown variant {variant!r}; use argument or constant")
+    raise ValueError(f"unknown variant {variant!r}; use argument, constant or torch")
   x = jnp.full((b, side, side, 3), 0.5, jnp.float32)
   f = jax.jit(jax.grad(
       lambda x: model.apply(params, x, layers=(layer,))[layer][..., 0].mean()))
@@ -65,7 +97,13 @@ def main(argv):
         for _ in range(_REPS.value):
           run()
         best[v] = min(best[v], (time.perf_counter() - t) / _REPS.value)
+    # PyTorch reports no FLOP count: use XLA's for the same gradient.
+    xla_flops = max(f for _, f, _ in runs.values()) or grad_timing.flops(
+        jax.jit(jax.grad(lambda x, p: model.apply(p, x, layers=(layer,))[layer]
+                         [..., 0].mean())).lower(
+            jnp.zeros((b, _SIDE.value, _SIDE.value, 3)), params).compile())
     for v, (run, n_flops, compile_s) in runs.items():
+      n_flops = n_flops or xla_flops
       print(json.dumps({
           "bench": "grad_microbench", "layer": layer, "side": _SIDE.value,
           "batch": b, "variant": v, "compile_s": round(compile_s, 1),

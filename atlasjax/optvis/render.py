@@ -4,7 +4,10 @@
 the same *family* — ``make(arg)`` builds item ``i``'s :class:`Objective` from
 ``arg = tree_map(lambda x: x[i], args)`` — as one XLA program:
 
-* ``lax.scan`` over the optimisation steps, inside ``jit``;
+* ``lax.scan`` over the optimisation steps, inside ``jit``; on CPU devices
+  the step's convolutions are put in XLA:CPU's canonical layout first
+  (:mod:`atlasjax.conv_layout`: inside a loop XLA leaves the gradient's
+  convolutions on a slow generic path);
 * ``vmap`` over items (and over ``config.attempts`` restarts per item); the
   network therefore sees one large batch per step;
 * Adam from optax (``config.lr``, Lucid's 0.05 by default);
@@ -73,6 +76,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from atlasjax import conv_layout
 from atlasjax import display
 from atlasjax.models import base
 from atlasjax.optvis import family as family_lib
@@ -125,15 +129,14 @@ class RenderConfig:
       objective's activations; > 1 for diversity or interpolation).
     redirect_relu_steps: steps with ReLU gradient redirection (0 = off).
     progress_every: report progress every this many steps (0 = never).
-    unroll: ``lax.scan`` unroll factor. On XLA:CPU a rolled loop body ran
-      ~1.3–1.6× slower per step than straight-line code in our measurements
-      (bench/RESULTS.md); unrolling trades compile time for speed.
+    unroll: ``lax.scan`` unroll factor (compile time for dispatch; 1 is as
+      fast as any on CPU and GPU in bench/RESULTS.md).
     precision: ``"float32"``, ``"tensorfloat32"`` or ``"bfloat16"`` (see
       the module docstring).
     loop: ``"scan"`` (one program per chunk, steps in ``lax.scan``) or
       ``"host"`` (a jitted, buffer-donating step per host iteration: no
-      device-side loop; on XLA:CPU a step inside the rolled scan measured
-      1.44× slower than the same step compiled alone, bench/RESULTS.md).
+      device-side loop, e.g. to inspect state between steps). Both run the
+      same step program; ``"scan"`` is the faster on every backend measured.
   """
 
   size: int = 128
@@ -308,6 +311,9 @@ class Renderer:
     self.devices = devices
     self.mesh = Mesh(np.asarray(devices), (_BATCH_AXIS,)) if len(devices) > 1 else None
     self.progress: Callable[[int, int, float], None] = _print_progress
+    # XLA:CPU canonicalises convolution layouts only outside loops; the
+    # rewrite does it for the loop body too (1.4× per GoogLeNet step).
+    self._loop_step = conv_layout.loop_body(self.step, devices[0].platform)
     self.fn = jax.jit(self._run_with_precision)
 
   # -- sharding helpers ------------------------------------------------------
@@ -443,7 +449,7 @@ class Renderer:
     raw, opt_state, args, loop_keys = self.init(key, item_ids, args)
 
     def step_fn(carry, step):
-      raw, opt_state, loss = self.step(*carry, args, loop_keys, step, params)
+      raw, opt_state, loss = self._loop_step(*carry, args, loop_keys, step, params)
       if cfg.progress_every > 0:
         jax.lax.cond(
             (step + 1) % cfg.progress_every == 0,
@@ -494,7 +500,7 @@ class Renderer:
 
   @functools.cached_property
   def _host_fns(self):
-    step = lambda raw, opt, args, keys, step, params: self.step(
+    step = lambda raw, opt, args, keys, step, params: self._loop_step(
         raw, opt, args, keys, step, params)
     return (jax.jit(self.init),
             # The image parameters and Adam's state are replaced every step:

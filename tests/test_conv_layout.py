@@ -1,0 +1,131 @@
+"""Convolutions rewritten into XLA:CPU's canonical layout (atlasjax.conv_layout)."""
+
+import re
+
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from atlasjax import conv_layout
+from atlasjax.optvis import objectives as obj
+from atlasjax.optvis import render
+import toy_model
+
+# dim_labels of every convolution in XLA's optimised HLO, e.g. "b01f_01io->b01f".
+_DIM_LABELS = re.compile(r"convolution\(.*?dim_labels=([a-z0-9]+_[a-z0-9]+->[a-z0-9]+)")
+CANONICAL_2D = "b01f_01io->b01f"
+
+
+def _conv_labels(compiled) -> list[str]:
+  return _DIM_LABELS.findall(compiled.as_text())
+
+
+def _jaxpr_convs(fn, *args):
+  found = []
+
+  def walk(jaxpr):
+    for eqn in jaxpr.eqns:
+      if eqn.primitive.name == "conv_general_dilated":
+        found.append(eqn.params["dimension_numbers"])
+      for v in eqn.params.values():
+        if isinstance(v, jax.extend.core.ClosedJaxpr):
+          walk(v.jaxpr)
+  walk(jax.make_jaxpr(fn)(*args).jaxpr)
+  return found
+
+
+CASES = [
+    # (lhs layout, rhs layout, out layout, strides, padding, lhs dil., rhs dil., groups)
+    ("NCHW", "OIHW", "NCHW", (1, 1), "SAME", (1, 1), (1, 1), 1),
+    ("NHWC", "HWIO", "NCHW", (2, 1), ((1, 2), (0, 1)), (1, 1), (2, 1), 1),
+    ("NHWC", "OHWI", "NHWC", (1, 2), ((0, 0), (1, 0)), (2, 1), (1, 1), 2),
+    ("NCHW", "HWOI", "NHWC", (2, 2), "SAME", (1, 1), (1, 2), 4),   # grouped / depthwise-like
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_rewritten_convolution_equals_the_original_and_is_canonical(case):
+  lhs_l, rhs_l, out_l, strides, padding, lhs_dil, rhs_dil, groups = case
+  k = jax.random.split(jax.random.PRNGKey(0))
+  c_in, c_out = 4, 8
+  lhs_shape = {"N": 2, "H": 9, "W": 7, "C": c_in}
+  rhs_shape = {"H": 3, "W": 2, "I": c_in // groups, "O": c_out}
+  x = jax.random.normal(k[0], [lhs_shape[d] for d in lhs_l])
+  w = jax.random.normal(k[1], [rhs_shape[d] for d in rhs_l])
+
+  def f(x, w):
+    return lax.conv_general_dilated(
+        x, w, strides, padding, lhs_dilation=lhs_dil, rhs_dilation=rhs_dil,
+        dimension_numbers=(lhs_l, rhs_l, out_l), feature_group_count=groups)
+
+  g = conv_layout.canonical_convolutions(f)
+  np.testing.assert_allclose(g(x, w), f(x, w), rtol=1e-5, atol=1e-5)
+  assert g(x, w).shape == f(x, w).shape
+  assert all(conv_layout.is_canonical(dn) for dn in _jaxpr_convs(g, x, w))
+  assert not conv_layout.is_canonical(_jaxpr_convs(f, x, w)[0])
+
+
+def test_input_gradient_inside_a_scan_is_canonical_and_unchanged():
+  """The case XLA:CPU misses: a convolution's input gradient in a loop body."""
+  model, params = toy_model.TOY_MODEL, toy_model.toy_params()
+  x0 = jax.random.uniform(jax.random.PRNGKey(1), (3, 16, 16, 3))
+
+  def step(x, _):
+    g = jax.grad(lambda x: model.apply(params, x, layers=("conv2",))["conv2"].sum())(x)
+    return x + 0.1 * g, None
+
+  def run(body):
+    return jax.jit(lambda x: lax.scan(body, x, jnp.arange(3))[0])
+
+  plain, fixed = run(step), run(conv_layout.canonical_convolutions(step))
+  # JAX's transpose rule swaps the kernel's feature dims ("01oi"); without the
+  # rewrite they reach XLA inside the while body as they are.
+  assert any(l != CANONICAL_2D for l in _conv_labels(plain.lower(x0).compile()))
+  labels = _conv_labels(fixed.lower(x0).compile())
+  assert labels and set(labels) == {CANONICAL_2D}
+  np.testing.assert_allclose(fixed(x0), plain(x0), rtol=1e-5, atol=1e-6)
+
+
+def test_rewrite_reaches_convolutions_inside_nested_jit():
+  w = jnp.ones((3, 3, 2, 5))
+
+  @jax.jit
+  def inner(x):
+    return lax.conv_general_dilated(x, w, (1, 1), "SAME",
+                                    dimension_numbers=("NCHW", "HWIO", "NHWC"))
+
+  f = lambda x: inner(x) * 2.0
+  x = jnp.arange(2 * 2 * 6 * 6, dtype=jnp.float32).reshape(2, 2, 6, 6)
+  g = conv_layout.canonical_convolutions(f)
+  np.testing.assert_allclose(g(x), f(x), rtol=1e-6)
+  assert all(conv_layout.is_canonical(dn) for dn in _jaxpr_convs(g, x))
+
+
+def test_pytrees_in_and_out():
+  f = lambda a, b: {"s": a["x"] + b, "t": (a["y"] * 2, None)}
+  g = conv_layout.canonical_convolutions(f)
+  out = g({"x": jnp.ones(2), "y": jnp.zeros(3)}, 1.0)
+  assert jax.tree_util.tree_structure(out) == jax.tree_util.tree_structure(
+      f({"x": jnp.ones(2), "y": jnp.zeros(3)}, 1.0))
+  np.testing.assert_array_equal(out["s"], [2.0, 2.0])
+
+
+def test_loop_body_only_rewrites_on_cpu():
+  f = lambda x: x
+  assert conv_layout.loop_body(f, "gpu") is f
+  assert conv_layout.loop_body(f, "tpu") is f
+  assert conv_layout.loop_body(f, "cpu") is not f
+
+
+def test_renderer_program_has_only_canonical_convolutions_on_cpu():
+  """The whole render program (steps in lax.scan), as compiled by XLA:CPU."""
+  model, params = toy_model.TOY_MODEL, toy_model.toy_params()
+  cfg = render.RenderConfig(size=16, steps=2, param="pixel", transforms="none",
+                            redirect_relu_steps=0, chunk_size=2)
+  renderer = render.build(model, lambda c: obj.channel("conv2", c), cfg)
+  ids = jnp.arange(2, dtype=jnp.int32)
+  compiled = renderer.lower(params, jax.random.PRNGKey(0), ids, ids).compile()
+  labels = _conv_labels(compiled)
+  assert labels and set(labels) == {CANONICAL_2D}
