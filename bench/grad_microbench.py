@@ -29,6 +29,7 @@ import grad_timing  # bench/ (this script's folder is on sys.path)
 import machine
 from atlasjax import data as data_lib
 from atlasjax import models
+from atlasjax import xla_cpu
 from atlasjax.models import weights
 
 _LAYER = flags.DEFINE_string("layer", "mixed4a", "Deepest layer.")
@@ -37,7 +38,7 @@ _BATCH = flags.DEFINE_list("batch", ["1", "4", "8", "32"], "Batch sizes.")
 _REPS = flags.DEFINE_integer("reps", 3, "Timed calls per round.")
 _ROUNDS = flags.DEFINE_integer("rounds", 1, "Interleaved rounds (fastest kept).")
 _VARIANTS = flags.DEFINE_list("variants", ["argument"],
-                              "argument, constant and/or torch.")
+                              "argument, constant, rewritten and/or torch.")
 # The PyTorch gradient must match JAX's this closely (relative max error)
 # before it is timed: the same network, not merely the same shapes.
 TORCH_GRAD_RTOL = 1e-3
@@ -71,8 +72,11 @@ def _compile(model, params, layer, b, side, variant):
     return _torch_grad(model, params, layer, b, side)
   if variant == "argument":
     return grad_timing.compile_grad(model, params, layer, b, side)
+  if variant == "rewritten":
+    return grad_timing.compile_grad(model, params, layer, b, side,
+                                    wrap=xla_cpu.rewrite)
   if variant != "constant":
-    raise ValueError(f"unknown variant {variant!r}; use argument, constant or torch")
+    raise ValueError(f"unknown variant {variant!r}; use argument, constant, rewritten or torch")
   x = jnp.full((b, side, side, 3), 0.5, jnp.float32)
   f = jax.jit(jax.grad(
       lambda x: model.apply(params, x, layers=(layer,))[layer][..., 0].mean()))

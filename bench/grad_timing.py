@@ -26,12 +26,13 @@ class GradTiming:
     return self.flops / self.seconds_per_call / 1e9
 
 
-def compile_grad(model, params, layer, batch, side):
+def compile_grad(model, params, layer, batch, side, wrap=lambda f: f):
   """``(run, flops, compile_s)``: ``run()`` computes ``jit(grad)`` of one
-  channel's mean at ``layer`` w.r.t. a ``[batch, side, side, 3]`` input."""
+  channel's mean at ``layer`` w.r.t. a ``[batch, side, side, 3]`` input
+  (``jit(wrap(grad))``: e.g. ``wrap=atlasjax.xla_cpu.rewrite``)."""
   x = jnp.full((batch, side, side, 3), 0.5, jnp.float32)
-  f = jax.jit(jax.grad(
-      lambda x, p: model.apply(p, x, layers=(layer,))[layer][..., 0].mean()))
+  f = jax.jit(wrap(jax.grad(
+      lambda x, p: model.apply(p, x, layers=(layer,))[layer][..., 0].mean())))
   t = time.perf_counter()
   compiled = f.lower(x, params).compile()
   compile_s = time.perf_counter() - t

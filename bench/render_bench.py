@@ -10,7 +10,10 @@ Prints one JSON line per configuration:
   (a bare ``jax.jit(jax.grad(...))`` of the same network on the same batch at the
   transformed size), gflops_vs_microbench, bare_grad_image_steps_per_sec and
   vs_bare_grad (the renderer's image-steps/s over the bare gradient's, timed in
-  interleaved ``--rounds``, fastest of each), loop_image_steps_per_sec (one
+  interleaved ``--rounds``, fastest of each), rewritten_bare_grad_image_steps_per_sec
+  and vs_rewritten_bare_grad (the same bare gradient through
+  ``atlasjax.xla_cpu.rewrite``, as the renderer's CPU step runs it: the
+  renderer's own gradient without the rendering around it), loop_image_steps_per_sec (one
   objective at a time, a jitted step per Python iteration, as Lucid and Lucent
   do), speedup_vs_loop, machine.
 """
@@ -28,6 +31,7 @@ import numpy as np
 import grad_timing  # bench/ (this script's folder is on sys.path)
 import machine
 from atlasjax import models
+from atlasjax import xla_cpu
 from atlasjax.optvis import objectives
 from atlasjax.optvis import render
 
@@ -98,10 +102,12 @@ def run(model, params, batch, size, steps, layer):
   jax.block_until_ready(render.render(model, params, family, args, cfg, key).values)  # warm
   side = transformed_side(renderer, size)
   bare, bare_flops, _ = grad_timing.compile_grad(model, params, layer, batch, side)
+  rewritten, _, _ = grad_timing.compile_grad(model, params, layer, batch, side,
+                                             wrap=xla_cpu.rewrite)
   # Interleaved rounds, fastest of each: on a shared machine the minimum is
   # the figure least disturbed by other processes, and both sides see the
   # same disturbances.
-  seconds, bare_s = float("inf"), float("inf")
+  seconds, bare_s, rewritten_s = float("inf"), float("inf"), float("inf")
   for r in range(_ROUNDS.value):
     t = time.perf_counter()
     jax.block_until_ready(
@@ -111,6 +117,10 @@ def run(model, params, batch, size, steps, layer):
     for _ in range(_MICRO_REPS.value):
       bare()
     bare_s = min(bare_s, (time.perf_counter() - t) / _MICRO_REPS.value)
+    t = time.perf_counter()
+    for _ in range(_MICRO_REPS.value):
+      rewritten()
+    rewritten_s = min(rewritten_s, (time.perf_counter() - t) / _MICRO_REPS.value)
   flops = step_flops(renderer, rparams, ids, ids) * steps * (-(-batch // chunk))
   micro = bare_flops / bare_s / 1e9
   loop = (loop_rate(render.build(model, family, dataclasses.replace(cfg, chunk_size=1)),
@@ -127,6 +137,8 @@ def run(model, params, batch, size, steps, layer):
       "gflops_vs_microbench": round(gflops / micro, 3),
       "bare_grad_image_steps_per_sec": round(batch / bare_s, 2),
       "vs_bare_grad": round(rate / (batch / bare_s), 3),
+      "rewritten_bare_grad_image_steps_per_sec": round(batch / rewritten_s, 2),
+      "vs_rewritten_bare_grad": round(rate / (batch / rewritten_s), 3),
       "view_side": side, "transforms": _TRANSFORMS.value, "rounds": _ROUNDS.value,
       "loop_image_steps_per_sec": round(loop, 2),
       "speedup_vs_loop": round(rate / loop, 2),

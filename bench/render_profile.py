@@ -24,6 +24,14 @@ the least disturbed by other processes on a shared machine:
 the cuts (e.g. transforms into the first convolution), positive for what no
 piece covers (key splitting, the loss bookkeeping). Prints one JSON line per
 piece and a Markdown table. XLA's cost-analysis FLOPs are given per piece.
+
+Second table, **XLA's own profile of the renderer's real program** (the
+chunk program as ``render`` runs it: steps in ``lax.scan``, on CPU after
+``atlasjax.xla_cpu.rewrite``), ``--trace_steps`` steps under
+``jax.profiler.trace`` (``bench/xla_ops.py``): every HLO instruction's time,
+grouped by the renderer's named scopes in its metadata (parameterization,
+transforms, network, objective, optimizer; ``transpose(...)`` in the name
+stack = backward), per step; "outside the loop" is init and final scoring.
 """
 
 import dataclasses
@@ -42,6 +50,7 @@ import optax
 sys.path.insert(0, os.path.dirname(__file__))
 import grad_timing  # pylint: disable=g-import-not-at-top
 import machine
+import xla_ops
 from atlasjax import models
 from atlasjax.optvis import objectives
 from atlasjax.optvis import render
@@ -53,6 +62,7 @@ _BATCH = flags.DEFINE_integer("batch", 32, "Images per step.")
 _SIZE = flags.DEFINE_integer("size", 0, "Image side (0: 128 default, 80 atlas).")
 _LAYER = flags.DEFINE_string("layer", "", "Layer (default mixed4a / mixed4c).")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Interleaved timing rounds.")
+_TRACE_STEPS = flags.DEFINE_integer("trace_steps", 8, "Steps of the traced render (0 = no trace).")
 _DATA = flags.DEFINE_string("data", None, "Data root (default: $ATLASJAX_DATA).")
 
 ATLAS_COSSIM_POW = 4.0
@@ -202,11 +212,61 @@ def profile(name, model, params):
         f"{bare / ms['whole step']:.2f}\n", flush=True)
 
 
+SCOPES = ("parameterization", "transforms", "network", "objective", "optimizer")
+
+
+def scope_of(op: xla_ops.Op) -> str:
+  """The renderer part an HLO instruction belongs to, from its name stack."""
+  if "while/body" not in op.op_name:
+    return "outside the loop (init, scoring)"
+  part = next((p for p in SCOPES if p in op.op_name), "other (loop, keys, glue)")
+  if part in ("parameterization", "transforms", "network", "objective"):
+    part += " backward" if "transpose(" in op.op_name else " forward"
+  return part
+
+
+def trace_profile(name, model, params):
+  """XLA's per-instruction profile of one chunk program, grouped by part."""
+  batch = _BATCH.value
+  cfg, make, args = workload(name, model, batch)
+  cfg = dataclasses.replace(cfg, steps=_TRACE_STEPS.value)
+  renderer = render.build(model, make, cfg)
+  ids = jnp.arange(batch, dtype=jnp.int32)
+  key = jax.random.PRNGKey(0)
+  compiled = renderer.lower(params, key, ids, args).compile()
+  ops, wall = xla_ops.op_times(compiled, (params, key, ids, args, jnp.int32(0)))
+  parts = {}
+  for op in ops:
+    part = scope_of(op)
+    parts[part] = parts.get(part, 0.0) + op.ms
+  total = sum(parts.values())
+  steps = cfg.steps
+  meta = {"workload": name, "batch": batch, "size": cfg.size, "steps": steps,
+          "layer": getattr(make, "layer", ""), "wall_ms_per_step": round(1e3 * wall / steps, 1),
+          "method": "jax.profiler trace of the chunk program, HLO instructions by named scope",
+          "machine": machine.describe()}
+  print(f"\n{name}, XLA's own profile: batch {batch}, {cfg.size} px, {steps} steps, "
+        f"{meta['wall_ms_per_step']} ms wall per step (incl. init/scoring), "
+        f"load {meta['machine'].get('load_avg_1m')}\n")
+  print("| part | ms / step (summed over instructions) | share |\n|---|---:|---:|")
+  for part, ms in sorted(parts.items(), key=lambda kv: -kv[1]):
+    print(json.dumps({**meta, "part": part, "ms_per_step": round(ms / steps, 2),
+                      "share": round(ms / total, 3)}), flush=True)
+    print(f"| {part} | {ms / steps:.1f} | {ms / total:.1%} |")
+  print("\nTop instructions:\n\n| ms / step | runs | instruction | JAX op |\n|---:|---:|---|---|")
+  for op in ops[:12]:
+    print(f"| {op.ms / steps:.1f} | {op.count:.0f} | `{op.name}` | "
+          f"`{op.op_name.split('/', 1)[-1][-90:]}` |")
+  print(flush=True)
+
+
 def main(argv):
   del argv
   model, params = models.load(data=_DATA.value)
   for name in _WORKLOAD.value:
     profile(name, model, params)
+    if _TRACE_STEPS.value:
+      trace_profile(name, model, params)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from atlasjax import conv_layout
+from atlasjax import xla_cpu
 from atlasjax.models import base
 
 LOGITS = "logits"
@@ -82,7 +82,7 @@ def smoothgrad(model: base.Model, params, images, classes, key, n: int,
     return total + saliency(model, params, noisy, classes), None
 
   # The gradient's convolutions inside the loop, in XLA:CPU's fast layout.
-  total, _ = jax.lax.scan(conv_layout.loop_body(step), jnp.zeros_like(images),
+  total, _ = jax.lax.scan(xla_cpu.loop_body(step), jnp.zeros_like(images),
                           jnp.arange(n))
   return total / n
 

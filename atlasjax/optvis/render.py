@@ -5,9 +5,9 @@ the same *family* — ``make(arg)`` builds item ``i``'s :class:`Objective` from
 ``arg = tree_map(lambda x: x[i], args)`` — as one XLA program:
 
 * ``lax.scan`` over the optimisation steps, inside ``jit``; on CPU devices
-  the step's convolutions are put in XLA:CPU's canonical layout first
-  (:mod:`atlasjax.conv_layout`: inside a loop XLA leaves the gradient's
-  convolutions on a slow generic path);
+  the step is first rewritten by :func:`atlasjax.xla_cpu.rewrite` (inside a
+  loop XLA:CPU leaves the gradient's convolutions on a slow generic path,
+  and its max pooling gradient costs more than the convolutions);
 * ``vmap`` over items (and over ``config.attempts`` restarts per item); the
   network therefore sees one large batch per step;
 * Adam from optax (``config.lr``, Lucid's 0.05 by default);
@@ -76,7 +76,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from atlasjax import conv_layout
+from atlasjax import xla_cpu
 from atlasjax import display
 from atlasjax.models import base
 from atlasjax.optvis import family as family_lib
@@ -311,9 +311,10 @@ class Renderer:
     self.devices = devices
     self.mesh = Mesh(np.asarray(devices), (_BATCH_AXIS,)) if len(devices) > 1 else None
     self.progress: Callable[[int, int, float], None] = _print_progress
-    # XLA:CPU canonicalises convolution layouts only outside loops; the
-    # rewrite does it for the loop body too (1.4× per GoogLeNet step).
-    self._loop_step = conv_layout.loop_body(self.step, devices[0].platform)
+    # XLA:CPU canonicalises convolution layouts only outside loops, and its
+    # max pooling gradient is slow: the rewrite fixes both for the loop body
+    # (together 1.8× per GoogLeNet render step, bench/RESULTS.md).
+    self._loop_step = xla_cpu.loop_body(self.step, devices[0].platform)
     self.fn = jax.jit(self._run_with_precision)
 
   # -- sharding helpers ------------------------------------------------------
@@ -358,9 +359,13 @@ class Renderer:
 
   def _view(self, raw, key, step):
     """One item's images and their transformed views (keys as per item)."""
-    images = self.param.to_rgb(raw)
-    keys = jax.random.split(jax.random.fold_in(key, step), images.shape[0])
-    return images, jax.vmap(self.transform)(keys, images)
+    # Named scopes label the HLO metadata, so XLA's profile of a step can be
+    # read by part (bench/render_profile.py).
+    with jax.named_scope("parameterization"):
+      images = self.param.to_rgb(raw)
+    with jax.named_scope("transforms"):
+      keys = jax.random.split(jax.random.fold_in(key, step), images.shape[0])
+      return images, jax.vmap(self.transform)(keys, images)
 
   def _loss(self, raw, arg, key, step, params):
     """One item's loss (``-objective`` on its transformed views)."""
@@ -385,14 +390,16 @@ class Renderer:
     obj = self.make(jax.tree_util.tree_map(lambda a: a[0], args))   # layer names
     redirect = (step < self.config.redirect_relu_steps
                 if self.config.redirect_relu_steps > 0 else None)
-    acts = self._activations(params, obj, x.reshape((m * b,) + x.shape[2:]), redirect)
+    with jax.named_scope("network"):
+      acts = self._activations(params, obj, x.reshape((m * b,) + x.shape[2:]), redirect)
     acts = {k: v.reshape((m, b) + v.shape[1:]) for k, v in acts.items()}
 
     def one(arg, acts, images):
       acts = dict(acts)
       acts[objectives_lib.INPUT] = images
       return -self.make(arg)(acts)
-    return jax.vmap(one)(args, acts, images)
+    with jax.named_scope("objective"):
+      return jax.vmap(one)(args, acts, images)
 
   def _score(self, images, arg, params):
     obj = self.make(arg)
@@ -426,8 +433,9 @@ class Renderer:
         lambda r: (lambda l: (l.sum(), l))(self._losses(r, args, loop_keys, step, params)),
         has_aux=True)
     (_, loss), grads = grad_fn(raw)
-    updates, opt_state = jax.vmap(self.optimizer.update)(grads, opt_state, raw)
-    return optax.apply_updates(raw, updates), opt_state, loss
+    with jax.named_scope("optimizer"):
+      updates, opt_state = jax.vmap(self.optimizer.update)(grads, opt_state, raw)
+      return optax.apply_updates(raw, updates), opt_state, loss
 
   def network_params(self, params):
     """``params`` as the network runs them (cast to bfloat16 if asked)."""

@@ -1,4 +1,4 @@
-"""Convolutions rewritten into XLA:CPU's canonical layout (atlasjax.conv_layout)."""
+"""Convolutions rewritten into XLA:CPU's canonical layout (atlasjax.xla_cpu)."""
 
 import re
 
@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from atlasjax import conv_layout
+from atlasjax import xla_cpu
 from atlasjax.optvis import objectives as obj
 from atlasjax.optvis import render
 import toy_model
@@ -60,11 +60,11 @@ def test_rewritten_convolution_equals_the_original_and_is_canonical(case):
         x, w, strides, padding, lhs_dilation=lhs_dil, rhs_dilation=rhs_dil,
         dimension_numbers=(lhs_l, rhs_l, out_l), feature_group_count=groups)
 
-  g = conv_layout.canonical_convolutions(f)
+  g = xla_cpu.canonical_convolutions(f)
   np.testing.assert_allclose(g(x, w), f(x, w), rtol=1e-5, atol=1e-5)
   assert g(x, w).shape == f(x, w).shape
-  assert all(conv_layout.is_canonical(dn) for dn in _jaxpr_convs(g, x, w))
-  assert not conv_layout.is_canonical(_jaxpr_convs(f, x, w)[0])
+  assert all(xla_cpu.is_canonical(dn) for dn in _jaxpr_convs(g, x, w))
+  assert not xla_cpu.is_canonical(_jaxpr_convs(f, x, w)[0])
 
 
 def test_input_gradient_inside_a_scan_is_canonical_and_unchanged():
@@ -79,7 +79,7 @@ def test_input_gradient_inside_a_scan_is_canonical_and_unchanged():
   def run(body):
     return jax.jit(lambda x: lax.scan(body, x, jnp.arange(3))[0])
 
-  plain, fixed = run(step), run(conv_layout.canonical_convolutions(step))
+  plain, fixed = run(step), run(xla_cpu.canonical_convolutions(step))
   # JAX's transpose rule swaps the kernel's feature dims ("01oi"); without the
   # rewrite they reach XLA inside the while body as they are.
   assert any(l != CANONICAL_2D for l in _conv_labels(plain.lower(x0).compile()))
@@ -98,14 +98,14 @@ def test_rewrite_reaches_convolutions_inside_nested_jit():
 
   f = lambda x: inner(x) * 2.0
   x = jnp.arange(2 * 2 * 6 * 6, dtype=jnp.float32).reshape(2, 2, 6, 6)
-  g = conv_layout.canonical_convolutions(f)
+  g = xla_cpu.canonical_convolutions(f)
   np.testing.assert_allclose(g(x), f(x), rtol=1e-6)
-  assert all(conv_layout.is_canonical(dn) for dn in _jaxpr_convs(g, x))
+  assert all(xla_cpu.is_canonical(dn) for dn in _jaxpr_convs(g, x))
 
 
 def test_pytrees_in_and_out():
   f = lambda a, b: {"s": a["x"] + b, "t": (a["y"] * 2, None)}
-  g = conv_layout.canonical_convolutions(f)
+  g = xla_cpu.canonical_convolutions(f)
   out = g({"x": jnp.ones(2), "y": jnp.zeros(3)}, 1.0)
   assert jax.tree_util.tree_structure(out) == jax.tree_util.tree_structure(
       f({"x": jnp.ones(2), "y": jnp.zeros(3)}, 1.0))
@@ -114,9 +114,9 @@ def test_pytrees_in_and_out():
 
 def test_loop_body_only_rewrites_on_cpu():
   f = lambda x: x
-  assert conv_layout.loop_body(f, "gpu") is f
-  assert conv_layout.loop_body(f, "tpu") is f
-  assert conv_layout.loop_body(f, "cpu") is not f
+  assert xla_cpu.loop_body(f, "gpu") is f
+  assert xla_cpu.loop_body(f, "tpu") is f
+  assert xla_cpu.loop_body(f, "cpu") is not f
 
 
 def test_renderer_program_has_only_canonical_convolutions_on_cpu():
@@ -129,3 +129,45 @@ def test_renderer_program_has_only_canonical_convolutions_on_cpu():
   compiled = renderer.lower(params, jax.random.PRNGKey(0), ids, ids).compile()
   labels = _conv_labels(compiled)
   assert labels and set(labels) == {CANONICAL_2D}
+
+
+POOLS = [
+    # (window, strides, padding)
+    ((1, 3, 3, 1), (1, 2, 2, 1), ((0, 0), (0, 1), (0, 1), (0, 0))),   # GoogLeNet's ceil-mode pool
+    ((1, 3, 3, 1), (1, 1, 1, 1), ((0, 0), (1, 1), (1, 1), (0, 0))),   # the inception pool branch
+    ((1, 2, 2, 1), (1, 2, 2, 1), ((0, 0), (0, 0), (0, 0), (0, 0))),
+    ((2, 1, 3, 2), (1, 1, 2, 1), ((1, 0), (0, 0), (2, 1), (0, 1))),   # odd windows, every axis
+]
+
+
+@pytest.mark.parametrize("kind", ["max", "min"])
+@pytest.mark.parametrize("pool", POOLS)
+def test_pool_gradient_equals_select_and_scatter_with_ties(pool, kind):
+  window, strides, padding = pool
+  op, init = (lax.max, -jnp.inf) if kind == "max" else (lax.min, jnp.inf)
+  k = jax.random.split(jax.random.PRNGKey(4))
+  # Small integers: many windows hold equal values, so tie-breaking is tested.
+  x = jnp.round(3 * jax.random.uniform(k[0], (3, 9, 8, 4)))
+  pooled = lambda x: lax.reduce_window(x, init, op, window, strides, padding)
+  cot = jax.random.normal(k[1], pooled(x).shape)
+  grad = lambda x: jax.vjp(pooled, x)[1](cot)[0]
+  fast = xla_cpu.fast_pool_gradients(grad)
+  prims = {e.primitive.name for e in jax.make_jaxpr(fast)(x).jaxpr.eqns}
+  assert "select_and_scatter_add" in {e.primitive.name for e in jax.make_jaxpr(grad)(x).jaxpr.eqns}
+  assert "select_and_scatter_add" not in prims
+  np.testing.assert_allclose(jax.jit(fast)(x), jax.jit(grad)(x), rtol=1e-6, atol=1e-6)
+
+
+def test_rewrite_keeps_googlenet_input_gradient_and_name_stack(googlenet):
+  """Both rewrites on the real network: same gradient, metadata kept for profiles."""
+  model, params = googlenet
+  x = jax.random.uniform(jax.random.PRNGKey(0), (2, 64, 64, 3))
+  grad = jax.grad(lambda x: model.apply(params, x, layers=("mixed3b",))["mixed3b"]
+                  [..., :8].mean())
+  fast = jax.jit(xla_cpu.rewrite(grad))
+  np.testing.assert_allclose(fast(x), jax.jit(grad)(x), rtol=1e-5,
+                             atol=1e-5 * float(jnp.abs(jax.jit(grad)(x)).max()))
+  hlo = fast.lower(x).compile().as_text()
+  assert "select-and-scatter" not in hlo and " scatter(" not in hlo
+  assert "transpose(jvp(InceptionV1))/mixed3a" in hlo
+
