@@ -201,28 +201,30 @@ def _conv_rule(eqn, lhs, rhs):
   return _canonical_conv(eqn, lhs, rhs)
 
 
-def _rewriter(rules) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def _rewritten(fn: Callable[..., Any], rules) -> Callable[..., Any]:
+  """``fn`` re-traced to a jaxpr on each call and evaluated with ``rules``."""
 
-  def apply(fn):
-    def wrapped(*args):
-      closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*args)
-      outs = _evaluate(closed.jaxpr, closed.consts, jax.tree_util.tree_leaves(args),
-                       rules, source_info_util.new_name_stack())
-      return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(out_shape),
-                                          outs)
-    return wrapped
+  def wrapped(*args):
+    closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*args)
+    outs = _evaluate(closed.jaxpr, closed.consts, jax.tree_util.tree_leaves(args),
+                     rules, source_info_util.new_name_stack())
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(out_shape), outs)
 
-  return apply
+  return wrapped
 
 
 _CONV_RULES = {"conv_general_dilated": _conv_rule}
 _POOL_RULES = {"select_and_scatter_add": _pool_gradient}
 
-canonical_convolutions = _rewriter(_CONV_RULES)
-canonical_convolutions.__doc__ = """``fn`` with every convolution in XLA:CPU's canonical layout."""
-fast_pool_gradients = _rewriter(_POOL_RULES)
-fast_pool_gradients.__doc__ = """``fn`` with max / min pooling gradients as static slices."""
-_rewrite_all = _rewriter({**_CONV_RULES, **_POOL_RULES})
+
+def canonical_convolutions(fn: Callable[..., Any]) -> Callable[..., Any]:
+  """``fn`` with every convolution in XLA:CPU's canonical layout."""
+  return _rewritten(fn, _CONV_RULES)
+
+
+def fast_pool_gradients(fn: Callable[..., Any]) -> Callable[..., Any]:
+  """``fn`` with max / min pooling gradients as static slices."""
+  return _rewritten(fn, _POOL_RULES)
 
 
 def rewrite(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -234,7 +236,7 @@ def rewrite(fn: Callable[..., Any]) -> Callable[..., Any]:
   the rewritten operations are plain primitives, so differentiating the
   result again works but reintroduces what the rewrite removed.
   """
-  return _rewrite_all(fn)
+  return _rewritten(fn, {**_CONV_RULES, **_POOL_RULES})
 
 
 def loop_body(fn: Callable[..., Any], platform: str | None = None) -> Callable[..., Any]:
