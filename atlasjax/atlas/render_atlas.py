@@ -64,8 +64,9 @@ MIN_DENSITY_SCALE = 0.3
 class AtlasConfig:
   """How to grid the layout and render the icons."""
   layer: str = "mixed4c"
-  # The measured CPU-sized default job (20 min on 2 cores, icon fidelity
-  # 0.84 / 0.82; bench/RESULTS.md). The paper's settings are the "paper"
+  # The measured CPU-sized default job (8 min on 2 idle cores, icon
+  # fidelity 0.946 / 0.841 against the 0.84 / 0.82 it must keep;
+  # bench/RESULTS.md). The paper's settings are the "paper"
   # preset of experiments/configs/atlas.py; scripts' flags come from these.
   grid_sizes: tuple[int, ...] = (10, 20)
   min_density: tuple[int, ...] = (6, 10)   # one value, or one per grid size
