@@ -81,8 +81,8 @@ def test_input_gradient_inside_a_scan_is_canonical_and_unchanged():
 
   plain, fixed = run(step), run(xla_cpu.canonical_convolutions(step))
   # JAX's transpose rule swaps the kernel's feature dims ("01oi"); without the
-  # rewrite they reach XLA inside the while body as they are.
-  assert any(l != CANONICAL_2D for l in _conv_labels(plain.lower(x0).compile()))
+  # rewrite they reach XLA 0.10's while body as they are (not asserted: a
+  # later XLA may canonicalise loop bodies itself).
   labels = _conv_labels(fixed.lower(x0).compile())
   assert labels and set(labels) == {CANONICAL_2D}
   np.testing.assert_allclose(fixed(x0), plain(x0), rtol=1e-5, atol=1e-6)
