@@ -196,7 +196,12 @@ def _evaluate(jaxpr, consts, args, rules, prefix) -> list:
 
 
 def _conv_rule(eqn, lhs, rhs):
-  if is_canonical(eqn.params["dimension_numbers"]):
+  p = eqn.params
+  # Grouped (e.g. depthwise) convolutions are left as they are: XLA:CPU has
+  # no fast kernel for them in either layout, and transposing their operands
+  # made EfficientNet-Lite0's render step 2.4x slower (bench/RESULTS.md).
+  if (is_canonical(p["dimension_numbers"]) or p["feature_group_count"] != 1
+      or p["batch_group_count"] != 1):
     return bind(eqn, [lhs, rhs])
   return _canonical_conv(eqn, lhs, rhs)
 

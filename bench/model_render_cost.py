@@ -2,6 +2,7 @@ r"""What each registered model costs to render, measured side by side.
 
   python bench/model_render_cost.py                        # GoogLeNet vs EfficientNet-Lite0
   python bench/model_render_cost.py --batch=8 --size=128 --steps=32 --rounds=3
+  python bench/model_render_cost.py --cpu_rewrite=true,false   # the xla_cpu rewrite's gain per model
 
 For each model it renders ``--batch`` channel objectives of the model's
 default layer (``model.default_layer``: ``mixed4c``, ``block5``) at ``--size``
@@ -35,6 +36,8 @@ _BATCH = flags.DEFINE_integer("batch", 8, "Channels rendered together.")
 _SIZE = flags.DEFINE_integer("size", 128, "Image side in pixels.")
 _STEPS = flags.DEFINE_integer("steps", 32, "Optimisation steps per render.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternating timing rounds.")
+_CPU_REWRITE = flags.DEFINE_list("cpu_rewrite", ["true"],
+                                 "RenderConfig.cpu_rewrite values, each timed per model.")
 _DATA = flags.DEFINE_string("data", None, "Data root (default: $ATLASJAX_DATA).")
 
 
@@ -62,23 +65,25 @@ def grad_gflop(model, params, size) -> float:
 
 def main(argv):
   del argv
-  cfg = render.RenderConfig(size=_SIZE.value, steps=_STEPS.value)
   runs = {}
-  for name in _MODELS.value:
-    model, params = models.load(name, _DATA.value)
+  for model_name in _MODELS.value:
+    model, params = models.load(model_name, _DATA.value)
     family = ChannelFamily(model.default_layer)
     args = jnp.arange(_BATCH.value)
+    for rewrite in (v.lower() == "true" for v in _CPU_REWRITE.value):
+      cfg = render.RenderConfig(size=_SIZE.value, steps=_STEPS.value, cpu_rewrite=rewrite)
+      name = model_name if rewrite else f"{model_name}+no_cpu_rewrite"
 
-    def once(seed, model=model, params=params, family=family, args=args):
-      result = render.render(model, params, family, args=args, config=cfg,
-                             key=jax.random.PRNGKey(seed))
-      jax.block_until_ready(result.images)
+      def once(seed, model=model, params=params, family=family, args=args, cfg=cfg):
+        result = render.render(model, params, family, args=args, config=cfg,
+                               key=jax.random.PRNGKey(seed))
+        jax.block_until_ready(result.images)
 
-    start = time.perf_counter()
-    once(0)  # compiles
-    runs[name] = {"once": once, "layer": model.default_layer,
-                  "compile_s": time.perf_counter() - start, "times": [],
-                  "grad_gflop": grad_gflop(model, params, _SIZE.value)}
+      start = time.perf_counter()
+      once(0)  # compiles
+      runs[name] = {"once": once, "layer": model.default_layer,
+                    "compile_s": time.perf_counter() - start, "times": [],
+                    "grad_gflop": grad_gflop(model, params, _SIZE.value)}
   for r in range(_ROUNDS.value):
     for run in runs.values():
       start = time.perf_counter()
@@ -97,7 +102,7 @@ def main(argv):
         "grad_gflop_per_image": round(run["grad_gflop"], 3),
         "machine": machine.describe()}),
         flush=True)
-  first = _MODELS.value[0]
+  first = next(iter(runs))
   print(json.dumps({"workload": "render_ratio", "relative_to": first,
                     "speed": {n: round(f / figures[first], 3) for n, f in figures.items()},
                     "machine": machine.describe()}), flush=True)

@@ -133,6 +133,12 @@ class RenderConfig:
       fast as any on CPU and GPU in bench/RESULTS.md).
     precision: ``"float32"``, ``"tensorfloat32"`` or ``"bfloat16"`` (see
       the module docstring).
+    cpu_rewrite: on CPU devices, run the step through
+      :func:`atlasjax.xla_cpu.rewrite` (canonical convolution layouts inside
+      the loop, max pooling's gradient as static slices: 1.7× per GoogLeNet
+      step); False compiles the step as written (an A/B switch, or a way
+      out should a model use something the jaxpr rewrite cannot re-trace).
+      No effect on GPU / TPU.
     loop: ``"scan"`` (one program per chunk, steps in ``lax.scan``) or
       ``"host"`` (a jitted, buffer-donating step per host iteration: no
       device-side loop, e.g. to inspect state between steps). Both run the
@@ -153,6 +159,7 @@ class RenderConfig:
   progress_every: int = 0
   unroll: int = 1
   precision: str = "float32"
+  cpu_rewrite: bool = True
   loop: str = "scan"
 
   def image_param(self) -> param_lib.ImageParam:
@@ -314,7 +321,8 @@ class Renderer:
     # XLA:CPU canonicalises convolution layouts only outside loops, and its
     # max pooling gradient is slow: the rewrite fixes both for the loop body
     # (together 1.8× per GoogLeNet render step, bench/RESULTS.md).
-    self._loop_step = xla_cpu.loop_body(self.step, devices[0].platform)
+    self._loop_step = (xla_cpu.loop_body(self.step, devices[0].platform)
+                       if config.cpu_rewrite else self.step)
     self.fn = jax.jit(self._run_with_precision)
 
   # -- sharding helpers ------------------------------------------------------
