@@ -30,9 +30,11 @@ alone, and GoogLeNet's render step 1.4× slower.
 where it reaches every computation: each ``conv_general_dilated`` whose
 dimension numbers are not canonical becomes ``transpose → canonical
 convolution → transpose`` (identity transposes omitted). The values are the
-same convolution, the same sums in the same order per output element; only
-the memory layout of the operands changes. Transposes of loop-invariant
-kernels (the network's weights) are hoisted out of the loop by XLA.
+same convolution; only the memory layout of the operands changes.
+Transposes of loop-invariant kernels (the network's weights) are hoisted out
+of the loop by XLA. Grouped (depthwise) convolutions are left as written:
+XLA:CPU has no fast kernel for them in either layout, and transposing their
+operands measured 2.4× slower on EfficientNet-Lite0.
 
 Max pooling's gradient
 ----------------------
