@@ -39,9 +39,9 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-import machine  # pylint: disable=g-import-not-at-top
+import grad_timing  # pylint: disable=g-import-not-at-top
+import machine
 from atlasjax import models
-from atlasjax.optvis import objectives
 from atlasjax.optvis import render
 
 _TINY = flags.DEFINE_bool("tiny", False, "Tiny sizes: a CPU smoke run.")
@@ -86,34 +86,9 @@ def peak_tflops(device_kind: str, precision: str):
   return None
 
 
-class Channel:
-  def __init__(self, layer):
-    self.layer = layer
-
-  def __call__(self, c):
-    return objectives.channel(self.layer, c)
-
-
-class Icon:
-  def __init__(self, layer, whitening):
-    self.layer, self.whitening = layer, whitening
-
-  def __call__(self, v):
-    return objectives.direction_neuron_cossim(self.layer, v, cossim_pow=4.0,
-                                              whitening=self.whitening)
-
-
 def _is_oom(err: Exception) -> bool:
   text = str(err)
   return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or "OOM" in text
-
-
-def _step_flops(renderer, params, ids, args) -> float:
-  state = jax.eval_shape(renderer.init, jax.random.PRNGKey(0), ids, args)
-  step = jax.jit(lambda r, o, a, k, p: renderer.step(r, o, a, k, jnp.int32(0), p))
-  cost = step.lower(*state, renderer.network_params(params)).compile().cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float((cost or {}).get("flops", 0.0))
 
 
 def measure(model, params, make, args, cfg, flops_per_item, device):
@@ -161,11 +136,8 @@ def main(argv):
   max_batch = TINY["max_batch"] if tiny else _MAX_BATCH.value
   depth = model.layer(icon_layer).depth
   rng = np.random.default_rng(0)
-  a = rng.normal(size=(4 * depth, depth)).astype(np.float32)
-  whitening = jnp.asarray(np.linalg.inv(a.T @ a / len(a) + 0.1 * np.eye(depth)),
-                          jnp.float32)
-  icon = Icon(icon_layer, whitening)
-  channel = Channel(render_layer)
+  icon = grad_timing.Icon(icon_layer, grad_timing.synthetic_whitening(depth, rng))
+  channel = grad_timing.Channel(render_layer)
   directions = lambda n: jnp.asarray(np.abs(rng.normal(size=(n, depth))), jnp.float32)
   base = {"device": device.device_kind, "platform": device.platform,
           "tiny": tiny, "machine": machine.describe()}
@@ -189,10 +161,10 @@ def main(argv):
       emit({"workload": "all", "precision": precision, "supported": False,
             "error": str(err)})
       continue
-    icon_flops = _step_flops(render.build(model, icon, dataclasses.replace(
+    icon_flops = grad_timing.step_flops(render.build(model, icon, dataclasses.replace(
         icon_cfg, chunk_size=small), devices=(device,)), params,
         jnp.arange(small, dtype=jnp.int32), directions(small)) / small
-    render_flops = _step_flops(render.build(model, channel, dataclasses.replace(
+    render_flops = grad_timing.step_flops(render.build(model, channel, dataclasses.replace(
         render_cfg, chunk_size=small), devices=(device,)), params,
         jnp.arange(small, dtype=jnp.int32), jnp.arange(small)) / small
     for b in batches:

@@ -21,11 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import grad_timing  # bench/ (this script's folder is on sys.path)
 from atlasjax import data as data_lib
 from atlasjax import images as images_lib
 from atlasjax import models
 from atlasjax.optvis import metrics
-from atlasjax.optvis import objectives
 from atlasjax.optvis import render
 
 _LAYER = flags.DEFINE_string("layer", "mixed4a", "Layer.")
@@ -44,20 +44,11 @@ def _parse(text):
   return [int(c) for c in text.split(",")]
 
 
-class Channel:
-
-  def __init__(self, layer):
-    self.layer = layer
-
-  def __call__(self, c):
-    return objectives.channel(self.layer, c)
-
-
 def main(argv):
   del argv
   layer, channels = _LAYER.value, _parse(_CHANNELS.value)
   model, params = models.load(data=_DATA.value)
-  make = Channel(layer)
+  make = grad_timing.Channel(layer)
   t = time.perf_counter()
   cfg = render.RenderConfig(size=_SIZE.value, steps=_STEPS.value)
   result = render.render(model, params, make, args=jnp.array(channels), config=cfg,

@@ -25,9 +25,9 @@ from absl import flags
 import jax
 import jax.numpy as jnp
 
+import grad_timing  # bench/ (this script's folder is on sys.path)
 import machine
 from atlasjax import models
-from atlasjax.optvis import objectives
 from atlasjax.optvis import render
 
 _MODELS = flags.DEFINE_list("models", ["bvlc_googlenet", "efficientnet_lite0"],
@@ -39,16 +39,6 @@ _ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternating timing rounds.")
 _CPU_REWRITE = flags.DEFINE_list("cpu_rewrite", ["true"],
                                  "RenderConfig.cpu_rewrite values, each timed per model.")
 _DATA = flags.DEFINE_string("data", None, "Data root (default: $ATLASJAX_DATA).")
-
-
-class ChannelFamily:
-  """``channel(layer, c)`` as a hashable family (one compile per model)."""
-
-  def __init__(self, layer):
-    self.layer = layer
-
-  def __call__(self, c):
-    return objectives.channel(self.layer, c)
 
 
 def grad_gflop(model, params, size) -> float:
@@ -68,7 +58,7 @@ def main(argv):
   runs = {}
   for model_name in _MODELS.value:
     model, params = models.load(model_name, _DATA.value)
-    family = ChannelFamily(model.default_layer)
+    family = grad_timing.Channel(model.default_layer)
     args = jnp.arange(_BATCH.value)
     for rewrite in (v.lower() == "true" for v in _CPU_REWRITE.value):
       cfg = render.RenderConfig(size=_SIZE.value, steps=_STEPS.value, cpu_rewrite=rewrite)

@@ -26,13 +26,11 @@ from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 import grad_timing  # bench/ (this script's folder is on sys.path)
 import machine
 from atlasjax import models
 from atlasjax import xla_cpu
-from atlasjax.optvis import objectives
 from atlasjax.optvis import render
 
 _BATCH = flags.DEFINE_list("batch", ["1", "8", "32", "128"], "Batch sizes.")
@@ -47,24 +45,6 @@ _CHUNK = flags.DEFINE_integer("chunk", 0, "Items per compiled chunk (0 = the who
 _MICRO_REPS = flags.DEFINE_integer("micro_reps", 3, "Repetitions of the microbenchmark.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Interleaved renderer / bare-gradient rounds.")
 _DATA = flags.DEFINE_string("data", None, "Data root (default: $ATLASJAX_DATA).")
-
-
-class ChannelFamily:
-  """``channel(layer, c)`` as a hashable family (one compile per config)."""
-
-  def __init__(self, layer):
-    self.layer = layer
-
-  def __call__(self, c):
-    return objectives.channel(self.layer, c)
-
-
-def step_flops(renderer, params, ids, args) -> float:
-  """Cost-analysis FLOPs of one optimisation step for the whole chunk."""
-  key = jax.random.PRNGKey(0)
-  state = jax.eval_shape(renderer.init, key, ids, args)
-  step = jax.jit(lambda raw, opt, a, k, p: renderer.step(raw, opt, a, k, jnp.int32(0), p))
-  return grad_timing.flops(step.lower(*state, params).compile())
 
 
 def loop_rate(renderer, params, steps) -> float:
@@ -90,7 +70,7 @@ def run(model, params, batch, size, steps, layer):
   chunk = min(_CHUNK.value or batch, batch)
   cfg = render.RenderConfig(size=size, steps=steps, transforms=_TRANSFORMS.value,
                             chunk_size=chunk, unroll=_UNROLL.value, loop=_LOOP.value)
-  family = ChannelFamily(layer)
+  family = grad_timing.Channel(layer)
   renderer = render.build(model, family, cfg)
   ids = jnp.arange(chunk, dtype=jnp.int32)
   key = jax.random.PRNGKey(0)
@@ -121,7 +101,7 @@ def run(model, params, batch, size, steps, layer):
     for _ in range(_MICRO_REPS.value):
       rewritten()
     rewritten_s = min(rewritten_s, (time.perf_counter() - t) / _MICRO_REPS.value)
-  flops = step_flops(renderer, rparams, ids, ids) * steps * (-(-batch // chunk))
+  flops = grad_timing.step_flops(renderer, rparams, ids, ids) * steps * (-(-batch // chunk))
   micro = bare_flops / bare_s / 1e9
   loop = (loop_rate(render.build(model, family, dataclasses.replace(cfg, chunk_size=1)),
                     params, _LOOP_STEPS.value) if _LOOP_STEPS.value else float("nan"))

@@ -65,48 +65,22 @@ _ROUNDS = flags.DEFINE_integer("rounds", 3, "Interleaved timing rounds.")
 _TRACE_STEPS = flags.DEFINE_integer("trace_steps", 8, "Steps of the traced render (0 = no trace).")
 _DATA = flags.DEFINE_string("data", None, "Data root (default: $ATLASJAX_DATA).")
 
-ATLAS_COSSIM_POW = 4.0
-
-
-class Channel:
-  """``channel(layer, c)`` as a hashable family."""
-
-  def __init__(self, layer):
-    self.layer = layer
-
-  def __call__(self, c):
-    return objectives.channel(self.layer, c)
-
-
-class Icon:
-  """The atlas icon objective for a direction (whitening closed over)."""
-
-  def __init__(self, layer, whitening):
-    self.layer, self.whitening = layer, whitening
-
-  def __call__(self, v):
-    return objectives.direction_neuron_cossim(
-        self.layer, v, cossim_pow=ATLAS_COSSIM_POW, whitening=self.whitening)
-
-
 def workload(name, model, batch):
   """``(config, make, args)`` of one workload."""
   if name == "default":
     layer = _LAYER.value or "mixed4a"
     cfg = render.RenderConfig(size=_SIZE.value or 128, transforms="standard",
                               chunk_size=batch)
-    return cfg, Channel(layer), jnp.arange(batch) % model.layer(layer).depth
+    return cfg, grad_timing.Channel(layer), jnp.arange(batch) % model.layer(layer).depth
   if name == "atlas":
     layer = _LAYER.value or "mixed4c"
     depth = model.layer(layer).depth
     rng = np.random.default_rng(0)
-    a = rng.normal(size=(4 * depth, depth)).astype(np.float32)
-    whitening = jnp.asarray(np.linalg.inv(a.T @ a / len(a) + 0.1 * np.eye(depth)),
-                            jnp.float32)
+    whitening = grad_timing.synthetic_whitening(depth, rng)
     cfg = render.RenderConfig(size=_SIZE.value or 80, transforms="atlas",
                               chunk_size=batch)
     directions = jnp.asarray(np.abs(rng.normal(size=(batch, depth))), jnp.float32)
-    return cfg, Icon(layer, whitening), directions
+    return cfg, grad_timing.Icon(layer, whitening), directions
   raise ValueError(f"unknown workload {name!r}; choose default or atlas")
 
 
