@@ -56,6 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from atlasjax import jaxprs
 from atlasjax.models import base
 
 # The image the trace runs on: only ops not on the delta path see it, and the
@@ -88,12 +89,6 @@ def _subjaxpr(eqn):
     if isinstance(sub, jex.core.Jaxpr):
       return sub, ()
   return None
-
-
-def _bind(eqn, invals):
-  with eqn.ctx.manager:
-    out = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
-  return out if eqn.primitive.multiple_results else [out]
 
 
 def _as_out(x, aval):
@@ -144,7 +139,7 @@ def _linearised_eqn(eqn, invals, deps):
     jaxpr, consts = sub
     if len(jaxpr.invars) == len(invals):
       return _evaluate(jaxpr, consts, invals, deps)[0]
-  return _bind(eqn, invals)
+  return jaxprs.bind(eqn, invals)
 
 
 def _evaluate(jaxpr, consts, args, deps):
@@ -168,7 +163,7 @@ def _evaluate(jaxpr, consts, args, deps):
     invals = [read(v) for v in eqn.invars]
     in_deps = [depends(v) for v in eqn.invars]
     on_path = any(in_deps)
-    outs = _linearised_eqn(eqn, invals, in_deps) if on_path else _bind(eqn, invals)
+    outs = _linearised_eqn(eqn, invals, in_deps) if on_path else jaxprs.bind(eqn, invals)
     for v, o in zip(eqn.outvars, outs):
       if not isinstance(v, jex.core.DropVar):
         env[v], dep[v] = o, on_path

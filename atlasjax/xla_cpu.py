@@ -71,6 +71,8 @@ import jax.extend as jex
 from jax.extend import source_info_util
 import numpy as np
 
+from atlasjax import jaxprs
+
 # Call-like primitives whose sub-jaxpr is the callee, evaluated in line so the
 # rewrite reaches convolutions inside them. Control flow (scan, while, cond)
 # and custom-derivative calls are bound as they are: their sub-jaxprs have
@@ -78,21 +80,19 @@ import numpy as np
 _CALL_PRIMITIVES = ("jit", "pjit", "closed_call", "core_call", "remat", "checkpoint")
 
 
-def bind(eqn, invals) -> list:
-  """Binds ``eqn``'s primitive to ``invals`` as tracing did; a list of outputs."""
-  with eqn.ctx.manager:
-    out = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
-  return out if eqn.primitive.multiple_results else [out]
-
-
 def _canonical_order(spec) -> tuple[int, ...]:
   """Physical dims ``(batch-like, spatial…, feature-like)`` of a conv spec.
 
   ``lax.ConvDimensionNumbers`` lists ``(batch, feature, spatial…)`` for the
   input and output and ``(out feature, in feature, spatial…)`` for the kernel;
-  the canonical kernel order ``spatial…, I, O`` is handled by the caller.
+  the kernel's canonical order ``spatial…, I, O`` is :func:`_kernel_order`.
   """
   return (spec[0], *spec[2:], spec[1])
+
+
+def _kernel_order(spec) -> tuple[int, ...]:
+  """Physical dims ``(spatial…, in feature, out feature)`` of a kernel spec."""
+  return (*spec[2:], spec[1], spec[0])
 
 
 def is_canonical(dimension_numbers) -> bool:
@@ -101,14 +101,14 @@ def is_canonical(dimension_numbers) -> bool:
   nd = len(lhs)
   io = (*range(nd),)
   return (_canonical_order(lhs) == io and _canonical_order(out) == io
-          and (*rhs[2:], rhs[1], rhs[0]) == io)
+          and _kernel_order(rhs) == io)
 
 
 def _canonical_conv(eqn, lhs, rhs):
   dn = eqn.params["dimension_numbers"]
   nd = lhs.ndim
   lhs_perm = _canonical_order(dn.lhs_spec)
-  rhs_perm = (*dn.rhs_spec[2:], dn.rhs_spec[1], dn.rhs_spec[0])
+  rhs_perm = _kernel_order(dn.rhs_spec)
   out_perm = _canonical_order(dn.out_spec)
   identity = tuple(range(nd))
   spatial = tuple(range(1, nd - 1))
@@ -132,7 +132,7 @@ def _pool_gradient(eqn, source, operand):
   p = eqn.params
   name = getattr(p["select_prim"], "name", "")
   if name not in ("ge", "le"):
-    return bind(eqn, [source, operand])
+    return jaxprs.bind(eqn, [source, operand])
   fill = -jnp.inf if name == "ge" else jnp.inf
   padded = lax.pad(operand, jnp.asarray(fill, operand.dtype),
                    [(lo, hi, 0) for lo, hi in p["padding"]])
@@ -190,7 +190,7 @@ def _evaluate(jaxpr, consts, args, rules, prefix) -> list:
       elif isinstance(sub, jex.core.Jaxpr):
         outs = _evaluate(sub, (), invals, rules, stack)
       else:
-        outs = bind(eqn, invals)
+        outs = jaxprs.bind(eqn, invals)
     for v, o in zip(eqn.outvars, outs):
       if not isinstance(v, jex.core.DropVar):
         env[v] = o
@@ -204,7 +204,7 @@ def _conv_rule(eqn, lhs, rhs):
   # made EfficientNet-Lite0's render step 2.4x slower (bench/RESULTS.md).
   if (is_canonical(p["dimension_numbers"]) or p["feature_group_count"] != 1
       or p["batch_group_count"] != 1):
-    return bind(eqn, [lhs, rhs])
+    return jaxprs.bind(eqn, [lhs, rhs])
   return _canonical_conv(eqn, lhs, rhs)
 
 

@@ -81,7 +81,8 @@ def smoothgrad(model: base.Model, params, images, classes, key, n: int,
     noisy = images + sd[:, None, None, None] * noise
     return total + saliency(model, params, noisy, classes), None
 
-  # The gradient's convolutions inside the loop, in XLA:CPU's fast layout.
+  # On CPU the loop body's gradient is rewritten for XLA:CPU (convolution
+  # layouts, max pooling's gradient): see atlasjax.xla_cpu.
   total, _ = jax.lax.scan(xla_cpu.loop_body(step), jnp.zeros_like(images),
                           jnp.arange(n))
   return total / n

@@ -76,8 +76,8 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from atlasjax import xla_cpu
 from atlasjax import display
+from atlasjax import xla_cpu
 from atlasjax.models import base
 from atlasjax.optvis import family as family_lib
 from atlasjax.optvis import objectives as objectives_lib
@@ -375,12 +375,17 @@ class Renderer:
       keys = jax.random.split(jax.random.fold_in(key, step), images.shape[0])
       return images, jax.vmap(self.transform)(keys, images)
 
+  def _redirect(self, step):
+    """Whether ReLU gradients are redirected at ``step`` (None: never)."""
+    if self.config.redirect_relu_steps <= 0:
+      return None
+    return step < self.config.redirect_relu_steps
+
   def _loss(self, raw, arg, key, step, params):
     """One item's loss (``-objective`` on its transformed views)."""
     obj = self.make(arg)
     images, x = self._view(raw, key, step)
-    redirect = (step < self.config.redirect_relu_steps
-                if self.config.redirect_relu_steps > 0 else None)
+    redirect = self._redirect(step)
     acts = self._activations(params, obj, x, redirect)
     acts[objectives_lib.INPUT] = images
     return -obj(acts)
@@ -396,8 +401,7 @@ class Renderer:
     images, x = jax.vmap(self._view, in_axes=(0, 0, None))(raw, keys, step)
     m, b = x.shape[:2]
     obj = self.make(jax.tree_util.tree_map(lambda a: a[0], args))   # layer names
-    redirect = (step < self.config.redirect_relu_steps
-                if self.config.redirect_relu_steps > 0 else None)
+    redirect = self._redirect(step)
     with jax.named_scope("network"):
       acts = self._activations(params, obj, x.reshape((m * b,) + x.shape[2:]), redirect)
     acts = {k: v.reshape((m, b) + v.shape[1:]) for k, v in acts.items()}
@@ -516,12 +520,10 @@ class Renderer:
 
   @functools.cached_property
   def _host_fns(self):
-    step = lambda raw, opt, args, keys, step, params: self._loop_step(
-        raw, opt, args, keys, step, params)
     return (jax.jit(self.init),
             # The image parameters and Adam's state are replaced every step:
             # donating them lets XLA write the new ones in place.
-            jax.jit(self._precise(step), donate_argnums=(0, 1)),
+            jax.jit(self._precise(self._loop_step), donate_argnums=(0, 1)),
             jax.jit(self._precise(self._finish)))
 
   def _run_host(self, params, key, item_ids, args, chunk_index):
