@@ -57,8 +57,7 @@ def _torch_grad(model, params, layer, b, side):
     net(x, stop=layer)[:, 0].mean().backward()    # NCHW: channel 0
     return x.grad
 
-  ours = np.asarray(jax.grad(lambda x: model.apply(params, x, layers=(layer,))[layer]
-                             [..., 0].mean())(jnp.asarray(x_np)))
+  ours = np.asarray(grad_timing.channel_grad(model, layer)(jnp.asarray(x_np), params))
   theirs = grad(x_np).numpy()
   err = float(np.abs(ours - theirs).max() / np.abs(ours).max())
   if err > TORCH_GRAD_RTOL:
@@ -78,8 +77,8 @@ def _compile(model, params, layer, b, side, variant):
   if variant != "constant":
     raise ValueError(f"unknown variant {variant!r}; use argument, constant, rewritten or torch")
   x = jnp.full((b, side, side, 3), 0.5, jnp.float32)
-  f = jax.jit(jax.grad(
-      lambda x: model.apply(params, x, layers=(layer,))[layer][..., 0].mean()))
+  grad = grad_timing.channel_grad(model, layer)
+  f = jax.jit(lambda x: grad(x, params))
   t = time.perf_counter()
   compiled = f.lower(x).compile()
   compile_s = time.perf_counter() - t
@@ -103,8 +102,7 @@ def main(argv):
         best[v] = min(best[v], (time.perf_counter() - t) / _REPS.value)
     # PyTorch reports no FLOP count: use XLA's for the same gradient.
     xla_flops = max(f for _, f, _ in runs.values()) or grad_timing.flops(
-        jax.jit(jax.grad(lambda x, p: model.apply(p, x, layers=(layer,))[layer]
-                         [..., 0].mean())).lower(
+        jax.jit(grad_timing.channel_grad(model, layer)).lower(
             jnp.zeros((b, _SIDE.value, _SIDE.value, 3)), params).compile())
     for v, (run, n_flops, compile_s) in runs.items():
       n_flops = n_flops or xla_flops

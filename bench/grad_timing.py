@@ -67,13 +67,17 @@ class GradTiming:
     return self.flops / self.seconds_per_call / 1e9
 
 
+def channel_grad(model, layer):
+  """``(x, params) -> d mean(layer[..., 0]) / d x``: the benches' bare gradient."""
+  return jax.grad(lambda x, p: model.apply(p, x, layers=(layer,))[layer][..., 0].mean())
+
+
 def compile_grad(model, params, layer, batch, side, wrap=lambda f: f):
   """``(run, flops, compile_s)``: ``run()`` computes ``jit(grad)`` of one
   channel's mean at ``layer`` w.r.t. a ``[batch, side, side, 3]`` input
   (``jit(wrap(grad))``: e.g. ``wrap=atlasjax.xla_cpu.rewrite``)."""
   x = jnp.full((batch, side, side, 3), 0.5, jnp.float32)
-  f = jax.jit(wrap(jax.grad(
-      lambda x, p: model.apply(p, x, layers=(layer,))[layer][..., 0].mean())))
+  f = jax.jit(wrap(channel_grad(model, layer)))
   t = time.perf_counter()
   compiled = f.lower(x, params).compile()
   compile_s = time.perf_counter() - t

@@ -46,9 +46,7 @@ def grad_gflop(model, params, size) -> float:
   (``size`` px, no transforms): the load-independent part of the cost."""
   layer = model.default_layer
   x = jnp.full((1, size, size, 3), 0.5, jnp.float32)
-  cost = jax.jit(jax.grad(
-      lambda x: model.apply(params, x, layers=(layer,))[layer][..., 0].mean())
-                 ).lower(x).cost_analysis()
+  cost = jax.jit(grad_timing.channel_grad(model, layer)).lower(x, params).cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   return float(cost.get("flops", 0.0)) / 1e9
 
