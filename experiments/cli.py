@@ -4,7 +4,8 @@ A script defines its own flags, then ends with ``cli.run(main)`` instead of
 ``app.run(main)`` (see :mod:`cli_base`: bad input ends in one line,
 ``error: <message>``, exit status 2, never a traceback). This module adds
 
-* ``--model`` (any name in ``atlasjax.models.available()``) and ``--data``;
+* ``--model`` (any name in ``atlasjax.models.available()``), ``--data`` and
+  ``--weights`` (a ViT's checkpoint file; ViTs ship no weights);
   :func:`load_model` loads the pair and quietens other libraries' logging;
 * defaults that depend on the network (layer, CAM layer, input size) taken
   from the model's metadata (:func:`layer_or_default`, :func:`spatial_layer`);
@@ -30,12 +31,15 @@ MODEL = flags.DEFINE_string(
     f"Network: one of {', '.join(models.available())}.")
 DATA = flags.DEFINE_string("data", None, "Data root (default: $ATLASJAX_DATA, "
                            "then the user cache).")
+WEIGHTS = flags.DEFINE_string(
+    "weights", None, "Weights file of a ViT --model (a big_vision/AugReg "
+    ".npz); ViTs ship no weights. GoogLeNet/EfficientNet load theirs.")
 
 
 def load_model():
-  """``(model, params)`` of ``--model`` from ``--data``; quiet logging."""
+  """``(model, params)`` of ``--model`` from ``--data`` / ``--weights``; quiet logging."""
   script_setup.quiet_logging()
-  return models.load(MODEL.value, DATA.value)
+  return models.load(MODEL.value, DATA.value, WEIGHTS.value)
 
 
 def get_model():
@@ -97,6 +101,6 @@ def image_file(path: str) -> pathlib.Path:
   return file
 
 
-__all__ = ["MODEL", "DATA", "EXIT_BAD_INPUT", "check_size", "fail", "get_model",
+__all__ = ["MODEL", "DATA", "WEIGHTS", "EXIT_BAD_INPUT", "check_size", "fail", "get_model",
            "guard", "image_file", "image_folder", "layer_or_default",
            "load_model", "output_dir", "parse", "run", "spatial_layer"]

@@ -4,6 +4,10 @@
 of a registered network, ``load(name, data)`` also returns its verified
 weights as a Flax variables tree, and :func:`from_flax` adapts any other linen
 or NNX module the same way the registered ones are adapted.
+
+The Vision Transformers (``vit_ti16`` … ``vit_l32``, :mod:`.vit`) ship no
+weights: ``load("vit_b16", weights=PATH)`` reads a big_vision/AugReg ``.npz``;
+``vit_distilled`` reads the one ``bench/distill_vit.py`` writes to the cache.
 """
 
 from __future__ import annotations
@@ -33,24 +37,75 @@ class UnknownModelError(KeyError):
 class Entry:
   """A registered network: how to build its Model and load its weights."""
   build: Callable[[], Model]
-  load_params: Callable[[os.PathLike | str | None], object]
+  # (data root, weights file) -> variables; ``weights`` is None unless given.
+  load_params: Callable[[os.PathLike | str | None, os.PathLike | str | None],
+                        object]
+
+
+class WeightsFlagError(ValueError):
+  """``weights=`` given for a model whose weights come from elsewhere."""
+
+
+def _no_weights_file(name, data, weights_file, load):
+  if weights_file is not None:
+    raise WeightsFlagError(
+        f"weights={weights_file}: {name} loads its own verified weights (from "
+        "--data / the cache); --weights applies to the ViT models only.")
+  return load(data)
 
 
 def _googlenet_entry(spec):
   return Entry(build=lambda: inception_v1.build(spec),
-               load_params=lambda data: weights.load_params(data, spec))
+               load_params=lambda data, file: _no_weights_file(
+                   spec.name, data, file, lambda d: weights.load_params(d, spec)))
 
 
 def _efficientnet_entry(name):
   def module():
     return importlib.import_module("atlasjax.models.efficientnet_lite")
   return Entry(build=lambda: module().build(name),
-               load_params=lambda data: module().load_variables(name))
+               load_params=lambda data, file: _no_weights_file(
+                   name, data, file, lambda d: module().load_variables(name)))
 
+
+def _vit_entry(spec_name: str, default_file=None):
+  """A ViT: weights only from ``weights=`` (or ``default_file()``), never fetched."""
+  def module():
+    return importlib.import_module("atlasjax.models.vit")
+
+  def spec():
+    vit = module()
+    return vit.DISTILLED if spec_name == vit.DISTILLED.name else vit.SPECS[spec_name]
+
+  def load_params(data, file):
+    del data  # no ViT weights are published where atlasjax can fetch them
+    if file is None and default_file is not None:
+      file = default_file()
+    return module().load_variables(spec(), file)
+  return Entry(build=lambda: module().build(spec()), load_params=load_params)
+
+
+def _distilled_file():
+  from atlasjax.models import vit  # pylint: disable=import-outside-toplevel
+  path = vit.distilled_dir() / vit.DISTILLED_FILE
+  if not path.is_file():
+    raise vit.WeightsError(
+        f"{path} not found: train it with `nice -n 5 python "
+        "bench/distill_vit.py` (about 30 min on a 2-core CPU) or pass "
+        "weights=PATH (--weights=PATH).")
+  return path
+
+
+# Registry names of the ViT zoo: vit_{ti,s,b,l}{8,16,32} (see vit.SPECS).
+VIT_MODELS = tuple(f"vit_{size}{patch}" for size in ("ti", "s", "b", "l")
+                   for patch in (8, 16, 32))
+DISTILLED_VIT = "vit_distilled"
 
 _REGISTRY: dict[str, Entry] = {
     **{name: _googlenet_entry(spec) for name, spec in inception_v1.SPECS.items()},
     "efficientnet_lite0": _efficientnet_entry("efficientnet_lite0"),
+    **{name: _vit_entry(name) for name in VIT_MODELS},
+    DISTILLED_VIT: _vit_entry(DISTILLED_VIT, _distilled_file),
 }
 
 
@@ -71,12 +126,20 @@ def get(name: str = DEFAULT_MODEL) -> Model:
   return _entry(name).build()
 
 
-def load(name: str = DEFAULT_MODEL, data: os.PathLike | str | None = None):
-  """``(model, params)`` with the verified published weights."""
+def load(name: str = DEFAULT_MODEL, data: os.PathLike | str | None = None,
+         weights: os.PathLike | str | None = None):
+  """``(model, params)`` with the model's weights.
+
+  GoogLeNet and EfficientNet load their verified published weights (``data``:
+  the data root); a ViT loads the big_vision/AugReg ``.npz`` named by
+  ``weights`` (required, except for ``vit_distilled``, whose default is the
+  file ``bench/distill_vit.py`` caches).
+  """
   entry = _entry(name)
-  return get(name), entry.load_params(data)
+  params = entry.load_params(data, weights)  # a bad file fails before tracing
+  return get(name), params
 
 
 __all__ = ["Layer", "Model", "NotPerturbableError", "UnknownLayerError",
-           "UnknownModelError", "Normalize", "IMAGENET_NORMALIZE", "available",
+           "UnknownModelError", "WeightsFlagError", "Normalize", "IMAGENET_NORMALIZE", "available",
            "from_flax", "get", "load", "DEFAULT_MODEL"]

@@ -1,0 +1,27 @@
+"""``--model=vit_* --weights=PATH`` on the scripts (the ViTs ship no weights)."""
+
+import jax
+
+from atlasjax.models import vit
+
+
+def _error_line(result):
+  assert result.code == 2 and "Traceback" not in result.err, result
+  lines = [l for l in result.err.splitlines() if l.startswith("error:")]
+  assert len(lines) == 1, result
+  return lines[0]
+
+
+def test_missing_or_wrong_weights_are_one_line(run_script, tmp_path):
+  line = _error_line(run_script("evaluate", "--model=vit_b16"))
+  assert "--weights=PATH" in line and "vit_b16" in line
+  line = _error_line(run_script("evaluate", "--model=vit_b16",
+                                f"--weights={tmp_path}/none.npz"))
+  assert "none.npz not found" in line
+  # A file of another architecture (ViT-Ti/16 into ViT-S/16) names the tensor.
+  small = vit.init(jax.random.PRNGKey(0), vit.SPECS["vit_ti16"])
+  path = vit.save_npz(small, tmp_path / "ti16.npz")
+  line = _error_line(run_script("evaluate", "--model=vit_s16", f"--weights={path}"))
+  assert "needs (16, 16, 3, 384)" in line or "needs" in line
+  line = _error_line(run_script("evaluate", f"--weights={path}"))
+  assert "ViT models only" in line
