@@ -82,6 +82,12 @@ def parse(spec: str, model, labels_fn) -> Family:
   kind, _, rest = spec.partition(":")
   if kind in ("channel", "neuron"):
     layer, _, idx = rest.partition(":")
+    # A layer name may hold a colon (a ViT's "block6/mlp/fc2:input"): the
+    # longest layer name the spec starts with wins.
+    known = [n for n in model.layer_names if rest.startswith(n + ":")]
+    if known:
+      layer = max(known, key=len)
+      idx = rest[len(layer) + 1:]
     if not layer or not idx:
       raise ValueError(f"--objective={spec}: write {kind}:LAYER:INDICES, e.g. "
                        f"{kind}:{model.default_layer}:3")

@@ -249,7 +249,9 @@ def build(spec: ViTSpec) -> base.Model:
   """The library :class:`~atlasjax.models.base.Model` of ``ViT(spec)``.
 
   Layers, strides and the token grid are inferred by
-  :func:`~atlasjax.models.from_flax` (no layer table). The default layer is
+  :func:`~atlasjax.models.from_flax` (no layer table): each ``[B, P + h·w, D]``
+  token output becomes a ``[B, h, w, D]`` layer with the prefix tokens
+  dropped, and any input size is resized to ``image_size``. The default layer is
   the middle block's MLP hidden layer after GELU; CAM applies only to a GAP
   head (with a CLS head the logits do not average the token grid).
   """
@@ -257,7 +259,9 @@ def build(spec: ViTSpec) -> base.Model:
   middle = f"block{spec.depth // 2}/mlp/fc2:input"
   return flax_adapter.from_flax(
       ViT(spec), None, name=spec.name, input_size=spec.image_size,
-      min_size=spec.grid * spec.patch,  # smaller sides give a smaller grid
+      # The learned position embedding fixes the grid: the adapter resizes
+      # every other input size to image_size.
+      fixed_input_size=True,
       input_convention=flax_adapter.Normalize(mean=INPUT_MEAN, std=INPUT_STD),
       default_layer=middle, cam_layer=NORM if spec.pool == "gap" else None,
       classifier=("params", HEAD),

@@ -25,3 +25,14 @@ def test_missing_or_wrong_weights_are_one_line(run_script, tmp_path):
   assert "needs (16, 16, 3, 384)" in line or "needs" in line
   line = _error_line(run_script("evaluate", f"--weights={path}"))
   assert "ViT models only" in line
+
+
+def test_render_parses_layer_names_with_a_colon(run_script, tmp_path):
+  """``channel:block1/mlp/fc2:input:N``: the layer is the longest known name
+  (the index check then names the layer's 768 channels)."""
+  path = vit.save_npz(vit.init(jax.random.PRNGKey(0), vit.DISTILLED),
+                      tmp_path / "distilled.npz")
+  line = _error_line(run_script(
+      "render", "--model=vit_distilled", f"--weights={path}",
+      "--objective=channel:block1/mlp/fc2:input:3,900", f"--out={tmp_path}/r"))
+  assert "channels [900] outside 0..767" in line

@@ -237,3 +237,31 @@ def test_zoo_entry_loads_a_weights_file(tmp_path):
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
   assert {"vit_b16", "vit_l32", "vit_s8", "vit_distilled"} <= set(models.available())
 
+
+
+def test_zoo_vit_layers_through_the_adapter():
+  """Through from_flax: every block's tokens and the MLP hidden layer after
+  GELU are [B, h, w, D] on the patch grid (CLS dropped, row-major), no
+  attention internal is a layer, and other input sizes are resized."""
+  model = vit.build(TINY)
+  names = set(model.layer_names)
+  assert {"embedding", "block0", "block1", "block1/mlp/fc1",
+          "block1/mlp/fc2:input", "norm"} <= names
+  assert not any(n.endswith(("query", "key", "value")) for n in names)
+  assert model.layer("block1/mlp/fc2:input").depth == TINY.mlp_dim
+  assert model.layer("block1").stride == TINY.patch
+  assert model.default_layer == "block1/mlp/fc2:input"
+  variables = vit.init(jax.random.PRNGKey(0), TINY)
+  images = jax.random.uniform(jax.random.PRNGKey(1), (1, 32, 32, 3))
+  acts = model.apply(variables, images, layers=("block1/mlp/fc1",
+                                                "block1/mlp/fc2:input", "block1"))
+  hidden = acts["block1/mlp/fc2:input"]
+  assert hidden.shape == (1, TINY.grid, TINY.grid, TINY.mlp_dim)
+  np.testing.assert_allclose(hidden, jax.nn.gelu(acts["block1/mlp/fc1"]), atol=1e-6)
+  _, state = vit.ViT(TINY).apply(variables, images * 2 - 1, capture_intermediates=True)
+  tokens = state["intermediates"]["block1"]["__call__"][0]  # [1, 1 + 16, D]
+  np.testing.assert_allclose(acts["block1"][0, 2, 3], tokens[0, 1 + 2 * TINY.grid + 3],
+                             atol=1e-6)
+  bigger = model.apply(variables, jax.random.uniform(jax.random.PRNGKey(2), (1, 48, 48, 3)),
+                       layers=("logits",))["logits"]
+  assert bigger.shape == (1, TINY.num_classes)
