@@ -221,16 +221,16 @@ def test_registers_and_gap_head():
 
 
 def test_zoo_entry_loads_a_weights_file(tmp_path):
-  """``models.load("vit_ti16", weights=PATH)``: the file's network, behind
-  atlasjax's [0, 1] input convention."""
-  spec = vit.SPECS["vit_ti16"]
+  """``models.load("vit_ti32", weights=PATH)``: the file's network, behind
+  atlasjax's [0, 1] input convention (Ti/32: the cheapest published size)."""
+  spec = vit.SPECS["vit_ti32"]
   variables = vit.init(jax.random.PRNGKey(0), spec)
   variables["params"]["head"]["kernel"] = jax.random.normal(
       jax.random.PRNGKey(1), variables["params"]["head"]["kernel"].shape) * 0.05
-  path = vit.save_npz(variables, tmp_path / "ti16.npz")
-  model, params = models.load("vit_ti16", weights=path)
-  assert model.input_size == 224 and model.name == "vit_ti16"
-  assert model.layer("embedding").stride == 16
+  path = vit.save_npz(variables, tmp_path / "ti32.npz")
+  model, params = models.load("vit_ti32", weights=path)
+  assert model.input_size == 224 and model.name == "vit_ti32"
+  assert model.layer("embedding").stride == 32
   images = jax.random.uniform(jax.random.PRNGKey(2), (1, 224, 224, 3))
   got = model.apply(params, images, layers=("logits",))["logits"]
   want = vit.ViT(spec).apply(variables, images * 2 - 1)
