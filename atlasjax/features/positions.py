@@ -132,6 +132,25 @@ def collect(model: base.Model, params, paths: Sequence[str], layer: str,
   return Positions(folder)
 
 
+def from_array(vectors: np.ndarray, folder: os.PathLike | str,
+               settings: dict, shard_rows: int) -> "Positions":
+  """Writes vectors computed elsewhere (``[N, C]``) as a collection.
+
+  For activations that do not come from an atlasjax model (a PyTorch
+  reference, another framework); ``settings`` describes where they came
+  from and is checked like :func:`collect`'s on a rerun.
+  """
+  folder = pathlib.Path(folder)
+  manifest = _open_manifest(folder, settings)
+  for i, lo in enumerate(range(0, len(vectors), shard_rows)):
+    part = np.asarray(vectors[lo:lo + shard_rows], STORE_DTYPE)
+    store.save_npy(folder / shard_name(i), part)
+    manifest["shards"][shard_name(i)] = {"photos": None, "rows": len(part),
+                                         "skipped": []}
+  store.save_json(folder / MANIFEST, manifest)
+  return Positions(folder)
+
+
 @dataclasses.dataclass(frozen=True)
 class Positions:
   """A finished (or partly finished) all-positions collection."""
