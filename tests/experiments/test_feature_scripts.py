@@ -55,17 +55,25 @@ def test_dictionary_script_writes_the_interchange_file(
       codes = np.asarray(sae.encode(d, f["activations"].reshape(-1, channels)))
       assert np.isclose(f["spatial"].sum(), np.sort(codes.sum(0))[-3:].sum(), rtol=1e-4)
     assert (out / "groups.png").read_bytes()[:4] == b"\x89PNG"
+    # Microscope pages for two of its features.
+    result = run_script("dictionary_pages", f"--workdir={work}", "--features=0,5",
+                        f"--images={four_photos}", "--size=48", "--steps=2",
+                        "--examples=2")
+    assert result.code == 0, result
+    page = (work / "dictionary" / layer / "f5.html").read_text()
+    assert f"#/unit/{layer}/" in page and page.count("<img") == 1 + 2
 
 
 @pytest.mark.parametrize("script,flags,message", [
     ("dictionary", ["--features=4", "--k=8"], "--k=8 exceeds --features=4"),
     ("dictionary", ["--layer=logits"], "--layer=logits has no spatial extent"),
     ("neuron_groups", ["--groups=0"], "--groups=0: pass 1 or more"),
+    ("dictionary_pages", ["--features=x"], "No dictionary at"),
 ])
 def test_bad_input_is_one_line(run_script, tmp_path, four_photos, script, flags,
                                message):
   where = ([f"--workdir={tmp_path}", f"--images={four_photos}"]
-           if script == "dictionary" else
+           if script.startswith("dictionary") else
            [f"--out={tmp_path}", f"--image={sorted(four_photos.glob('*'))[0]}"])
   result = run_script(script, *where, *flags)
   assert result.code == 2 and len(result.error_lines) == 1, result
