@@ -114,7 +114,7 @@ def overcomplete(x_train, x_held):
   x_hat = np.concatenate([o[2].numpy() for o in outs])
   z = outs[0][1].numpy()
   steps = len(loader) * _EPOCHS.value
-  return {"library": "overcomplete 0.3.0", "r2": sae.explained_variance(x_held, x_hat),
+  return {"library": "overcomplete 0.3.0", "torch": torch.__version__, "r2": sae.explained_variance(x_held, x_hat),
           "mean_l0": float((z > 0).sum(1).mean()),
           "vectors_per_s": steps * _BATCH.value / wall, "train_wall_s": wall}
 
