@@ -35,6 +35,8 @@ _SIZE = flags.DEFINE_integer("size", 96, "Render side.")
 _STEPS = flags.DEFINE_integer("steps", 256, "Render steps.")
 _EXAMPLES = flags.DEFINE_integer("examples", pages.DEFAULT_EXAMPLES, "Top photos per feature.")
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
+_CROP = flags.DEFINE_integer("crop", None, "Side of the example crops in input "
+                             "pixels (default: the layer's effective receptive field).")
 
 
 def parse_features(text: str, count: int) -> list[int]:
@@ -63,8 +65,8 @@ def main(argv):
       model, params, d, layer, features, config=config,
       key=jax.random.PRNGKey(_SEED.value)).images
   found = pages.top_examples(d, model, params, paths, layer, _EXAMPLES.value)
-  crop = examples_lib.receptive_field_size(model, params, layer,
-                                           jax.random.PRNGKey(_SEED.value), mass=0.9)
+  crop = _CROP.value or examples_lib.receptive_field_size(
+      model, params, layer, jax.random.PRNGKey(_SEED.value), mass=0.9)
   index = pages.write_pages(out, layer, d, jax.device_get(renders), found, crop,
                             model.input_size, features=features)
   print(f"wrote {len(features)} feature pages: {index}")

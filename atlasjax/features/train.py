@@ -27,6 +27,7 @@ an uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import pathlib
 import time
@@ -127,6 +128,20 @@ def _losses(params, x, since_fired, config: TrainConfig):
   return total, (mse, aux, (z > 0).any(0), (z > 0).sum(-1).mean())
 
 
+def _step_key(config: TrainConfig) -> TrainConfig:
+  """``config`` without the fields the step program does not read."""
+  return dataclasses.replace(config, epochs=1, seed=0, checkpoint_every=0)
+
+
+@functools.lru_cache(maxsize=8)
+def _program(key: TrainConfig):
+  """``(optimizer, jitted step)`` for a step key: runs that differ only in
+  seed, epochs or checkpointing (a resumed run, a second seed) reuse the
+  compiled step."""
+  optimizer = optax.adam(key.lr, eps=ADAM_EPS)
+  return optimizer, make_step(key, optimizer)
+
+
 def make_step(config: TrainConfig, optimizer: optax.GradientTransformation):
   """``(state, batch [B, C] raw activations) -> (state, metrics)``, jitted."""
   def step(state, batch):
@@ -194,7 +209,7 @@ def train(config: TrainConfig, data: positions_lib.Positions,
     raise ValueError(f"The collection holds {data.rows} vectors, fewer than one "
                      f"batch of {batch}; lower --batch_size or add photos.")
   total = per_epoch * config.epochs
-  optimizer = optax.adam(config.lr, eps=ADAM_EPS)
+  optimizer, step_fn = _program(_step_key(config))
   state = init_state(config, data.all(INIT_SAMPLE), optimizer)
   manager = ocp.CheckpointManager(
       workdir / CHECKPOINTS, options=ocp.CheckpointManagerOptions(max_to_keep=2))
@@ -205,7 +220,6 @@ def train(config: TrainConfig, data: positions_lib.Positions,
   replicated = NamedSharding(mesh, PartitionSpec())
   sharded = NamedSharding(mesh, PartitionSpec("batch"))
   state = jax.device_put(state, replicated)
-  step_fn = make_step(config, optimizer)
   start = int(state["step"])
   done, timed, t0, metrics = 0, 0, None, {}
   with progress.bar(total=total, desc="dictionary", unit="step") as bar:
@@ -241,6 +255,28 @@ def train(config: TrainConfig, data: positions_lib.Positions,
           "last": {k: float(v) for k, v in jax.device_get(metrics).items()}}
 
 
+@functools.partial(jax.jit, static_argnames=("k",))
+def _encode_arrays(arrays, scale, x, k):
+  return sae.encode(sae.Dictionary(*arrays, k=k, input_scale=scale), x)
+
+
+@jax.jit
+def _decode_arrays(arrays, scale, z):
+  return sae.decode(sae.Dictionary(*arrays, k=1, input_scale=scale), z)
+
+
+def _arrays(d: sae.Dictionary):
+  return tuple(getattr(d, name) for name in sae.ARRAYS)
+
+
+def _encode(d, x):
+  return _encode_arrays(_arrays(d), d.input_scale, x, k=d.k)
+
+
+def _decode(d, z):
+  return _decode_arrays(_arrays(d), d.input_scale, z)
+
+
 def evaluate(d: sae.Dictionary, data: positions_lib.Positions,
              dead: np.ndarray | None = None) -> dict:
   """Held-out metrics: R², mean L0, features never active.
@@ -248,8 +284,8 @@ def evaluate(d: sae.Dictionary, data: positions_lib.Positions,
   R² (:func:`atlasjax.features.sae.explained_variance`) accumulates over
   chunks in float64, so it needs one pass and bounded memory.
   """
-  encode = jax.jit(lambda x: sae.encode(d, x))
-  decode = jax.jit(lambda z: sae.decode(d, z))
+  encode = lambda x: _encode(d, x)
+  decode = lambda z: _decode(d, z)
   n, sums, squares, residual, l0 = 0, 0.0, 0.0, 0.0, 0.0
   active = np.zeros(d.features, bool)
   for name in data.shards:

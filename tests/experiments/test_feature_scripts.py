@@ -58,7 +58,7 @@ def test_dictionary_script_writes_the_interchange_file(
     # Microscope pages for two of its features.
     result = run_script("dictionary_pages", f"--workdir={work}", "--features=0,5",
                         f"--images={four_photos}", "--size=48", "--steps=2",
-                        "--examples=2")
+                        "--examples=2", "--crop=64")
     assert result.code == 0, result
     page = (work / "dictionary" / layer / "f5.html").read_text()
     assert f"#/unit/{layer}/" in page and page.count("<img") == 1 + 2
