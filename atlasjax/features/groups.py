@@ -32,10 +32,10 @@ from PIL import Image
 
 from atlasjax import images as images_lib
 from atlasjax.features import nmf as nmf_lib
+from atlasjax.features import objectives as feature_objectives
 from atlasjax.features import sae as sae_lib
 from atlasjax.features import store
 from atlasjax.models import base
-from atlasjax.optvis import objectives
 from atlasjax.optvis import render as render_lib
 
 # Group colours: evenly spaced hues at this lightness and saturation.
@@ -188,9 +188,8 @@ def render_groups(model: base.Model, params, groups: NeuronGroups,
 
   Returns ``[n, size, size, 3]`` in [0, 1].
   """
-  layer = groups.layer
   result = render_lib.render(model, params,
-                             lambda v: objectives.direction(layer, v),
+                             feature_objectives.Direction(groups.layer),
                              args=jnp.asarray(groups.channels), config=config,
                              key=key)
   return np.asarray(result.images)[..., :3]

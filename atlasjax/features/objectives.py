@@ -17,6 +17,7 @@ Both are families ``arg -> Objective`` whose argument is an array, so
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import jax
@@ -29,6 +30,25 @@ from atlasjax.optvis import objectives
 from atlasjax.optvis import render as render_lib
 
 KINDS = ("direction", "response")
+
+
+@dataclasses.dataclass(frozen=True)
+class Direction:
+  """The family ``vec -> direction(layer, vec)``; hashable, so every caller
+  (feature renders, neuron groups) shares one compiled render program."""
+  layer: str
+
+  def __call__(self, vec) -> objectives.Objective:
+    return objectives.direction(self.layer, vec)
+
+
+@dataclasses.dataclass(frozen=True)
+class Response:
+  """The family ``(w, b) -> response(layer, (w, b))`` (see :func:`response`)."""
+  layer: str
+
+  def __call__(self, arg) -> objectives.Objective:
+    return response(self.layer, arg)
 
 
 def response(layer: str, arg) -> objectives.Objective:
@@ -75,8 +95,8 @@ def render_features(model: base.Model, params, d: sae.Dictionary, layer: str,
                      "trained on.")
   features = np.arange(d.features) if features is None else np.asarray(features)
   if kind == "direction":
-    make, args = (lambda v: objectives.direction(layer, v)), direction_args(d, features)
+    make, args = Direction(layer), direction_args(d, features)
   else:
-    make, args = (lambda a: response(layer, a)), response_args(d, features)
+    make, args = Response(layer), response_args(d, features)
   return render_lib.render(model, params, make, args=args, config=config,
                            key=key, item_ids=features)
