@@ -1,0 +1,192 @@
+"""Microscope pages and atlas labels for dictionary features.
+
+A trained dictionary (:mod:`atlasjax.features.sae`) turns a layer's ``C``
+neurons into ``F`` features. This module gives each feature what the
+Microscope gives a neuron:
+
+* :func:`top_examples`: the photos (and the position in each) where the
+  feature's code is largest, streamed over any number of photos with a
+  running top-``k`` per feature;
+* :func:`strongest_neurons`: the channels its decoder row writes most
+  (each a link to that unit's Microscope page, ``#/unit/<layer>/<c>``);
+* :func:`write_pages`: static HTML (no script, opens from disk): an index
+  grid of every feature's render and one page per feature with its render,
+  its top dataset crops and its strongest neurons;
+* :func:`label_atlas`: an atlas whose cells are labelled by their strongest
+  dictionary features (the codes of each cell's average activation vector),
+  written beside the atlas as ``grid_<n>/dictionary_labels.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import os
+import pathlib
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from atlasjax import images as images_lib
+from atlasjax import plotting
+from atlasjax import progress
+from atlasjax.classic import examples as examples_lib
+from atlasjax.features import sae
+from atlasjax.features import store
+from atlasjax.models import base
+
+PAGES_DIR = "dictionary"
+LABELS_FILE = "dictionary_labels.json"
+DEFAULT_EXAMPLES = 9
+DEFAULT_NEURONS = 8
+TILE = 96
+# Photos per forward pass in top_examples.
+BATCH = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class TopExamples:
+  """Each feature's strongest photos, best first (-1: fewer photos than k)."""
+  scores: np.ndarray      # [F, k] largest code of the feature in the photo
+  photos: np.ndarray      # [F, k] index into paths
+  positions: np.ndarray   # [F, k, 2] (row, col) of that code in the layer
+  paths: tuple[str, ...]
+  stride: int
+
+
+def _photo_maxima(model, layer, d):
+  """``(params, images) -> (max code [B, F], argmax position [B, F])``."""
+  @jax.jit
+  def fn(params, images):
+    acts = model.apply(params, images, layers=(layer,))[layer]
+    b, h, w, c = acts.shape
+    codes = sae.encode(d, acts.reshape(-1, c)).reshape(b, h * w, -1)
+    return codes.max(1), codes.argmax(1)
+  return fn
+
+
+def top_examples(d: sae.Dictionary, model: base.Model, params,
+                 paths: Sequence[str], layer: str, k: int = DEFAULT_EXAMPLES,
+                 size: int | None = None) -> TopExamples:
+  """The ``k`` photos where each feature's code peaks (see module docstring)."""
+  size = size or model.input_size
+  width = model.apply(params, jnp.zeros((1, size, size, 3)), layers=(layer,))[layer].shape[2]
+  maxima = _photo_maxima(model, layer, d)
+  scores = np.full((d.features, k), -np.inf, np.float32)
+  photos = np.full((d.features, k), -1, np.int64)
+  where = np.zeros((d.features, k), np.int64)
+  load = lambda p: images_lib.load_for_model(p, size)
+  batches = images_lib.iter_batches(list(paths), BATCH, load)
+  for batch in progress.iterate(batches, total=-(-len(paths) // BATCH),
+                                desc="dictionary examples", unit="batch"):
+    best, at = (np.asarray(a) for a in maxima(params, jnp.asarray(batch.images)))
+    all_scores = np.concatenate([scores, best.T], 1)
+    order = np.argsort(-all_scores, axis=1, kind="stable")[:, :k]
+    scores = np.take_along_axis(all_scores, order, 1)
+    photos = np.take_along_axis(np.concatenate(
+        [photos, np.broadcast_to(batch.indices, best.T.shape)], 1), order, 1)
+    where = np.take_along_axis(np.concatenate([where, at.T], 1), order, 1)
+  photos = np.where(np.isfinite(scores), photos, -1)
+  positions = np.stack([where // width, where % width], -1)
+  return TopExamples(scores, photos, positions, tuple(paths),
+                     model.layer(layer).stride)
+
+
+def strongest_neurons(d: sae.Dictionary, feature: int,
+                      n: int = DEFAULT_NEURONS) -> list[tuple[int, float]]:
+  """``(channel, weight)`` of the ``n`` largest ``|decoder[feature]|`` entries."""
+  row = np.asarray(d.decoder[feature]) * d.input_scale
+  order = np.argsort(-np.abs(row), kind="stable")[:n]
+  return [(int(c), float(row[c])) for c in order]
+
+
+def example_crops(found: TopExamples, feature: int, crop: int,
+                  size: int) -> list[np.ndarray]:
+  """The feature's top photos cropped around the peak, ``TILE`` px each."""
+  tiles = []
+  for photo, pos in zip(found.photos[feature], found.positions[feature]):
+    if photo < 0:
+      continue
+    image = images_lib.load_for_model(found.paths[photo], size)
+    top, left, side = examples_lib.crop_box(pos, found.stride, crop, image.shape[:2])
+    tiles.append(plotting.resize(image[top:top + side, left:left + side], (TILE, TILE)))
+  return tiles
+
+
+def _page(title: str, body: str) -> str:
+  return (f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>"
+          "<style>body{font:14px sans-serif;margin:1em}img{margin:2px;"
+          "image-rendering:auto}.grid a{display:inline-block;text-align:center;"
+          "font-size:11px}</style>" + body)
+
+
+def write_pages(out: os.PathLike | str, layer: str, d: sae.Dictionary,
+                renders: np.ndarray, found: TopExamples, crop: int, size: int,
+                unit_link: str = "../index.html#/unit/{layer}/{channel}",
+                features: Sequence[int] | None = None) -> pathlib.Path:
+  """Writes ``out/dictionary/<layer>/index.html`` and one page per feature.
+
+  ``renders[i]`` is ``features[i]``'s render (``[N, S, S, 3]`` in [0, 1]);
+  ``unit_link`` formats a neuron's Microscope URL relative to the pages.
+  """
+  folder = pathlib.Path(out) / PAGES_DIR / layer
+  features = list(range(d.features)) if features is None else list(features)
+  cells = []
+  for i, f in enumerate(features):
+    store.save_png(folder / f"f{f}.png", renders[i])
+    for r, tile in enumerate(example_crops(found, f, crop, size)):
+      store.save_png(folder / f"f{f}_ex{r}.jpg", tile)
+    neurons = "".join(
+        f'<li><a href="{html.escape(unit_link.format(layer=layer, channel=c))}">'
+        f"{html.escape(layer)}:{c}</a> {w:+.3f}</li>"
+        for c, w in strongest_neurons(d, f))
+    crops = "".join(f'<img src="f{f}_ex{r}.jpg" width={TILE}>'
+                    for r in range(int((found.photos[f] >= 0).sum())))
+    body = (f'<p><a href="index.html">{html.escape(layer)} dictionary</a></p>'
+            f"<h1>{html.escape(layer)} feature {f}</h1>"
+            f'<img src="f{f}.png" width=192><h2>Dataset examples</h2>{crops}'
+            f"<h2>Strongest neurons (decoder weights)</h2><ol>{neurons}</ol>")
+    (folder / f"f{f}.html").write_text(_page(f"{layer} feature {f}", body))
+    cells.append(f'<a href="f{f}.html"><img src="f{f}.png" width={TILE}><br>{f}</a>')
+  index = (f"<h1>{html.escape(layer)}: {d.features} dictionary features "
+           f"(k = {d.k})</h1><div class=grid>{''.join(cells)}</div>")
+  (folder / "index.html").write_text(_page(f"{layer} dictionary", index))
+  return folder / "index.html"
+
+
+def label_cells(d: sae.Dictionary, directions: np.ndarray,
+                top: int = 3) -> list[list[dict]]:
+  """Each cell's ``top`` features by code of its average vector."""
+  codes = np.asarray(sae.encode(d, jnp.asarray(directions, jnp.float32)))
+  order = np.argsort(-codes, axis=1, kind="stable")[:, :top]
+  return [[{"feature": int(f), "code": round(float(codes[i, f]), 6)}
+           for f in order[i] if codes[i, f] > 0] for i in range(len(codes))]
+
+
+def label_atlas(atlas_workdir: os.PathLike | str, d: sae.Dictionary,
+                layer: str | None = None, top: int = 3) -> list[pathlib.Path]:
+  """Labels every grid of an atlas by dictionary features.
+
+  Writes ``grid_<n>/dictionary_labels.json``: one entry per cell, in the
+  order of ``atlas.json``'s cells, with ``x``, ``y`` and the cell's
+  ``features`` (id and code, strongest first).
+  """
+  from atlasjax.atlas import result  # pylint: disable=g-import-not-at-top
+
+  atlas = result.Atlas.open(atlas_workdir, layer)
+  written = []
+  for grid in atlas.info["grids"]:
+    directions = np.load(atlas.workdir / grid["directions"])
+    if directions.shape[1] != d.depth:
+      raise ValueError(f"The dictionary reads {d.depth} channels; the atlas of "
+                       f"{atlas.layer} has {directions.shape[1]}.")
+    labels = label_cells(d, directions, top)
+    entries = [{"x": c["x"], "y": c["y"], "features": labels[c["direction"]]}
+               for c in grid["cells"]]
+    path = atlas.workdir / pathlib.Path(grid["directions"]).parent / LABELS_FILE
+    store.save_json(path, {"layer": atlas.layer, "size": grid["size"],
+                           "cells": entries})
+    written.append(path)
+  return written

@@ -1,0 +1,79 @@
+r"""Microscope pages for a trained dictionary's features, and atlas labels.
+
+  python experiments/dictionary_pages.py --workdir=W --features=0-63 \
+      [--images=DIR] [--out=MICROSCOPE_WORKDIR] [--atlas=ATLAS_WORKDIR]
+
+Reads ``W/dictionary.npz`` and ``W/metrics.json`` (its layer), renders the
+chosen features (decoder directions, one batch), finds their top photos by
+code, and writes ``OUT/dictionary/<layer>/index.html`` plus one page per
+feature whose neuron links point at ``OUT/index.html#/unit/<layer>/<c>`` (a
+Microscope built in the same folder). ``--atlas`` also labels every grid of
+that atlas by its cells' strongest features.
+"""
+
+import re
+
+from absl import flags
+import jax
+
+import cli
+from atlasjax import images as images_lib
+from atlasjax.classic import examples as examples_lib
+from atlasjax.features import objectives as feature_objectives
+from atlasjax.features import pipeline
+from atlasjax.features import sae
+from atlasjax.features import store
+from atlasjax.microscope import dictionary as pages
+from atlasjax.optvis import render as render_lib
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Dictionary work directory.", required=True)
+_FEATURES = flags.DEFINE_string("features", "0-63", "Features: A-B or a,b,c.")
+_IMAGES = flags.DEFINE_string("images", None, "Photos for the examples (default: the sample photos).")
+_OUT = flags.DEFINE_string("out", None, "Microscope work directory (default: --workdir).")
+_ATLAS = flags.DEFINE_string("atlas", None, "Atlas work directory to label.")
+_SIZE = flags.DEFINE_integer("size", 96, "Render side.")
+_STEPS = flags.DEFINE_integer("steps", 256, "Render steps.")
+_EXAMPLES = flags.DEFINE_integer("examples", pages.DEFAULT_EXAMPLES, "Top photos per feature.")
+_SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
+_CROP = flags.DEFINE_integer("crop", None, "Side of the example crops in input "
+                             "pixels (default: the layer's effective receptive field).")
+
+
+def parse_features(text: str, count: int) -> list[int]:
+  out = []
+  for part in text.split(","):
+    m = re.fullmatch(r"\s*(\d+)(?:-(\d+))?\s*", part)
+    if not m:
+      raise ValueError(f"--features={text}: write 0-63 or 3,17,40.")
+    out += range(int(m[1]), int(m[2] or m[1]) + 1)
+  bad = [f for f in out if f >= count]
+  if bad:
+    raise ValueError(f"--features={text}: {bad[:5]} outside 0..{count - 1}.")
+  return out
+
+
+def main(argv):
+  del argv
+  model, params = cli.load_model()
+  d = sae.load(f"{_WORKDIR.value}/{pipeline.DICTIONARY_FILE}")
+  layer = store.load_json(f"{_WORKDIR.value}/{pipeline.METRICS_FILE}")["layer"]
+  features = parse_features(_FEATURES.value, d.features)
+  paths = images_lib.list_images(cli.image_folder(_IMAGES.value))
+  out = cli.output_dir(_OUT.value or _WORKDIR.value)
+  config = render_lib.RenderConfig(size=_SIZE.value, steps=_STEPS.value)
+  renders = feature_objectives.render_features(
+      model, params, d, layer, features, config=config,
+      key=jax.random.PRNGKey(_SEED.value)).images
+  found = pages.top_examples(d, model, params, paths, layer, _EXAMPLES.value)
+  crop = _CROP.value or examples_lib.receptive_field_size(
+      model, params, layer, jax.random.PRNGKey(_SEED.value), mass=0.9)
+  index = pages.write_pages(out, layer, d, jax.device_get(renders), found, crop,
+                            model.input_size, features=features)
+  print(f"wrote {len(features)} feature pages: {index}")
+  if _ATLAS.value:
+    for path in pages.label_atlas(_ATLAS.value, d, layer):
+      print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+  cli.run(main)
