@@ -36,6 +36,7 @@ from PIL import Image
 from atlasjax import circuits
 from atlasjax import images as images_lib
 from atlasjax import plotting
+from atlasjax import workdir as workdir_lib
 from atlasjax.classic import examples as examples_lib
 
 STATIC_DIR = pathlib.Path(__file__).resolve().parent / "static"
@@ -51,8 +52,8 @@ def _js(call: str, payload) -> str:
 
 
 def _save_png(image: np.ndarray, path: pathlib.Path) -> None:
-  if not path.is_file():
-    Image.fromarray(np.asarray(image, np.uint8)).save(path)
+  if not path.is_file():   # Written atomically: present means complete.
+    workdir_lib.save_image(path, Image.fromarray(np.asarray(image, np.uint8)))
 
 
 def _links(weights: np.ndarray, unit: int, k: int, other: str, inputs: bool):
@@ -96,7 +97,7 @@ def write_site(model, config, workdir: os.PathLike | str, layers, weights: dict,
     shutil.rmtree(data_dir)   # stale layers of an earlier site
   data_dir.mkdir(parents=True)
   for name in ("microscope.js", "microscope.css"):
-    shutil.copyfile(STATIC_DIR / name, out / name)
+    workdir_lib.write_bytes(out / name, (STATIC_DIR / name).read_bytes())
   crops = crops or {}
   load = functools.lru_cache(maxsize=256)(images_lib.load_eval)
 
@@ -110,7 +111,8 @@ def write_site(model, config, workdir: os.PathLike | str, layers, weights: dict,
     img_dir.mkdir(parents=True, exist_ok=True)
     ex_dir.mkdir(parents=True, exist_ok=True)
     ex_file = workdir / "examples" / f"{layer}.npz"
-    top = dict(np.load(ex_file)) if ex_file.is_file() else None
+    top = (dict(np.load(ex_file, allow_pickle=False)) if ex_file.is_file()
+           else None)
     incoming = [(a, w) for (a, b), w in weights.items() if b == layer]
     outgoing = [(b, w) for (a, b), w in weights.items() if a == layer]
     units = []
@@ -138,7 +140,8 @@ def write_site(model, config, workdir: os.PathLike | str, layers, weights: dict,
                                                  image.shape[:2])
               image = image[t:t + side, l:l + side]
             tile = plotting.to_uint8(plotting.resize(image, (config.tile, config.tile)))
-            Image.fromarray(tile).save(target, quality=JPEG_QUALITY)
+            workdir_lib.save_image(target, Image.fromarray(tile),
+                                   quality=JPEG_QUALITY)
           unit["ex"].append([f"ex/{layer}/{name}", round(float(score), 3),
                              os.path.basename(paths[int(i)])])
       for a, w in incoming:
@@ -146,14 +149,14 @@ def write_site(model, config, workdir: os.PathLike | str, layers, weights: dict,
       for b, w in outgoing:
         unit["out"] = _links(w, c, config.links, b, inputs=False)
       units.append(unit)
-    (data_dir / f"{layer}.js").write_text(_js(
+    workdir_lib.write_text(data_dir / f"{layer}.js", _js(
         "Microscope.addLayer(%s);",
         {"name": layer, "depth": info.depth, "stride": info.stride,
          "rendered": rendered, "crop": crops.get(layer), "units": units}))
     meta.append({"name": layer, "depth": info.depth, "rendered": rendered})
 
   title = title or f"{model.name} microscope"
-  (data_dir / "index.js").write_text(_js("window.MICROSCOPE_INDEX=%s;", {
+  workdir_lib.write_text(data_dir / "index.js", _js("window.MICROSCOPE_INDEX=%s;", {
       "title": title, "model": model.name, "layers": meta,
       "size": config.size, "steps": config.steps,
       "images": str(image_root) if image_root else None}))
@@ -164,5 +167,5 @@ def write_site(model, config, workdir: os.PathLike | str, layers, weights: dict,
   page = page.replace("{{TITLE}}", html.escape(title)).replace(
       "{{LAYER_SCRIPTS}}", scripts)
   index = workdir / "index.html"
-  index.write_text(page)
+  workdir_lib.write_text(index, page)
   return index

@@ -10,12 +10,36 @@ cell's dominant class, so neighbouring cells look alike, as in a real atlas.
 from __future__ import annotations
 
 import colorsys
-import json
 import os
 import pathlib
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from atlasjax import workdir as workdir_lib
+
+# Set in every synthetic atlas.json, so a rerun may replace it and nothing else.
+SYNTHETIC_MARK = "synthetic"
+
+
+class SyntheticError(RuntimeError):
+  """The target work directory holds a real atlas (or collection)."""
+
+
+def _check_target(workdir: pathlib.Path) -> None:
+  """Refuses to write over a real atlas: only an earlier synthetic one."""
+  atlas = workdir / "atlas.json"
+  real = (workdir / "collect").exists()
+  if atlas.exists():
+    try:
+      real = real or not workdir_lib.read_json(atlas).get(SYNTHETIC_MARK)
+    except (ValueError, AttributeError):
+      real = True
+  if real:
+    raise SyntheticError(
+        f"{workdir} holds a real atlas (atlas.json or collect/ not written by "
+        "--synthetic); refusing to overwrite it. Pass another --workdir.")
+
 
 CLASS_NAMES = (
     "tench", "goldfinch", "tree frog", "jellyfish", "snail", "flamingo",
@@ -112,9 +136,11 @@ def make_workdir(workdir: str | os.PathLike, sizes=(20, 40), *,
   ``<workdir>/<name>/atlas.json`` listed in ``other_layers``.
   """
   workdir = pathlib.Path(workdir)
+  _check_target(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   n_classes = len(CLASS_NAMES)
-  (workdir / "class_names.json").write_text(json.dumps(list(CLASS_NAMES)))
+  workdir_lib.write_json(workdir / "class_names.json", list(CLASS_NAMES),
+                         indent=None)
   photos = workdir / "photos"
   photos.mkdir(exist_ok=True)
   rng = np.random.default_rng(seed + 99)
@@ -136,12 +162,13 @@ def make_workdir(workdir: str | os.PathLike, sizes=(20, 40), *,
     rel_names = os.path.relpath(workdir / "class_names.json", folder)
     spec = _layer(folder, layer, sizes, icon_size, n_points, threshold,
                   seed + li, str(photos.resolve()), ids, rel_names, n_classes)
+    spec[SYNTHETIC_MARK] = True
     if li == 0:
       main = spec
     else:
-      (folder / "atlas.json").write_text(json.dumps(spec))
+      workdir_lib.write_json(folder / "atlas.json", spec, indent=None)
       others.append(f"{layer}/atlas.json")
   if others:
     main["other_layers"] = others
-  (workdir / "atlas.json").write_text(json.dumps(main, indent=1))
+  workdir_lib.write_json(workdir / "atlas.json", main)
   return workdir
