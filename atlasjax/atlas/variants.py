@@ -416,6 +416,33 @@ def _comparison_layout(config: CompareClassesConfig, collection, layer: str,
   return xy
 
 
+def _comparison_cells(grid: dict, flat: np.ndarray, diff: np.ndarray,
+                      x: np.ndarray) -> list[dict]:
+  """Each cell of the comparison grid with its members' mean difference."""
+  cells = []
+  size = grid["size"]
+  for cell in grid["cells"]:
+    members = flat == cell["y"] * size + cell["x"]
+    cells.append({
+        "x": cell["x"], "y": cell["y"], "count": cell["count"],
+        "mean_difference": round(float(diff[members].mean()), 6),
+        "mean_x": round(float(x[members].mean()), 6),
+        "top_classes": cell["top_classes"], "icon": cell["icon"],
+        "examples": cell["examples"]})
+  return cells
+
+
+def _comparison_png(atlas_png: pathlib.Path, out: pathlib.Path, names) -> None:
+  """The atlas with a centre rule and a left/right header, written atomically."""
+  with Image.open(atlas_png) as image:
+    canvas = image.convert("RGB")
+  draw = ImageDraw.Draw(canvas)
+  draw.line([(canvas.width // 2, 0), (canvas.width // 2, canvas.height)],
+            fill=RULE_COLOUR, width=1)
+  workdir_lib.save_image(out, _header(
+      canvas, f"< {names[0]}", f"{names[1]} >", "attribution difference"))
+
+
 def compare_classes(config: CompareClassesConfig, model: base.Model, params,
                     workdir: os.PathLike | str, left: int, right: int,
                     labels: labels_lib.Labels | None = None) -> dict:
@@ -447,24 +474,10 @@ def compare_classes(config: CompareClassesConfig, model: base.Model, params,
                            layout_name=layout_name, prefix=f"{folder}/")
   (grid,) = atlas["grids"]
   size = grid["size"]
-  flat = cell_ids(xy, size)
-  diff = subset[:, right] - subset[:, left]
-  cells = []
-  for cell in grid["cells"]:
-    members = flat == cell["y"] * size + cell["x"]
-    cells.append({
-        "x": cell["x"], "y": cell["y"], "count": cell["count"],
-        "mean_difference": round(float(diff[members].mean()), 6),
-        "mean_x": round(float(x[members].mean()), 6),
-        "top_classes": cell["top_classes"], "icon": cell["icon"],
-        "examples": cell["examples"]})
-  canvas = Image.open(workdir / grid["atlas"]).convert("RGB")
-  draw = ImageDraw.Draw(canvas)
-  draw.line([(canvas.width // 2, 0), (canvas.width // 2, canvas.height)],
-            fill=RULE_COLOUR, width=1)
+  cells = _comparison_cells(grid, cell_ids(xy, size),
+                            subset[:, right] - subset[:, left], x)
   png = f"{folder}/{COMPARISON_PNG}"
-  workdir_lib.save_image(workdir / png, _header(
-      canvas, f"< {names[0]}", f"{names[1]} >", "attribution difference"))
+  _comparison_png(workdir / grid["atlas"], workdir / png, names)
   result = {
       "version": 1, "layer": layer,
       "left": {"index": left, "name": names[0]},
