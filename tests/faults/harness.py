@@ -8,9 +8,10 @@ fraction of a second, sends SIGKILL, then reruns everything to completion and
 compares every file of the work directories with an uninterrupted run, byte
 for byte (JSON files without their wall-clock ``seconds`` fields).
 
-Used by tests/faults/test_kill_and_resume.py (two trials, CI-sized) and by
-bench/fault_injection.py (more trials per stage; writes the RESULTS table).
-Run as a script, it is the child: ``python harness.py PHOTOS WORKDIR``.
+Used by tests/faults/test_kill_and_resume.py (one Microscope trial, CI-sized)
+and by bench/fault_injection.py (several trials per stage, every stage; writes
+the RESULTS table). Run as a script, it is the child:
+``python harness.py PHOTOS WORKDIR [STAGES]``.
 """
 
 from __future__ import annotations
@@ -48,35 +49,48 @@ def make_photos(folder: pathlib.Path, n: int = N_PHOTOS, seed: int = 0) -> pathl
   return folder
 
 
-def run_stages(photos: os.PathLike, workdir: os.PathLike, log=print) -> None:
+def run_stages(photos: os.PathLike, workdir: os.PathLike, log=print,
+               stages: tuple[str, ...] = STAGES) -> None:
   """collect → layout → icons in ``workdir/atlas``; the Microscope in
-  ``workdir/microscope``. Each stage resumes what an earlier run left."""
+  ``workdir/microscope``. Each stage resumes what an earlier run left.
+  ``stages`` picks a subset: the atlas stages in order from collect (each
+  needs the previous one), the Microscope alone."""
   sys.path.insert(0, str(TESTS))
   import toy_model  # pylint: disable=g-import-not-at-top
   from atlasjax import images as images_lib  # pylint: disable=g-import-not-at-top
   from atlasjax import microscope  # pylint: disable=g-import-not-at-top
-  from atlasjax.atlas import collect, layout, render_atlas  # pylint: disable=g-import-not-at-top
   model, params = toy_model.TOY_MODEL, toy_model.toy_params()
   workdir = pathlib.Path(workdir)
   atlas_dir = workdir / "atlas"
+  if "collect" in stages:
+    _atlas_stages(model, params, photos, atlas_dir, stages, log)
+  if "microscope" in stages:
+    log("stage microscope")
+    microscope.build(model, params, microscope.MicroscopeConfig(
+        layers=("conv1",), size=32, steps=4, chunk_size=2, examples=2, links=2,
+        tile=16, batch_size=4, transforms="none"), workdir / "microscope",
+        images_lib.list_images(photos), log=lambda _: None)
+  log(DONE)
+
+
+def _atlas_stages(model, params, photos, atlas_dir, stages, log) -> None:
+  from atlasjax.atlas import collect, layout, render_atlas  # pylint: disable=g-import-not-at-top
   log("stage collect")
   collect.run(collect.CollectConfig(layers=("conv2",), crops_per_image=2,
                                     image_size=32, batch_size=4, shard_images=2,
                                     loader_threads=1),
               model, params, photos, atlas_dir)
+  if "layout" not in stages:
+    return
   log("stage layout")
   layout.run(layout.LayoutConfig(layer="conv2", n_neighbors=8, n_epochs=30),
              atlas_dir, model=model)
+  if "icons" not in stages:
+    return
   log("stage icons")
   render_atlas.run(render_atlas.AtlasConfig(
       layer="conv2", grid_sizes=(3,), min_density=(1,), icon_size=32, steps=6,
       chunk_size=2, transforms="none", n_examples=2), model, params, atlas_dir)
-  log("stage microscope")
-  microscope.build(model, params, microscope.MicroscopeConfig(
-      layers=("conv1",), size=32, steps=4, chunk_size=2, examples=2, links=2,
-      tile=16, batch_size=4, transforms="none"), workdir / "microscope",
-      images_lib.list_images(photos), log=lambda _: None)
-  log(DONE)
 
 
 def _normalised(path: pathlib.Path) -> bytes:
@@ -119,11 +133,12 @@ def _child_env() -> dict:
 
 
 def kill_at(photos: pathlib.Path, workdir: pathlib.Path, stage: str,
-            delay_s: float, timeout_s: float = 300) -> tuple[str, float]:
+            delay_s: float, stages: tuple[str, ...] = STAGES,
+            timeout_s: float = 300) -> tuple[str, float]:
   """Runs the child, SIGKILLs it ``delay_s`` after its ``stage`` marker;
   returns (last marker seen, seconds run)."""
   proc = subprocess.Popen([sys.executable, str(HERE / "harness.py"), str(photos),
-                           str(workdir)], stdout=subprocess.PIPE,
+                           str(workdir), ",".join(stages)], stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, text=True, env=_child_env())
   seen, reached = [], threading.Event()
 
@@ -145,15 +160,16 @@ def kill_at(photos: pathlib.Path, workdir: pathlib.Path, stage: str,
 
 
 def trial(photos: pathlib.Path, workdir: pathlib.Path, reference: dict,
-          stage: str, delay_s: float) -> Trial:
+          stage: str, delay_s: float, stages: tuple[str, ...] = STAGES) -> Trial:
   """One fault: kill, count leftovers, rerun in this process, compare."""
-  killed_in, elapsed = kill_at(photos, workdir, stage, delay_s)
+  killed_in, elapsed = kill_at(photos, workdir, stage, delay_s, stages)
   leftovers = sum(1 for p in workdir.rglob("*.tmp"))
-  run_stages(photos, workdir, log=lambda _: None)
+  run_stages(photos, workdir, log=lambda _: None, stages=stages)
   return Trial(stage, delay_s, killed_in, elapsed, leftovers,
                differences(reference, snapshot(workdir)))
 
 
 if __name__ == "__main__":
   run_stages(pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]),
-             log=lambda m: print(m, flush=True))
+             log=lambda m: print(m, flush=True),
+             stages=tuple(sys.argv[3].split(",")) if len(sys.argv) > 3 else STAGES)
