@@ -4,8 +4,9 @@ points, rerun, compare every output byte with an uninterrupted run.
   python bench/fault_injection.py --trials=3 --seed=22 > /tmp/faults.jsonl
 
 For each stage (collect, layout, icons, microscope) ``--trials`` children are
-started on the toy CNN and SIGKILLed a seeded random delay (0 … ``--max_delay``
-s) after that stage's start marker; each is then rerun to completion in this
+started on the toy CNN and SIGKILLed a seeded random delay (``--min_delay`` …
+``--max_delay`` s) after that stage's start marker (a kill that lands after the
+child finished counts as "done", not as a fault); each is then rerun to completion in this
 process and compared with the reference (tests/faults/harness.py). Then the
 issue-22 probes (one per finding: bad inputs and hostile files) run under
 pytest. Prints one JSON line per trial and per probe, then a summary line and
@@ -35,6 +36,8 @@ import machine  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _TRIALS = flags.DEFINE_integer("trials", 3, "Kills per stage.")
 _SEED = flags.DEFINE_integer("seed", 22, "Seed of the kill points.")
+_MIN_DELAY = flags.DEFINE_float("min_delay", 0.0,
+                                "Kill delay after the stage marker, at least (s).")
 _MAX_DELAY = flags.DEFINE_float("max_delay", 1.5,
                                 "Kill delay after the stage marker, at most (s).")
 _PROBES = flags.DEFINE_bool("probes", True, "Also run the issue-22 probes.")
@@ -54,7 +57,7 @@ def run_trials(root: pathlib.Path, rng) -> list[dict]:
   rows = []
   for stage in harness.STAGES:
     for t in range(_TRIALS.value):
-      delay = float(rng.uniform(0.0, _MAX_DELAY.value))
+      delay = float(rng.uniform(_MIN_DELAY.value, _MAX_DELAY.value))
       result = harness.trial(photos, root / f"{stage}_{t}", reference, stage, delay)
       row = {"workload": "fault_injection", "stage": stage, "trial": t,
              "delay_s": round(delay, 3), "killed_in": result.killed_in,
