@@ -50,6 +50,7 @@ from typing import Iterator, Mapping
 import pooch
 
 from atlasjax import progress
+from atlasjax import workdir as workdir_lib
 
 ENV_VAR = "ATLASJAX_DATA"
 WEIGHTS_URL_ENV = "ATLASJAX_BASE_URL_WEIGHTS"
@@ -444,9 +445,7 @@ def googlenet_dir(data: os.PathLike | str | None = None, *,
     fetch(source, folder, desc="weights")
   sums = folder / SUMS_FILE
   if not sums.is_file():  # For tools that read SHA256SUMS beside the weights.
-    tmp = sums.with_suffix(".part")
-    tmp.write_text(_format_sums(source.sha256))
-    tmp.replace(sums)
+    workdir_lib.write_text(sums, _format_sums(source.sha256))
   return folder
 
 
