@@ -196,9 +196,9 @@ def test_microscope_survives_a_non_utf8_file_name(tmp_path, caplog):
     f.write((images / "img_000.png").read_bytes())
   from atlasjax import images as images_lib
   paths = images_lib.list_images(images)
-  config = microscope.MicroscopeConfig(layers=("conv2",), size=32, steps=1,
-                                       chunk_size=16, examples=2, links=2,
-                                       tile=16, batch_size=4, transforms="none")
+  config = microscope.MicroscopeConfig(layers=("conv1",), size=16, steps=1,
+                                       chunk_size=8, examples=1, links=1,
+                                       tile=8, batch_size=4, transforms="none")
   summary = microscope.build(toy_model.TOY_MODEL, toy_model.toy_params(), config,
                              tmp_path / "ms", paths, log=lambda _: None)
   assert pathlib.Path(summary["index"]).is_file()
