@@ -17,11 +17,15 @@ A data root is looked up in this order:
 3. the user cache (``$XDG_CACHE_HOME/atlasjax`` or ``~/.cache/atlasjax``),
    where missing or corrupt files are downloaded from the published URLs.
 
-A local copy (1, 2) is verified against its ``SHA256SUMS`` and used as it is;
-for photos, a local ``imagenet-sample/`` (800 resized photos, as CI has) is
-preferred to downloading the 1000 originals. A file whose hash does not match
-is never used: in the cache it is downloaded again, in a local copy it raises
-:class:`DataError` naming the file and the fix.
+A local copy (1, 2) is verified against the sums pinned in the package
+(:mod:`atlasjax._pinned`), not only against its own ``SHA256SUMS`` (which must
+agree with them): a copy cannot vouch for itself. For photos, a local
+``imagenet-sample/`` (800 resized photos, as CI has; also pinned) is preferred
+to downloading the 1000 originals. A file whose hash does not match is never
+used: in the cache it is downloaded again, in a local copy it raises
+:class:`DataError` naming the file and the fix. An explicit path that does not
+exist is an error, never a silent fall-back to another copy; manifest names
+must be plain relative paths (no absolute paths, no ``..``).
 
 The published base URLs can be replaced (a mirror, or a loopback server in the
 tests) with ``ATLASJAX_BASE_URL_WEIGHTS`` / ``ATLASJAX_BASE_URL_PHOTOS`` or a
@@ -46,6 +50,7 @@ from typing import Iterator, Mapping
 import pooch
 
 from atlasjax import progress
+from atlasjax import workdir as workdir_lib
 
 ENV_VAR = "ATLASJAX_DATA"
 WEIGHTS_URL_ENV = "ATLASJAX_BASE_URL_WEIGHTS"
@@ -145,6 +150,7 @@ def _format_sums(sums: Mapping[str, str]) -> str:
 
 
 def verify_files(root: pathlib.Path, sums: Mapping[str, str]) -> None:
+  """Raises :class:`DataError` naming the first missing or mismatching file."""
   for name, digest in sums.items():
     path = root / name
     if not path.is_file():
@@ -153,8 +159,48 @@ def verify_files(root: pathlib.Path, sums: Mapping[str, str]) -> None:
           "complete copy, or delete the folder so it is downloaded again.")
     if sha256(path) != digest:
       raise DataError(
-          f"Corrupt data file {path}: its SHA-256 does not match {SUMS_FILE}. "
+          f"Corrupt data file {path}: its SHA-256 does not match the pinned sum. "
           "Replace it with a good copy, or delete it so it is downloaded again.")
+
+
+# Local copies verified in this process: folder -> (name, size, mtime) of each
+# pinned file, so that repeated lookups do not hash the same bytes again.
+_VERIFIED: dict[pathlib.Path, tuple] = {}
+
+
+def _stat_signature(folder: pathlib.Path, names) -> tuple | None:
+  try:
+    return tuple((n, (folder / n).stat().st_size, (folder / n).stat().st_mtime_ns)
+                 for n in names)
+  except OSError:
+    return None
+
+
+def verify_local(folder: pathlib.Path, pinned: Mapping[str, str],
+                 own: Mapping[str, str] | None = None) -> None:
+  """Verifies a local copy against the ``pinned`` sums of the package.
+
+  ``own`` (the copy's SHA256SUMS) must agree with the pinned sums wherever it
+  names the same file; every pinned file must be present with the pinned
+  hash. Files are hashed once per process unless they change.
+  """
+  for name, digest in (own or {}).items():
+    if name in pinned and pinned[name] != digest:
+      raise DataError(
+          f"{folder / SUMS_FILE} lists {name} with a sum that differs from the "
+          "one pinned in atlasjax; the copy is not the published data. Replace "
+          "it with a good copy.")
+  signature = _stat_signature(folder, sorted(pinned))
+  if signature is not None and _VERIFIED.get(folder) == signature:
+    return
+  verify_files(folder, pinned)
+  _VERIFIED[folder] = signature
+
+
+def sample_sums() -> dict[str, str]:
+  """The pinned sums of the 800 prepared photos of ``imagenet-sample/``."""
+  from atlasjax import _pinned  # pylint: disable=g-import-not-at-top
+  return parse_sums(_pinned.IMAGENET_SAMPLE_SHA256SUMS)
 
 
 # ---------------------------------------------------------------- sources --
@@ -170,6 +216,17 @@ def googlenet_source(base_url: str | None = None) -> Source:
   return Source(WEIGHTS_BASE_URL, sums, dict(AUX_URLS))
 
 
+def check_relative_name(name: str) -> str:
+  """``name`` if it is a plain relative path inside its folder, else
+  :class:`DataError` (it would be written outside the cache)."""
+  parts = pathlib.PurePosixPath(name).parts
+  if (not name or name.startswith(("/", "\\")) or "\\" in name or ".." in parts
+      or pathlib.PureWindowsPath(name).drive or "\0" in name):
+    raise DataError(f"Manifest entry {name!r} is not a plain relative file name "
+                    "(no absolute paths, no '..'); fix the manifest.")
+  return name
+
+
 def read_manifest(text: str) -> dict[str, tuple[int, str]]:
   """``{file name: (bytes, sha256)}`` from the tab-separated photo manifest."""
   out = {}
@@ -177,7 +234,7 @@ def read_manifest(text: str) -> dict[str, tuple[int, str]]:
     if not line.strip() or line.startswith("#") or line.startswith("file\t"):
       continue
     name, size, digest = line.split("\t")
-    out[name] = (int(size), digest)
+    out[check_relative_name(name)] = (int(size), digest)
   return out
 
 
@@ -256,7 +313,7 @@ def fetch(source: Source, folder: os.PathLike | str, *, desc: str,
   matches). Raises :class:`DataError` when a file cannot be had.
   """
   folder = pathlib.Path(folder)
-  names = sorted(source.sha256)
+  names = [check_relative_name(n) for n in sorted(source.sha256)]
   store = pooch.create(
       path=folder, base_url=source.base_url,
       registry={n: f"sha256:{source.sha256[n]}" for n in names},
@@ -345,7 +402,14 @@ def _candidates(explicit: os.PathLike | str | None) -> list[tuple[str, pathlib.P
 
 def find_root(subdir: str, explicit: os.PathLike | str | None = None
               ) -> pathlib.Path | None:
-  """The first data root that contains ``subdir``, or None."""
+  """The first data root that contains ``subdir``, or None.
+
+  Raises :class:`DataError` if ``explicit`` names a path that does not exist
+  (a typo must not silently select another copy).
+  """
+  if explicit and not pathlib.Path(explicit).exists():
+    raise DataError(f"--data={explicit} does not exist; pass the folder that "
+                    f"holds {GOOGLENET_DIR}/ and {SAMPLE_DIR}/ (or unset it).")
   for source, root in _candidates(explicit):
     if (root / subdir).is_dir():
       return root
@@ -371,7 +435,7 @@ def googlenet_dir(data: os.PathLike | str | None = None, *,
     if not sums.is_file():
       raise DataError(f"{sums} is missing; the weights cannot be verified. "
                       f"Point {ENV_VAR} at a complete copy.")
-    verify_files(folder, read_sums(sums))
+    verify_local(folder, googlenet_source().sha256, read_sums(sums))
     return folder
   source = source or googlenet_source()
   folder = cache_dir() / GOOGLENET_DIR
@@ -381,9 +445,7 @@ def googlenet_dir(data: os.PathLike | str | None = None, *,
     fetch(source, folder, desc="weights")
   sums = folder / SUMS_FILE
   if not sums.is_file():  # For tools that read SHA256SUMS beside the weights.
-    tmp = sums.with_suffix(".part")
-    tmp.write_text(_format_sums(source.sha256))
-    tmp.replace(sums)
+    workdir_lib.write_text(sums, _format_sums(source.sha256))
   return folder
 
 
@@ -411,7 +473,9 @@ def sample_dir(data: os.PathLike | str | None = None, *,
   """
   root = find_root(SAMPLE_DIR, data)
   if root is not None:
-    return root / SAMPLE_DIR
+    folder = root / SAMPLE_DIR
+    verify_local(folder, sample_sums())
+    return folder
   return photos_dir(allow_download=allow_download, source=source)
 
 

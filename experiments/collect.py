@@ -24,6 +24,9 @@ def main(argv):
   model, params, labels = af.load_model()
   config = af.pipeline_config(model)
   workdir = cli.output_dir(af.workdir(model, config), "--workdir")
+  # Validate everything (bad flags, photos, a conflicting work directory)
+  # before the run record is written: a refused run leaves no trace.
+  collect.plan(config.collect, model, params, af.images_folder(), workdir)
   run_config.record(workdir, run_config.sections(config, model.name,
                                                  ("collect",)))
   collect.run(config.collect, model, params, af.images_folder(), workdir, labels)

@@ -192,8 +192,12 @@ def test_lookup_order(isolated, monkeypatch):
   # An explicit path to the bvlc_googlenet folder itself is accepted too.
   assert data_lib.find_root(GOOGLENET, roots["explicit"] / GOOGLENET) == roots["explicit"]
   assert data_lib.find_root(GOOGLENET) == roots["env"]
-  # An explicit path without the files falls through to the next candidates.
-  assert data_lib.find_root(GOOGLENET, isolated / "nowhere") == roots["env"]
+  # An explicit path without the files falls through to the next candidates...
+  (isolated / "elsewhere").mkdir()
+  assert data_lib.find_root(GOOGLENET, isolated / "elsewhere") == roots["env"]
+  # ...but one that does not exist is a typo: an error, not a fall-back.
+  with pytest.raises(data_lib.DataError, match="does not exist"):
+    data_lib.find_root(GOOGLENET, isolated / "nowhere")
   monkeypatch.delenv(data_lib.ENV_VAR)
   assert data_lib.find_root(GOOGLENET) == roots["cache"]
   shutil.rmtree(roots["cache"])
@@ -337,6 +341,7 @@ def test_offline_error_is_one_line_naming_the_fixes(isolated, serve):
   # Without permission to download, the advice comes straight away.
   with pytest.raises(data_lib.DataError, match=r"not available offline.*--images"):
     data_lib.googlenet_dir(allow_download=False)
+  (isolated / "empty").mkdir()   # exists, without photos (a missing one is a typo)
   with pytest.raises(data_lib.DataError, match=r"imagenet-sample-images.*--images"):
     data_lib.sample_dir(isolated / "empty", allow_download=False)
   # The default photo set from an unreachable host: the same one line.
@@ -413,3 +418,74 @@ def test_fresh_machine_main_job_builds_an_atlas(data_root, isolated, serve, tmp_
   assert atlas["grids"][0]["cells"]
   assert len(weights_server.requests) == 118
   assert sorted(photo_server.requests) == sorted(photo_files)
+
+
+# ------------------------------------ issue 22: a copy cannot vouch for itself --
+
+def _nan_weight(root: pathlib.Path) -> str:
+  name = "weights/loss3/classifier_bias.bin"
+  victim = root / GOOGLENET / name
+  victim.write_bytes(np.full(victim.stat().st_size // 4, np.nan, "<f4").tobytes())
+  return name
+
+
+def test_weight_edited_to_nan_with_its_line_removed_is_refused(weights_copy,
+                                                               isolated):
+  name = _nan_weight(weights_copy)
+  sums = weights_copy / GOOGLENET / "SHA256SUMS"
+  sums.write_text("".join(l + "\n" for l in sums.read_text().splitlines()
+                          if not l.endswith(name)))
+  with pytest.raises(data_lib.DataError, match="classifier_bias.bin"):
+    data_lib.googlenet_dir(weights_copy)
+
+
+def test_empty_sums_file_vouches_for_nothing(weights_copy, isolated):
+  _nan_weight(weights_copy)
+  (weights_copy / GOOGLENET / "SHA256SUMS").write_text("")
+  with pytest.raises(data_lib.DataError, match="classifier_bias.bin"):
+    data_lib.googlenet_dir(weights_copy)
+
+
+def test_sums_file_disagreeing_with_the_pinned_ones_is_refused(weights_copy,
+                                                               isolated):
+  name = _nan_weight(weights_copy)
+  sums = weights_copy / GOOGLENET / "SHA256SUMS"
+  digest = data_lib.sha256(weights_copy / GOOGLENET / name)
+  sums.write_text("".join((f"{digest}  {name}" if l.endswith(name) else l) + "\n"
+                          for l in sums.read_text().splitlines()))
+  with pytest.raises(data_lib.DataError, match="pinned"):
+    data_lib.googlenet_dir(weights_copy)
+
+
+def test_local_photo_folder_is_verified_against_pinned_sums(data_root, isolated):
+  root = isolated / "photos_copy"
+  folder = root / data_lib.SAMPLE_DIR
+  folder.mkdir(parents=True)
+  for photo in (data_root / data_lib.SAMPLE_DIR).iterdir():
+    (folder / photo.name).symlink_to(photo)
+  assert data_lib.sample_dir(root) == folder   # the genuine photos pass
+  victim = folder / "n01443537_goldfish.jpg"
+  victim.unlink()
+  victim.write_bytes((folder / "n01440764_tench.jpg").read_bytes())
+  with pytest.raises(data_lib.DataError, match="goldfish"):
+    data_lib.sample_dir(root)
+
+
+def test_explicit_data_path_that_does_not_exist_is_an_error(data_root, isolated,
+                                                            monkeypatch):
+  monkeypatch.setenv(data_lib.ENV_VAR, str(data_root))   # a good fall-back exists
+  with pytest.raises(data_lib.DataError, match="/no/such/dir does not exist"):
+    data_lib.googlenet_dir("/no/such/dir")
+  with pytest.raises(data_lib.DataError, match="does not exist"):
+    data_lib.sample_dir("/no/such/dir")
+
+
+@pytest.mark.parametrize("name", ["../../x.JPEG", "/etc/x.JPEG", "a/../../x.JPEG",
+                                  "..\\x.JPEG"])
+def test_manifest_names_cannot_leave_the_cache(isolated, monkeypatch, name):
+  manifest = isolated / "evil.tsv"
+  manifest.write_text(f"{name}\t3\t{'0' * 64}\n", encoding="utf-8")
+  monkeypatch.setenv(data_lib.PHOTOS_MANIFEST_ENV, str(manifest))
+  with pytest.raises(data_lib.DataError, match="not a plain relative"):
+    data_lib.photos_dir()
+  assert not (isolated / "x.JPEG").exists()

@@ -33,10 +33,9 @@ batches and crops for any number of either).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
-import hashlib
-import json
 import os
 import pathlib
 import shutil
@@ -50,6 +49,7 @@ from atlasjax import distributed
 from atlasjax import images as images_lib
 from atlasjax import labels as labels_lib
 from atlasjax import progress
+from atlasjax import workdir as workdir_lib
 from atlasjax.atlas import loader as loader_lib
 from atlasjax.models import base
 
@@ -60,7 +60,8 @@ SHARD_PREFIX = "shard_"
 SHARD_SUFFIX = ".npz"
 _TMP_SUFFIX = ".tmp.npz"
 # 2: shards are .npz files and the manifest records the process layout.
-MANIFEST_VERSION = 2
+# 3: the dataset fingerprint hashes the photos' contents, not their sizes.
+MANIFEST_VERSION = 3
 TOP_K = 5
 EMPTY_MARK = "empty"
 DEFAULT_CROP_SCALE = loader_lib.DEFAULT_CROP_SCALE
@@ -97,22 +98,17 @@ class CollectConfig:
 
 
 # ----------------------------------------------------------------------------
-# Fingerprints.
+# Fingerprints (content hashes, through the one work-directory module).
 
 def params_fingerprint(params) -> str:
-  digest = hashlib.sha256()
-  for leaf in jax.tree_util.tree_leaves(params):
-    digest.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
-  return digest.hexdigest()[:16]
+  """Hash of every weight (see :func:`atlasjax.workdir.params_fingerprint`)."""
+  return workdir_lib.params_fingerprint(params)
 
 
 def dataset_fingerprint(root: pathlib.Path, ids: Sequence[str]) -> str:
-  """Hash of the image ids and their sizes (cheap for any number of files)."""
-  digest = hashlib.sha256()
-  for image_id in ids:
-    digest.update(image_id.encode())
-    digest.update(str((root / image_id).stat().st_size).encode())
-  return digest.hexdigest()[:16]
+  """Hash of the image ids and their *contents*: an edited photo of the same
+  size, or another photo under the same name, is a different dataset."""
+  return workdir_lib.files_fingerprint(root, ids)
 
 
 # ----------------------------------------------------------------------------
@@ -174,18 +170,6 @@ def make_sample_fn(model: base.Model, layers: tuple[str, ...], attributions: boo
 # ----------------------------------------------------------------------------
 # Work directory bookkeeping.
 
-def _atomic_write_json(path: pathlib.Path, value) -> None:
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(value, indent=1))
-  os.replace(tmp, path)
-
-
-def _atomic_save_npy(path: pathlib.Path, array: np.ndarray) -> None:
-  tmp = path.with_name(path.stem + ".tmp.npy")   # np.save appends no suffix then.
-  np.save(tmp, array)
-  os.replace(tmp, path)
-
-
 def shard_name(index: int) -> str:
   return f"{SHARD_PREFIX}{index:05d}"
 
@@ -222,12 +206,7 @@ def _clean_partial(folder: pathlib.Path, names) -> None:
 
 def _save_shard(path: pathlib.Path, flat: dict) -> None:
   """Writes ``flat`` to ``path`` (.npz) atomically and durably."""
-  tmp = path.with_name(path.name[:-len(SHARD_SUFFIX)] + _TMP_SUFFIX)
-  with open(tmp, "wb") as f:
-    np.savez(f, **flat)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  workdir_lib.save_npz(path, **flat)
 
 
 def _load_shard(path: pathlib.Path, keys=None) -> dict:
@@ -237,7 +216,7 @@ def _load_shard(path: pathlib.Path, keys=None) -> dict:
     import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
     flat = _flatten(ocp.PyTreeCheckpointer().restore(path))
   else:
-    with np.load(path) as npz:
+    with np.load(path, allow_pickle=False) as npz:
       wanted = npz.files if keys is None else [k for k in keys if k in npz.files]
       return {k: npz[k] for k in wanted}
   return flat if keys is None else {k: flat[k] for k in keys if k in flat}
@@ -286,15 +265,51 @@ def check_compatible(existing: dict, settings: dict, folder: pathlib.Path) -> No
 
 
 # ----------------------------------------------------------------------------
-# Collection.
+# Collection: validate and plan (writes nothing), then run, then finish.
 
-def run(config: CollectConfig, model: base.Model, params, images: os.PathLike | str,
-        workdir: os.PathLike | str, labels: labels_lib.Labels | None = None
-        ) -> dict:
-  """Collects (or resumes collecting) samples into ``<workdir>/collect``.
+# Lower bounds of the integer settings (a zero batch or shard size would loop
+# forever or divide by zero far from the flag that caused it).
+_MIN_INTS = {"crops_per_image": 1, "image_size": 1, "batch_size": 1,
+             "shard_images": 1, "loader_threads": 1, "loader_workers": 0}
 
-  Returns the final manifest.
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """Everything a collection run needs, decided before anything is written.
+
+  ``stream_samples`` reads a plan, so another collection mode (e.g. every
+  position instead of one per crop) can reuse the planning and the
+  streaming of model activations into shards.
   """
+  config: CollectConfig
+  layers: tuple[str, ...]
+  root: pathlib.Path
+  paths: list[str]
+  ids: list[str]
+  folder: pathlib.Path
+  settings: dict
+  map_sizes: list[tuple[int, int]]
+  n_shards: int
+  mine: range
+  lay: distributed.ProcessLayout
+
+  def bounds(self, k: int) -> tuple[int, int]:
+    """Images ``[lo, hi)`` of shard ``k``."""
+    step = self.config.shard_images
+    return k * step, min((k + 1) * step, len(self.paths))
+
+  def todo(self) -> list[int]:
+    """This process's shards that are not on disk yet."""
+    return [k for k in self.mine
+            if not _is_finalized(_shard_path(self.folder, shard_name(k)))]
+
+
+def _check_config(config: CollectConfig, model: base.Model) -> tuple[str, ...]:
+  """The validated layers; raises :class:`CollectError` on any bad setting."""
+  for field, low in _MIN_INTS.items():
+    value = getattr(config, field)
+    if not isinstance(value, int) or value < low:
+      raise CollectError(f"--{field}={value!r}: must be an integer ≥ {low}.")
   layers = model.check_layers(config.layers)
   for layer in layers:
     if not model.layer(layer).spatial:
@@ -306,120 +321,199 @@ def run(config: CollectConfig, model: base.Model, params, images: os.PathLike | 
     except base.NotPerturbableError as e:
       raise CollectError(f"{e} (attributions need it; collect with "
                          "attributions=False to skip them)") from None
-  if config.crops_per_image < 1:
-    raise CollectError("--crops_per_image must be at least 1.")
-  root = pathlib.Path(images)
-  paths = images_lib.list_images(root, recursive=config.recursive)
-  if not paths:
-    raise CollectError(f"No image files found under {root} (looked for "
-                       f"{', '.join(images_lib.IMAGE_EXTENSIONS)}).")
-  ids = [os.path.relpath(p, root) for p in paths]
-  folder = pathlib.Path(workdir).resolve() / COLLECT_DIR  # orbax wants absolute.
-  folder.mkdir(parents=True, exist_ok=True)
-  settings = _settings(config, model, params, root, ids)
-  manifest_path = folder / MANIFEST
-  if manifest_path.exists():
-    manifest = json.loads(manifest_path.read_text())
-    check_compatible(manifest["settings"], settings, folder)
-    manifest["settings"]["images_root"] = settings["images_root"]
-  else:
-    manifest = {"version": MANIFEST_VERSION, "settings": settings, "shards": [],
-                "complete": False}
-  lay = distributed.layout()
-  n_shards = -(-len(paths) // config.shard_images)
-  mine = distributed.owned(n_shards, lay.process_index, lay.process_count)
-  manifest["version"] = MANIFEST_VERSION
-  manifest["processes"] = {
-      "count": lay.process_count, "local_devices": lay.local_devices,
-      "platform": lay.platform,
-      "owned_shards": [[r.start, r.stop] for r in (
-          distributed.owned(n_shards, p, lay.process_count)
-          for p in range(lay.process_count))]}
-  if lay.is_main:   # Settings first, so a mismatched later run is refused.
-    _atomic_write_json(folder / IMAGE_LIST, ids)
-    _atomic_write_json(manifest_path, manifest)
+  return layers
 
-  # Feature-map sizes at this input size, without running the network.
+
+def _map_sizes(config: CollectConfig, model: base.Model, params,
+               layers: tuple[str, ...]) -> list[tuple[int, int]]:
+  """Feature-map sizes at this input size, without running the network."""
   probe = jax.eval_shape(
       lambda p, x: model.apply(p, x, layers=layers), params,
       jax.ShapeDtypeStruct((1, config.image_size, config.image_size, 3), jnp.float32))
-  map_sizes = [probe[layer].shape[1:3] for layer in layers]
-  for hw in map_sizes:
-    if min(hw) < 3:
-      sample_positions(0, 0, 0, 0, *hw)  # Raises the explanatory error.
-  sample_fn = make_sample_fn(model, layers, config.attributions)
-  bounds = lambda k: (k * config.shard_images,
-                      min((k + 1) * config.shard_images, len(paths)))
-  todo = [k for k in mine if not _is_finalized(_shard_path(folder, shard_name(k)))]
-  _clean_partial(folder, [shard_name(k) for k in todo])
+  sizes = [tuple(probe[layer].shape[1:3]) for layer in layers]
+  for (h, w), layer in zip(sizes, layers):
+    if min(h, w) < 3:
+      raise CollectError(
+          f"Layer {layer!r} is {h}×{w} at --image_size={config.image_size}; "
+          "sampling away from the border needs at least 3×3. Use a larger "
+          "--image_size or an earlier layer.")
+  return sizes
+
+
+def _list_photos(config: CollectConfig, images) -> tuple[pathlib.Path, list, list]:
+  root = pathlib.Path(images)
+  try:
+    paths = workdir_lib.utf8_names(
+        images_lib.list_images(root, recursive=config.recursive), "collect")
+  except FileNotFoundError as e:
+    raise CollectError(str(e)) from None
+  if not paths:
+    raise CollectError(f"No image files found under {root} (looked for "
+                       f"{', '.join(images_lib.IMAGE_EXTENSIONS)}).")
+  return root, paths, [os.path.relpath(p, root) for p in paths]
+
+
+def plan(config: CollectConfig, model: base.Model, params,
+         images: os.PathLike | str, workdir: os.PathLike | str) -> Plan:
+  """Validates every input and decides the shards; writes nothing."""
+  layers = _check_config(config, model)
+  map_sizes = _map_sizes(config, model, params, layers)
+  root, paths, ids = _list_photos(config, images)
+  folder = pathlib.Path(workdir).resolve() / COLLECT_DIR
+  settings = _settings(config, model, params, root, ids)
+  manifest_path = folder / MANIFEST
+  if manifest_path.exists():   # Refuse other settings before any write.
+    check_compatible(workdir_lib.read_json(manifest_path)["settings"], settings,
+                     folder)
+  lay = distributed.layout()
+  n_shards = -(-len(paths) // config.shard_images)
+  mine = distributed.owned(n_shards, lay.process_index, lay.process_count)
+  return Plan(config, layers, root, paths, ids, folder, settings, map_sizes,
+              n_shards, mine, lay)
+
+
+def _start_manifest(plan_: Plan) -> dict:
+  """The manifest with this run's settings and process layout (written first,
+  so that a later run with other settings is refused)."""
+  path = plan_.folder / MANIFEST
+  if path.exists():
+    manifest = workdir_lib.read_json(path)
+    manifest["settings"] = plan_.settings
+  else:
+    manifest = {"settings": plan_.settings, "shards": [], "complete": False}
+  count = plan_.lay.process_count
+  manifest["version"] = MANIFEST_VERSION
+  manifest["processes"] = {
+      "count": count, "local_devices": plan_.lay.local_devices,
+      "platform": plan_.lay.platform,
+      "owned_shards": [[r.start, r.stop] for r in (
+          distributed.owned(plan_.n_shards, p, count) for p in range(count))]}
+  if plan_.lay.is_main:
+    workdir_lib.write_json(plan_.folder / IMAGE_LIST, plan_.ids)
+    workdir_lib.write_json(path, manifest)
+  return manifest
+
+
+def run(config: CollectConfig, model: base.Model, params, images: os.PathLike | str,
+        workdir: os.PathLike | str, labels: labels_lib.Labels | None = None
+        ) -> dict:
+  """Collects (or resumes collecting) samples into ``<workdir>/collect``.
+
+  Validates everything first (a refused run leaves the work directory as it
+  found it), holds the work directory's lock while writing, and returns the
+  final manifest.
+  """
+  plan_ = plan(config, model, params, images, workdir)
+  with workdir_lib.lock(workdir, take=plan_.lay.is_main):
+    plan_.folder.mkdir(parents=True, exist_ok=True)
+    manifest = _start_manifest(plan_)
+    todo = plan_.todo()
+    _clean_partial(plan_.folder, [shard_name(k) for k in todo])
+    for k, shard in stream_samples(plan_, model, params, todo, labels):
+      _save_shard(plan_.folder / (shard_name(k) + SHARD_SUFFIX), shard)
+    return _finish(plan_, manifest)
+
+
+def _positions(plan_: Plan, flat_images, crop_index) -> np.ndarray:
+  """``[L, B, 2]`` sampled positions of every (image, crop) and layer."""
+  seed = plan_.config.seed
+  return np.stack([
+      np.stack([sample_positions(seed, i, c, li, *plan_.map_sizes[li])
+                for i, c in zip(flat_images, crop_index)])
+      for li in range(len(plan_.layers))])
+
+
+def _batch_samples(plan_: Plan, sample_fn, params, batch: dict, labels) -> dict:
+  """The sample rows of one decoded batch (every crop of every image)."""
+  crops = batch["crops"].astype(np.float32) / 255.0
+  b, kc = crops.shape[:2]
+  image_index = batch["index"].astype(np.int32)
+  crop_index = np.tile(np.arange(kc, dtype=np.int32), b)
+  flat_images = np.repeat(image_index, kc)
+  positions = _positions(plan_, flat_images, crop_index)
+  out = sample_fn(params, crops.reshape(b * kc, *crops.shape[2:]), positions)
+  part = {key: np.asarray(v) for key, v in out.items()}
+  part.update(image_index=flat_images, crop_index=crop_index,
+              crop_box=batch["boxes"].reshape(b * kc, 4),
+              label=np.array([label_index(plan_.ids[i], labels) for i in flat_images],
+                             np.int32))
+  for li, layer in enumerate(plan_.layers):
+    part[f"positions/{layer}"] = positions[li].astype(np.int16)
+  return part
+
+
+def _assemble_shard(parts: list, reasons: list) -> dict:
+  """One shard's rows, plus which images were skipped and why."""
+  if parts:
+    shard = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+  else:  # Every image unreadable: mark the shard so that readers skip it.
+    shard = {"image_index": np.full((1,), -1, np.int32),
+             EMPTY_MARK: np.ones((1,), np.int8)}
+  shard["skipped"] = np.array([i for i, _ in reasons] or [-1], np.int32)
+  shard["skipped_reasons"] = np.array([why for _, why in reasons] or [""])
+  return shard
+
+
+def stream_samples(plan_: Plan, model: base.Model, params, shards: Sequence[int],
+                   labels: labels_lib.Labels | None = None):
+  """Yields ``(k, shard)`` for each shard ``k`` of ``shards`` as it completes.
+
+  Decodes the photos of those shards with the grain loader, runs the jitted
+  sampler per batch and groups the rows per shard; unreadable photos are
+  skipped with a warning and recorded in the shard. Shows progress.
+  """
+  config = plan_.config
+  sample_fn = make_sample_fn(model, plan_.layers, config.attributions)
   images_per_batch = max(1, config.batch_size // config.crops_per_image)
-  specs = loader_lib.batch_specs(todo, config.shard_images, len(paths),
+  specs = loader_lib.batch_specs(shards, config.shard_images, len(plan_.paths),
                                  images_per_batch)
-  batches_left = {k: 0 for k in todo}
-  for spec in specs:
-    batches_left[spec.shard] += 1
+  batches_left = collections.Counter(spec.shard for spec in specs)
   box_fn = functools.partial(crop_box, config.seed, scale=tuple(config.crop_scale),
                              aspect=tuple(config.crop_aspect))
-  who = f"collect[{lay.process_index}/{lay.process_count}]" if (
-      lay.process_count > 1) else "collect"
-  # Shards finished by an earlier run count as done, so the ETA covers the rest.
-  owned = sum(bounds(k)[1] - bounds(k)[0] for k in mine)
-  pending = sum(bounds(k)[1] - bounds(k)[0] for k in todo)
-  bar = progress.start(owned, who, unit="image", initial=owned - pending)
+  bar = _progress_bar(plan_, shards)
   parts: dict[int, list] = {}
   failed: dict[int, list] = {}
-  for batch in loader_lib.iterate(specs, paths, box_fn, config.crops_per_image,
+  for batch in loader_lib.iterate(specs, plan_.paths, box_fn, config.crops_per_image,
                                   config.image_size, threads=config.loader_threads,
                                   workers=config.loader_workers):
     k = int(batch["shard"])
     for i, why in zip(batch["failed"].tolist(), batch["reasons"]):
-      progress.warn(f"collect: skipping unreadable image {paths[i]}: {why}")
+      progress.warn(f"collect: skipping unreadable image {plan_.paths[i]}: {why}")
       failed.setdefault(k, []).append((i, why))
     if len(batch["index"]):
-      crops = batch["crops"].astype(np.float32) / 255.0
-      b, kc = crops.shape[:2]
-      image_index = batch["index"].astype(np.int32)
-      crop_index = np.tile(np.arange(kc, dtype=np.int32), b)
-      flat_images = np.repeat(image_index, kc)
-      positions = np.stack([
-          np.stack([sample_positions(config.seed, i, c, li, *map_sizes[li])
-                    for i, c in zip(flat_images, crop_index)])
-          for li in range(len(layers))])
-      out = sample_fn(params, crops.reshape(b * kc, *crops.shape[2:]), positions)
-      part = {key: np.asarray(v) for key, v in out.items()}
-      part.update(image_index=flat_images, crop_index=crop_index,
-                  crop_box=batch["boxes"].reshape(b * kc, 4),
-                  label=np.array([label_index(ids[i], labels) for i in flat_images],
-                                 np.int32))
-      for li, layer in enumerate(layers):
-        part[f"positions/{layer}"] = positions[li].astype(np.int16)
-      parts.setdefault(k, []).append(part)
+      parts.setdefault(k, []).append(
+          _batch_samples(plan_, sample_fn, params, batch, labels))
     del batch   # Release the loader's buffer before the next one arrives.
     batches_left[k] -= 1
-    if batches_left[k]:
-      continue
-    shard_parts, reasons = parts.pop(k, []), failed.pop(k, [])
-    if shard_parts:
-      shard = {key: np.concatenate([p[key] for p in shard_parts])
-               for key in shard_parts[0]}
-    else:  # Every image unreadable: mark the shard so that readers skip it.
-      shard = {"image_index": np.full((1,), -1, np.int32),
-               EMPTY_MARK: np.ones((1,), np.int8)}
-    shard["skipped"] = np.array([i for i, _ in reasons] or [-1], np.int32)
-    shard["skipped_reasons"] = np.array([why for _, why in reasons] or [""])
-    _save_shard(folder / (shard_name(k) + SHARD_SUFFIX), shard)
-    lo, hi = bounds(k)
-    bar.update(hi - lo)
-    bar.set_postfix(f"shard {k + 1}/{n_shards}")
+    if not batches_left[k]:
+      yield k, _assemble_shard(parts.pop(k, []), failed.pop(k, []))
+      lo, hi = plan_.bounds(k)
+      bar.update(hi - lo)
+      bar.set_postfix(f"shard {k + 1}/{plan_.n_shards}")
   bar.close()
 
-  # Every process's shards are on disk after this; process 0 lists them.
+
+def _progress_bar(plan_: Plan, shards: Sequence[int]):
+  """A bar over this process's images; finished shards count as done."""
+  lay = plan_.lay
+  who = f"collect[{lay.process_index}/{lay.process_count}]" if (
+      lay.process_count > 1) else "collect"
+  size = lambda k: plan_.bounds(k)[1] - plan_.bounds(k)[0]
+  owned = sum(size(k) for k in plan_.mine)
+  return progress.start(owned, who, unit="image",
+                        initial=owned - sum(size(k) for k in shards))
+
+
+def _finish(plan_: Plan, manifest: dict) -> dict:
+  """After every process's shards are on disk: the final manifest (process 0
+  writes it), checked for missing shards and for an empty collection."""
+  folder, path = plan_.folder, plan_.folder / MANIFEST
   distributed.barrier(f"collect-done:{folder}")
-  if lay.is_main:
-    manifest = _finish_manifest(manifest, folder, n_shards, bounds)
-    _atomic_write_json(manifest_path, manifest)
+  if plan_.lay.is_main:
+    manifest = _finish_manifest(manifest, folder, plan_.n_shards, plan_.bounds)
+    workdir_lib.write_json(path, manifest)
   distributed.barrier(f"collect-manifest:{folder}")
-  manifest = json.loads(manifest_path.read_text())
+  manifest = workdir_lib.read_json(path)
   if manifest.get("missing"):
     raise CollectError(
         f"Shards {', '.join(manifest['missing'][:5])} of {folder} were not written "
@@ -427,13 +521,13 @@ def run(config: CollectConfig, model: base.Model, params, images: os.PathLike | 
   samples, skipped = manifest["samples"], manifest["skipped"]
   if samples == 0:
     raise CollectError(
-        f"None of the {len(paths)} files under {root} could be read as an image "
-        f"({skipped} skipped); nothing to build an atlas from. Check the folder.")
-  if lay.is_main:
+        f"None of the {len(plan_.paths)} files under {plan_.root} could be read as "
+        f"an image ({skipped} skipped); nothing to build an atlas from. Check the "
+        "folder.")
+  if plan_.lay.is_main:
     if skipped:
-      progress.warn(f"collect: skipped {skipped} unreadable image(s); see "
-                    f"{manifest_path}")
-    progress.note(f"collect: {samples} samples from {len(paths) - skipped} "
+      progress.warn(f"collect: skipped {skipped} unreadable image(s); see {path}")
+    progress.note(f"collect: {samples} samples from {len(plan_.paths) - skipped} "
                   f"images in {folder}")
   return manifest
 
@@ -508,11 +602,11 @@ class Collection:
     if not path.exists():
       raise CollectError(f"No collection in {folder}: run experiments/collect.py "
                          f"--workdir={workdir} first.")
-    manifest = json.loads(path.read_text())
+    manifest = workdir_lib.read_json(path)
     if not manifest.get("complete"):
       raise CollectError(f"The collection in {folder} is incomplete; rerun "
                          "experiments/collect.py with the same flags to finish it.")
-    ids = json.loads((folder / IMAGE_LIST).read_text())
+    ids = workdir_lib.read_json(folder / IMAGE_LIST)
     return cls(folder, manifest, ids)
 
   @property
@@ -560,7 +654,7 @@ class Collection:
     if not path.exists():
       depth = None
       # Per-process temporary name: several processes may build it at once.
-      tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npy")
+      tmp = workdir_lib.temporary_name(path)
       out, row = None, 0
       for shard in self.iter_shards([f"vectors/{layer}"]):
         v = shard[f"vectors/{layer}"]
@@ -586,6 +680,7 @@ class Collection:
     out = {k.replace("/", "_"): np.concatenate(v) for k, v in arrays.items()}
     out["image_ids"] = np.array(self.ids)
     out["layers"] = np.array(self.layers)
-    np.savez(path, **out)
+    path = str(path) if str(path).endswith(".npz") else f"{path}.npz"
+    workdir_lib.save_npz(path, **out)
 
 

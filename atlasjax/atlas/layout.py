@@ -39,13 +39,13 @@ import hashlib
 import json
 import os
 import pathlib
-import pickle
 import shutil
 import time
 
 import numpy as np
 
 from atlasjax import progress
+from atlasjax import workdir as workdir_lib
 from atlasjax.atlas import collect as collect_lib
 from atlasjax.models import base
 
@@ -62,6 +62,7 @@ WHITENING_RIDGE = 1e-4
 # the memory of the out-of-sample graph and is the unit of progress and resume.
 TRANSFORM_CHUNK = 50_000
 PARTIAL_DIR = "partial"
+LAYOUT_JSON = "layout.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,23 +213,14 @@ def umap_layout_sampled(vectors: np.ndarray, params: UmapPreset, seed: int,
   state = pathlib.Path(state_dir) if state_dir is not None else None
   if state is not None:
     state.mkdir(parents=True, exist_ok=True)
-  model_path = state / "reducer.pkl" if state is not None else None
+  # The fit is refitted on resume rather than stored: a seeded, serial UMAP
+  # gives the same model again, and nothing in a work directory is unpickled.
   t0 = time.perf_counter()
-  if model_path is not None and model_path.exists():
-    with open(model_path, "rb") as f:
-      reducer = pickle.load(f)
-    progress.note(f"layout: reusing the UMAP fitted on {len(fit_idx)} vectors")
-  else:
-    progress.note(f"layout: fitting UMAP on a seeded subsample of "
-                  f"{len(fit_idx)} of {n} vectors")
-    reducer = _reducer(len(fit_idx), params, seed, n_epochs, False, 2)
-    reducer.fit(np.asarray(vectors[fit_idx], np.float32))
-    if model_path is not None:
-      tmp = model_path.with_name("reducer.pkl.tmp")
-      with open(tmp, "wb") as f:
-        pickle.dump(reducer, f, protocol=pickle.HIGHEST_PROTOCOL)
-      os.replace(tmp, model_path)
-    progress.note(f"layout: fitted in {time.perf_counter() - t0:.0f} s")
+  progress.note(f"layout: fitting UMAP on a seeded subsample of "
+                f"{len(fit_idx)} of {n} vectors")
+  reducer = _reducer(len(fit_idx), params, seed, n_epochs, False, 2)
+  reducer.fit(np.asarray(vectors[fit_idx], np.float32))
+  progress.note(f"layout: fitted in {time.perf_counter() - t0:.0f} s")
   xy = np.empty((n, 2), np.float32)
   xy[fit_idx] = reducer.embedding_
   # Equal chunks: umap-learn's transform optimises a batch of ≤ 10⁴ vectors
@@ -244,12 +236,12 @@ def umap_layout_sampled(vectors: np.ndarray, params: UmapPreset, seed: int,
                        initial=cached)
   for idx, path in zip(parts, paths):
     if path is not None and path.exists():
-      xy[idx] = np.load(path)
+      xy[idx] = workdir_lib.load_npy(path)
       continue
     part = reducer.transform(np.asarray(vectors[idx], np.float32))
     xy[idx] = part
     if path is not None:
-      collect_lib._atomic_save_npy(path, part.astype(np.float32))
+      workdir_lib.save_npy(path, part.astype(np.float32))
     bar.update(len(idx))
   bar.close()
   return xy
@@ -266,6 +258,80 @@ def collection_fingerprint(collection: collect_lib.Collection) -> str:
   return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+@dataclasses.dataclass(frozen=True)
+class _Job:
+  """One layout computation: where it goes and what it must match."""
+  config: LayoutConfig
+  collection: collect_lib.Collection
+  out: pathlib.Path
+  settings: dict
+  indices: np.ndarray | None
+  params: UmapPreset
+
+
+def _plan(config: LayoutConfig, workdir: pathlib.Path, out_name: str,
+          indices: np.ndarray | None, model: base.Model | None) -> _Job:
+  """Validates the inputs and names the settings the outputs must match."""
+  collection = collect_lib.Collection.open(workdir)
+  collection.check_layer(config.layer)
+  settings = {"config": dataclasses.asdict(config),
+              "collection": collection_fingerprint(collection),
+              "subset": None if indices is None else hashlib.sha256(
+                  np.asarray(indices, np.int64).tobytes()).hexdigest()[:16]}
+  params = config.umap_params(model or _registered(collection.settings["model"]))
+  return _Job(config, collection, workdir / out_name, settings, indices, params)
+
+
+def _current(job: _Job) -> dict | None:
+  """The recorded layout when it was made with these settings, else None."""
+  info_path = job.out / LAYOUT_JSON
+  if not info_path.exists() or not (job.out / "coords.npy").exists():
+    return None
+  info = workdir_lib.read_json(info_path)
+  return info if info.get("settings") == job.settings else None
+
+
+def _embed(job: _Job, features: np.ndarray) -> np.ndarray:
+  """Raw UMAP coordinates; the ``fit_sample`` path resumes from ``partial/``."""
+  config, partial = job.config, job.out / PARTIAL_DIR
+  if not (config.fit_sample and config.fit_sample < len(features)):
+    return umap_layout(features, job.params, config.seed, config.n_epochs)
+  # Partial state of other settings is no use to these; start clean.
+  stamp = partial / "settings.json"
+  if partial.exists() and (not stamp.exists()
+                           or workdir_lib.read_json(stamp) != job.settings):
+    shutil.rmtree(partial)
+  partial.mkdir(parents=True, exist_ok=True)
+  workdir_lib.write_json(stamp, job.settings)
+  return umap_layout_sampled(features, job.params, config.seed, config.fit_sample,
+                             config.n_epochs, state_dir=partial)
+
+
+def _save(job: _Job, raw: np.ndarray, whitening, elapsed: float) -> dict:
+  """Writes every output atomically, ``layout.json`` (which vouches for them) last."""
+  config, out, collection = job.config, job.out, job.collection
+  xy = normalize_layout(raw, margin=config.margin)
+  outliers = layout_outliers(raw, margin=config.margin)
+  if whitening is not None:
+    workdir_lib.save_npy(out / "whitening.npy", whitening)
+  workdir_lib.save_npy(out / "coords.npy", xy)
+  workdir_lib.save_npy(out / OUTLIERS, outliers)
+  top = collection.load(["top_classes"])["top_classes"][:, 0].astype(np.int32)
+  if job.indices is not None:
+    top = top[np.asarray(job.indices)]
+    workdir_lib.save_npy(out / "indices.npy", np.asarray(job.indices, np.int64))
+  workdir_lib.save_npy(out / "top_class.npy", top)
+  scatter_plot(xy, top, out / "scatter.png",
+               title=f"{collection.settings['model']} {config.layer}: {len(xy)} "
+               "activations, coloured by top class")
+  info = {"settings": job.settings, "n": int(len(xy)), "seconds": round(elapsed, 2),
+          "outliers": int(outliers.sum()),
+          "whitening": "whitening.npy" if whitening is not None else None,
+          "umap": dataclasses.asdict(job.params)}
+  workdir_lib.write_json(out / LAYOUT_JSON, info)
+  return info
+
+
 def run(config: LayoutConfig, workdir: os.PathLike | str,
         out_name: str = LAYOUT_DIR, indices: np.ndarray | None = None,
         model: base.Model | None = None) -> dict:
@@ -274,73 +340,36 @@ def run(config: LayoutConfig, workdir: os.PathLike | str,
   ``indices`` restricts the layout to a subset of the samples (class atlases);
   ``out_name`` is the output folder under ``workdir``. ``model`` picks the
   per-layer UMAP preset (default: the registered model the collection names).
+  The old ``layout.json`` is removed before any output is rewritten, so a
+  crash never leaves it vouching for new, half-written files.
   """
   workdir = pathlib.Path(workdir)
-  collection = collect_lib.Collection.open(workdir)
-  collection.check_layer(config.layer)
-  out = workdir / out_name
-  out.mkdir(parents=True, exist_ok=True)
-  info_path = out / "layout.json"
-  fingerprint = collection_fingerprint(collection)
-  settings = {"config": dataclasses.asdict(config), "collection": fingerprint,
-              "subset": None if indices is None else hashlib.sha256(
-                  np.asarray(indices, np.int64).tobytes()).hexdigest()[:16]}
-  if info_path.exists():
-    info = json.loads(info_path.read_text())
-    if info.get("settings") == settings and (out / "coords.npy").exists():
-      progress.note(f"layout: reusing {out}")
+  job = _plan(config, workdir, out_name, indices, model)
+  with workdir_lib.lock(workdir):
+    info = _current(job)
+    if info is not None:
+      progress.note(f"layout: reusing {job.out}")
       return info
-  vectors = collection.vectors_memmap(config.layer)
-  if indices is not None:
-    vectors = vectors[np.asarray(indices)]
-  start = time.perf_counter()
-  whitening = None
-  if config.whiten:
-    whitening = whitening_matrix(vectors)
-    np.save(out / "whitening.npy", whitening)
-  features = vectors
-  if config.pca_dims:
-    features = pca_reduce(vectors, min(config.pca_dims, vectors.shape[1]))
-  params = config.umap_params(model or _registered(collection.settings["model"]))
-  progress.note(f"layout: UMAP of {len(features)} vectors ({features.shape[1]} "
-                f"dims, n_neighbors={params.n_neighbors}, min_dist="
-                f"{params.min_dist}, metric={params.metric}, seed={config.seed})")
-  partial = out / PARTIAL_DIR
-  if config.fit_sample and config.fit_sample < len(features):
-    # Partial state of other settings is no use to these; start clean.
-    stamp = partial / "settings.json"
-    if partial.exists() and (not stamp.exists()
-                             or json.loads(stamp.read_text()) != settings):
-      shutil.rmtree(partial)
-    partial.mkdir(parents=True, exist_ok=True)
-    collect_lib._atomic_write_json(stamp, settings)
-    raw = umap_layout_sampled(features, params, config.seed, config.fit_sample,
-                              config.n_epochs, state_dir=partial)
-  else:
-    raw = umap_layout(features, params, config.seed, config.n_epochs)
-  xy = normalize_layout(raw, margin=config.margin)
-  outliers = layout_outliers(raw, margin=config.margin)
-  elapsed = time.perf_counter() - start
-  np.save(out / "coords.npy", xy)
-  np.save(out / OUTLIERS, outliers)
-  top = collection.load(["top_classes"])["top_classes"][:, 0].astype(np.int32)
-  if indices is not None:
-    top = top[np.asarray(indices)]
-  np.save(out / "top_class.npy", top)
-  if indices is not None:
-    np.save(out / "indices.npy", np.asarray(indices, np.int64))
-  scatter_plot(xy, top, out / "scatter.png",
-               title=f"{collection.settings['model']} {config.layer}: {len(xy)} "
-               "activations, coloured by top class")
-  info = {"settings": settings, "n": int(len(xy)), "seconds": round(elapsed, 2),
-          "outliers": int(outliers.sum()),
-          "whitening": "whitening.npy" if whitening is not None else None,
-          "umap": dataclasses.asdict(params)}
-  collect_lib._atomic_write_json(info_path, info)
-  shutil.rmtree(partial, ignore_errors=True)
-  progress.note(f"layout: {len(xy)} points in {elapsed:.1f} s "
-                f"({int(outliers.sum())} outliers beyond the {config.margin:.0%} "
-                f"margin, left out of grid cells) → {out}")
+    job.out.mkdir(parents=True, exist_ok=True)
+    (job.out / LAYOUT_JSON).unlink(missing_ok=True)
+    vectors = job.collection.vectors_memmap(config.layer)
+    if indices is not None:
+      vectors = vectors[np.asarray(indices)]
+    start = time.perf_counter()
+    whitening = whitening_matrix(vectors) if config.whiten else None
+    features = vectors
+    if config.pca_dims:
+      features = pca_reduce(vectors, min(config.pca_dims, vectors.shape[1]))
+    p = job.params
+    progress.note(f"layout: UMAP of {len(features)} vectors ({features.shape[1]} "
+                  f"dims, n_neighbors={p.n_neighbors}, min_dist={p.min_dist}, "
+                  f"metric={p.metric}, seed={config.seed})")
+    raw = _embed(job, features)
+    info = _save(job, raw, whitening, time.perf_counter() - start)
+    shutil.rmtree(job.out / PARTIAL_DIR, ignore_errors=True)
+  progress.note(f"layout: {info['n']} points in {info['seconds']:.1f} s "
+                f"({info['outliers']} outliers beyond the {config.margin:.0%} "
+                f"margin, left out of grid cells) → {job.out}")
   return info
 
 
@@ -360,5 +389,6 @@ def scatter_plot(xy: np.ndarray, classes: np.ndarray, path: os.PathLike,
   ax.set_axis_off()
   if title:
     ax.text(0.01, 0.99, title, transform=ax.transAxes, va="top", fontsize=8)
-  fig.savefig(path, facecolor="white")
+  workdir_lib.write_with(path, lambda f: fig.savefig(f, format="png",
+                                                     facecolor="white"))
   plt.close(fig)

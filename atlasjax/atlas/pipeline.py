@@ -18,6 +18,7 @@ import pathlib
 from atlasjax import distributed
 from atlasjax import labels as labels_lib
 from atlasjax import progress
+from atlasjax import workdir as workdir_lib
 from atlasjax.atlas import collect as collect_lib
 from atlasjax.atlas import layout as layout_lib
 from atlasjax.atlas import render_atlas
@@ -56,12 +57,20 @@ def run(config: PipelineConfig, model: base.Model, params,
         labels: labels_lib.Labels | None = None) -> pathlib.Path:
   """Builds (or finishes) the atlas of every collected layer; returns atlas.json."""
   workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+  # Many processes: all collect and render their shares; process 0 alone runs
+  # the layout (one UMAP fit), holds the lock and writes shared files.
+  lay = distributed.layout()
+  # Validate the collection's inputs before anything is written.
+  collect_lib.plan(config.collect, model, params, images, workdir)
+  with workdir_lib.lock(workdir, take=lay.is_main):
+    return _run_locked(config, model, params, images, workdir, labels, lay)
+
+
+def _run_locked(config: PipelineConfig, model: base.Model, params, images,
+                workdir: pathlib.Path, labels, lay) -> pathlib.Path:
+  """:func:`run`'s stages, under the work directory's lock."""
   # Refuse a work directory built with other settings before doing any work.
   run_config.record(workdir, run_config.sections(config, model.name))
-  # Many processes: all collect and render their shares; process 0 alone runs
-  # the layout (one UMAP fit) and writes shared files, the others wait.
-  lay = distributed.layout()
   collect_lib.run(config.collect, model, params, images, workdir, labels)
   if lay.is_main:
     run_config.mark_built(workdir, ("collect",))
@@ -84,7 +93,7 @@ def run(config: PipelineConfig, model: base.Model, params,
       if lay.is_main:
         atlas = json.loads(path.read_text())
         atlas["collection"] = fingerprint
-        collect_lib._atomic_write_json(path, atlas)
+        workdir_lib.write_json(path, atlas)
     if i:
       others.append(path.name)
   main = workdir / render_atlas.ATLAS_JSON
@@ -92,7 +101,7 @@ def run(config: PipelineConfig, model: base.Model, params,
     atlas = json.loads(main.read_text())
     if atlas.get("other_layers", []) != others:
       atlas["other_layers"] = others
-      collect_lib._atomic_write_json(main, atlas)
+      workdir_lib.write_json(main, atlas)
     run_config.mark_built(workdir, ("layout", "atlas"))
     if config.viewer:
       write_viewer(workdir)

@@ -40,6 +40,7 @@ from PIL import Image
 from atlasjax import distributed
 from atlasjax import labels as labels_lib
 from atlasjax import progress
+from atlasjax import workdir as workdir_lib
 from atlasjax.atlas import collect as collect_lib
 from atlasjax.atlas import grid as grid_lib
 from atlasjax.atlas import layout as layout_lib
@@ -145,15 +146,14 @@ def render_icons(model: base.Model, params, layer: str, directions: np.ndarray,
   with progress.bar(n, f"icons {layer}", unit="icon", initial=cached) as bar:
     for (lo, hi), path in zip(spans, paths):
       if path is not None and path.exists():
-        out.append(np.load(path))
+        out.append(workdir_lib.load_npy(path))
         continue
       result = render_lib.render(
           model, params, make, args=jnp.asarray(directions[lo:hi]),
           config=render_config, key=key, item_ids=np.arange(lo, hi))
-      icons = np.asarray(
-          np.clip(np.asarray(result.images) * 255.0 + 0.5, 0, 255), np.uint8)
+      icons = _to_uint8(result.images)
       if path is not None:
-        collect_lib._atomic_save_npy(path, icons)
+        workdir_lib.save_npy(path, icons)
       out.append(icons)
       bar.update(hi - lo)
   return np.concatenate(out)
@@ -223,12 +223,12 @@ def _render_icons_global(model, params, make, directions, render_config, key,
           qlo, qhi = spans[cq]
           icons[cq] = _to_uint8(images[q * rows:q * rows + qhi - qlo])
       if c < n_chunks and paths[c] is not None and not done[c]:
-        collect_lib._atomic_save_npy(paths[c], icons[c])   # The chunk it owns.
+        workdir_lib.save_npy(paths[c], icons[c])   # The chunk it owns.
       bar.update(sum(spans[cq][1] - spans[cq][0]
                      for cq in range(g * count, min((g + 1) * count, n_chunks))))
   for c in range(n_chunks):
     if c not in icons:
-      icons[c] = np.load(paths[c])
+      icons[c] = workdir_lib.load_npy(paths[c])
   return np.concatenate([icons[c] for c in range(n_chunks)])
 
 
@@ -271,48 +271,72 @@ def assemble(icons: np.ndarray, grid: grid_lib.Grid, icon_size: int,
 
 
 def _grid_key(config: AtlasConfig, size: int, density: int, fingerprint: str,
-              directions: np.ndarray) -> str:
+              directions: np.ndarray, weights: str) -> str:
   """Names a grid's chunk cache; the directions make a changed layout or
-  sample subset (class atlases) render afresh instead of reusing stale icons."""
+  sample subset (class atlases) render afresh instead of reusing stale icons,
+  and ``weights`` (the params' fingerprint) other weights."""
   settings = dataclasses.asdict(config)
   settings.pop("class_ranking")   # Labels only: the icons do not depend on it.
-  text = json.dumps([settings, size, density, fingerprint],
+  text = json.dumps([settings, size, density, fingerprint, weights],
                     sort_keys=True, default=str)
   digest = hashlib.sha256(text.encode())
   digest.update(np.ascontiguousarray(directions, np.float32).tobytes())
   return digest.hexdigest()[:16]
 
 
-def run(config: AtlasConfig, model: base.Model, params, workdir: os.PathLike | str,
-        labels: labels_lib.Labels | None = None,
-        layout_name: str = layout_lib.LAYOUT_DIR, prefix: str = "") -> dict:
-  """Grids the layout, renders icons, assembles atlases and writes atlas.json.
+@dataclasses.dataclass(frozen=True)
+class _Inputs:
+  """What every grid of one atlas is built from (read once, validated)."""
+  collection: collect_lib.Collection
+  layer: str
+  layout_name: str
+  xy: np.ndarray
+  outliers: np.ndarray | None
+  vectors: np.ndarray
+  extra: dict
+  whitening: np.ndarray | None
+  fingerprint: str
+  weights: str
 
-  In a multi-process job every process renders its share of the icons (see
-  :func:`_render_icons_global`); process 0 alone checks fidelity and writes
-  the shared files, and the others return its ``atlas.json``.
-  """
-  workdir = pathlib.Path(workdir)
+
+def _check(config: AtlasConfig, model: base.Model, workdir: pathlib.Path,
+           layout_name: str) -> tuple[collect_lib.Collection, str]:
+  """Validates the settings, the collection and the layout; writes nothing."""
   if config.class_ranking not in grid_lib.CLASS_RANKINGS:
     raise ValueError(f"--class_ranking={config.class_ranking}: use one of "
                      f"{', '.join(grid_lib.CLASS_RANKINGS)}.")
-  main = distributed.layout().is_main
+  for field in ("icon_size", "steps", "attempts", "n_examples"):
+    if not isinstance(getattr(config, field), int) or getattr(config, field) < 1:
+      raise ValueError(f"--{field}={getattr(config, field)!r}: must be an "
+                       "integer ≥ 1.")
+  if not config.grid_sizes or min(config.grid_sizes) < 1 or (
+      config.chunk_size is not None and config.chunk_size < 1):
+    raise ValueError(f"--grid_sizes={list(config.grid_sizes)} and --chunk_size="
+                     f"{config.chunk_size} must be positive integers.")
+  for i in range(len(config.grid_sizes)):
+    config.density_for(i)
   collection = collect_lib.Collection.open(workdir)
   layer = collection.check_layer(config.layer)
   if collection.settings["model"] != model.name:
     raise collect_lib.CollectError(
         f"{workdir} was collected with model {collection.settings['model']!r}, "
         f"not {model.name!r}; use a work directory of this model.")
-  layout_dir = workdir / layout_name
-  if not (layout_dir / "coords.npy").exists():
+  if not (workdir / layout_name / "coords.npy").exists():
     raise collect_lib.CollectError(
-        f"No layout in {layout_dir}: run experiments/layout.py first.")
-  xy = np.load(layout_dir / "coords.npy")
+        f"No layout in {workdir / layout_name}: run experiments/layout.py first.")
+  return collection, layer
+
+
+def _load_inputs(config: AtlasConfig, params, workdir: pathlib.Path,
+                 collection: collect_lib.Collection, layer: str,
+                 layout_name: str, main: bool) -> _Inputs:
+  """The layout, the vectors, their attributions and the whitening matrix."""
+  layout_dir = workdir / layout_name
+  load = lambda name: (workdir_lib.load_npy(layout_dir / name)
+                       if (layout_dir / name).exists() else None)
   # Layout outliers (beyond the normalisation margin) belong to no cell.
-  outliers_path = layout_dir / layout_lib.OUTLIERS
-  outliers = np.load(outliers_path) if outliers_path.exists() else None
-  subset = (np.load(layout_dir / "indices.npy")
-            if (layout_dir / "indices.npy").exists() else None)
+  xy, outliers, subset = load("coords.npy"), load(layout_lib.OUTLIERS), load(
+      "indices.npy")
   vectors = collection.vectors_memmap(layer)
   # Attributions and the crops' top-5 predictions (stored when the model has
   # logits) rank each cell's classes.
@@ -325,97 +349,129 @@ def run(config: AtlasConfig, model: base.Model, params, workdir: os.PathLike | s
   if subset is not None:
     vectors = np.asarray(vectors)[subset]
     extra = {k: v[subset] for k, v in extra.items()}
-  attributions = extra.get(f"attributions/{layer}")
-  image_index = extra["image_index"]
   whitening = None
   if config.whiten:
-    path = layout_dir / "whitening.npy"
-    whitening = (np.load(path) if path.exists()
-                 else layout_lib.whitening_matrix(vectors))
-    if main:
-      collect_lib._atomic_save_npy(path, whitening)
-  fingerprint = layout_lib.collection_fingerprint(collection)
-  grids_json = []
-  base_key = jax.random.PRNGKey(config.seed)
-  for gi, size in enumerate(config.grid_sizes):
-    density = config.density_for(gi)
-    grid = grid_lib.build_grid(xy, vectors, size, density, attributions,
-                               n_examples=config.n_examples, image_index=image_index,
-                               exclude=outliers,
-                               top_classes=extra.get("top_classes"),
-                               top_logits=extra.get("top_logits"))
-    if config.class_ranking == "mean_attribution":
-      grid.class_scores = None   # Rank and shade by the plain mean.
-    gdir_name = f"{prefix}grid_{size}"
-    gdir = workdir / gdir_name
-    (gdir / "icons").mkdir(parents=True, exist_ok=True)
-    key_text = _grid_key(config, size, density, fingerprint, grid.directions)
-    chunk_dir = gdir / f"chunks_{key_text}"
-    chunk_dir.mkdir(exist_ok=True)
-    progress.note(f"grid {size}×{size}: {len(grid)} cells over density {density}; "
-                  f"rendering {config.icon_size}px icons, {config.steps} steps, "
-                  f"{config.attempts} attempt(s)")
-    icons = render_icons(model, params, layer, grid.directions, whitening, config,
-                         jax.random.fold_in(base_key, size), chunk_dir)
-    if not main:   # Process 0 checks and writes what every process shares.
-      continue
-    fidelity = icon_fidelity(model, params, layer, icons, grid.directions,
-                             whitening)
-    progress.note(f"grid {size}×{size}: icon fidelity retrieval "
-                  f"{fidelity['retrieval']:.3f}, mean cosine "
-                  f"{fidelity['mean_cosine']:.3f}")
-    np.save(gdir / "directions.npy", grid.directions.astype(np.float32))
+    whitening = load("whitening.npy")
+    if whitening is None:
+      whitening = layout_lib.whitening_matrix(vectors)
+      if main:
+        workdir_lib.save_npy(layout_dir / "whitening.npy", whitening)
+  return _Inputs(collection, layer, layout_name, xy, outliers, vectors, extra,
+                 whitening, layout_lib.collection_fingerprint(collection),
+                 workdir_lib.params_fingerprint(params))
+
+
+def _cell_entries(grid: grid_lib.Grid, gdir_name: str, inputs: _Inputs,
+                  labels: labels_lib.Labels | None) -> list[dict]:
+  """``atlas.json``'s cells of one grid: icon, top classes, example photos."""
+  cells = []
+  # Ranked by support (grid module docstring) when the collection has the
+  # crops' predictions, else by mean attribution.
+  ranking = (grid.class_scores if grid.class_scores is not None
+             else grid.attributions)
+  image_index = inputs.extra["image_index"]
+  for i in range(len(grid)):
+    top = []
     if grid.attributions is not None:
-      np.save(gdir / "attributions.npy", grid.attributions.astype(np.float16))
-    if grid.class_scores is not None:
-      np.save(gdir / "class_scores.npy", grid.class_scores.astype(np.float32))
-    cells = []
-    for i in range(len(grid)):
-      icon_rel = f"{gdir_name}/icons/{grid.x[i]}_{grid.y[i]}.png"
-      Image.fromarray(icons[i]).save(workdir / icon_rel)
-      top = []
-      if grid.attributions is not None:
-        # Ranked by support (grid module docstring) when the collection has
-        # the crops' predictions, else by mean attribution.
-        ranking = (grid.class_scores if grid.class_scores is not None
-                   else grid.attributions)
-        for index, value in grid_lib.top_classes(ranking[i]):
-          name = labels.short_name(index) if labels is not None else str(index)
-          top.append({"index": index, "name": name, "score": round(value, 8),
-                      "attribution": round(float(grid.attributions[i, index]), 6)})
-      examples = []
-      for s in grid.examples[i]:
-        image_id = collection.ids[int(image_index[s])]
-        if image_id not in examples:
-          examples.append(image_id)
-      cells.append({"x": int(grid.x[i]), "y": int(grid.y[i]),
-                    "count": int(grid.count[i]), "top_classes": top,
-                    "examples": examples, "icon": icon_rel, "direction": i})
-    assemble(icons, grid, config.icon_size, config.density_scaled).save(
-        gdir / "atlas.png")
-    grids_json.append({
-        "size": size, "min_density": density, "atlas": f"{gdir_name}/atlas.png",
-        "icon_size": config.icon_size, "directions": f"{gdir_name}/directions.npy",
-        "attributions": (f"{gdir_name}/attributions.npy"
-                         if grid.attributions is not None else None),
-        "class_scores": (f"{gdir_name}/class_scores.npy"
-                         if grid.class_scores is not None else None),
-        "class_ranking": ("support" if grid.class_scores is not None
-                          else "mean_attribution"),
-        "whitening": (f"{layout_name}/whitening.npy"
-                      if whitening is not None else None),
-        "fidelity": fidelity, "cells": cells})
-  path = workdir / f"{prefix}{ATLAS_JSON}"
-  if not main:
-    distributed.barrier(f"atlas-json:{path}")
-    return json.loads(path.read_text())
-  if labels is not None:
-    (workdir / CLASS_NAMES).write_text(
-        json.dumps([labels.short_name(i) for i in range(len(labels))]))
-  atlas = {
-      "version": ATLAS_JSON_VERSION, "model": model.name, "layer": layer,
+      for index, value in grid_lib.top_classes(ranking[i]):
+        name = labels.short_name(index) if labels is not None else str(index)
+        top.append({"index": index, "name": name, "score": round(value, 8),
+                    "attribution": round(float(grid.attributions[i, index]), 6)})
+    examples = []
+    for s in grid.examples[i]:
+      image_id = inputs.collection.ids[int(image_index[s])]
+      if image_id not in examples:
+        examples.append(image_id)
+    cells.append({"x": int(grid.x[i]), "y": int(grid.y[i]),
+                  "count": int(grid.count[i]), "top_classes": top,
+                  "examples": examples,
+                  "icon": f"{gdir_name}/icons/{grid.x[i]}_{grid.y[i]}.png",
+                  "direction": i})
+  return cells
+
+
+def _write_grid(config: AtlasConfig, grid: grid_lib.Grid, icons: np.ndarray,
+                workdir: pathlib.Path, gdir_name: str, cells: list[dict]) -> None:
+  """The grid's arrays, icons and assembled atlas, each written atomically."""
+  gdir = workdir / gdir_name
+  workdir_lib.save_npy(gdir / "directions.npy", grid.directions.astype(np.float32))
+  if grid.attributions is not None:
+    workdir_lib.save_npy(gdir / "attributions.npy",
+                         grid.attributions.astype(np.float16))
+  if grid.class_scores is not None:
+    workdir_lib.save_npy(gdir / "class_scores.npy",
+                         grid.class_scores.astype(np.float32))
+  for icon, cell in zip(icons, cells):
+    workdir_lib.save_image(workdir / cell["icon"], Image.fromarray(icon))
+  workdir_lib.save_image(gdir / "atlas.png", assemble(
+      icons, grid, config.icon_size, config.density_scaled))
+
+
+def _grid_entry(config: AtlasConfig, grid: grid_lib.Grid, size: int, density: int,
+                gdir_name: str, inputs: _Inputs, fidelity: dict,
+                cells: list[dict]) -> dict:
+  has = lambda x: x is not None
+  return {
+      "size": size, "min_density": density, "atlas": f"{gdir_name}/atlas.png",
+      "icon_size": config.icon_size, "directions": f"{gdir_name}/directions.npy",
+      "attributions": (f"{gdir_name}/attributions.npy"
+                       if has(grid.attributions) else None),
+      "class_scores": (f"{gdir_name}/class_scores.npy"
+                       if has(grid.class_scores) else None),
+      "class_ranking": "support" if has(grid.class_scores) else "mean_attribution",
+      "whitening": (f"{inputs.layout_name}/whitening.npy"
+                    if has(inputs.whitening) else None),
+      "fidelity": fidelity, "cells": cells}
+
+
+def _render_grid(config: AtlasConfig, model: base.Model, params, inputs: _Inputs,
+                 gi: int, workdir: pathlib.Path, prefix: str, main: bool,
+                 labels: labels_lib.Labels | None) -> dict | None:
+  """Grids the layout at one size, renders (or resumes) its icons and, on
+  process 0, checks their fidelity and writes the grid's files."""
+  size, density = config.grid_sizes[gi], config.density_for(gi)
+  extra = inputs.extra
+  grid = grid_lib.build_grid(inputs.xy, inputs.vectors, size, density,
+                             extra.get(f"attributions/{inputs.layer}"),
+                             n_examples=config.n_examples,
+                             image_index=extra["image_index"],
+                             exclude=inputs.outliers,
+                             top_classes=extra.get("top_classes"),
+                             top_logits=extra.get("top_logits"))
+  if config.class_ranking == "mean_attribution":
+    grid.class_scores = None   # Rank and shade by the plain mean.
+  gdir_name = f"{prefix}grid_{size}"
+  key_text = _grid_key(config, size, density, inputs.fingerprint, grid.directions,
+                       inputs.weights)
+  chunk_dir = workdir / gdir_name / f"chunks_{key_text}"
+  (workdir / gdir_name / "icons").mkdir(parents=True, exist_ok=True)
+  chunk_dir.mkdir(exist_ok=True)
+  progress.note(f"grid {size}×{size}: {len(grid)} cells over density {density}; "
+                f"rendering {config.icon_size}px icons, {config.steps} steps, "
+                f"{config.attempts} attempt(s)")
+  icons = render_icons(model, params, inputs.layer, grid.directions,
+                       inputs.whitening, config,
+                       jax.random.fold_in(jax.random.PRNGKey(config.seed), size),
+                       chunk_dir)
+  if not main:   # Process 0 checks and writes what every process shares.
+    return None
+  fidelity = icon_fidelity(model, params, inputs.layer, icons, grid.directions,
+                           inputs.whitening)
+  progress.note(f"grid {size}×{size}: icon fidelity retrieval "
+                f"{fidelity['retrieval']:.3f}, mean cosine "
+                f"{fidelity['mean_cosine']:.3f}")
+  cells = _cell_entries(grid, gdir_name, inputs, labels)
+  _write_grid(config, grid, icons, workdir, gdir_name, cells)
+  return _grid_entry(config, grid, size, density, gdir_name, inputs, fidelity, cells)
+
+
+def _atlas_json(config: AtlasConfig, model: base.Model, inputs: _Inputs,
+                grids: list[dict], labels: labels_lib.Labels | None) -> dict:
+  layout_name = inputs.layout_name
+  return {
+      "version": ATLAS_JSON_VERSION, "model": model.name, "layer": inputs.layer,
       "class_names": CLASS_NAMES if labels is not None else None,
-      "images_root": collection.settings["images_root"],
+      "images_root": inputs.collection.settings["images_root"],
       "layout": {"coords": f"{layout_name}/coords.npy",
                  "scatter": f"{layout_name}/scatter.png",
                  "labels": f"{layout_name}/top_class.npy"},
@@ -423,9 +479,40 @@ def run(config: AtlasConfig, model: base.Model, params, workdir: os.PathLike | s
                      "u grows right and v grows up: x = floor(u*size), "
                      "y = floor((1-v)*size)",
       "config": dataclasses.asdict(config),
-      "grids": grids_json,
+      "grids": grids,
   }
-  collect_lib._atomic_write_json(path, atlas)
-  progress.note(f"atlas: wrote {path}")
-  distributed.barrier(f"atlas-json:{path}")
+
+
+def run(config: AtlasConfig, model: base.Model, params, workdir: os.PathLike | str,
+        labels: labels_lib.Labels | None = None,
+        layout_name: str = layout_lib.LAYOUT_DIR, prefix: str = "") -> dict:
+  """Grids the layout, renders icons, assembles atlases and writes atlas.json.
+
+  Validate (nothing written on a bad setting), then under the work
+  directory's lock: load the inputs, render and write each grid, and write
+  ``atlas.json`` last. In a multi-process job every process renders its share
+  of the icons (see :func:`_render_icons_global`); process 0 alone holds the
+  lock, checks fidelity and writes the shared files, and the others return
+  its ``atlas.json``.
+  """
+  workdir = pathlib.Path(workdir)
+  main = distributed.layout().is_main
+  collection, layer = _check(config, model, workdir, layout_name)
+  path = workdir / f"{prefix}{ATLAS_JSON}"
+  with workdir_lib.lock(workdir, take=main):
+    inputs = _load_inputs(config, params, workdir, collection, layer, layout_name,
+                          main)
+    grids = [_render_grid(config, model, params, inputs, gi, workdir, prefix, main,
+                          labels) for gi in range(len(config.grid_sizes))]
+    if not main:
+      distributed.barrier(f"atlas-json:{path}")
+      return workdir_lib.read_json(path)
+    if labels is not None:
+      workdir_lib.write_json(workdir / CLASS_NAMES,
+                             [labels.short_name(i) for i in range(len(labels))],
+                             indent=None)
+    atlas = _atlas_json(config, model, inputs, grids, labels)
+    workdir_lib.write_json(path, atlas)
+    progress.note(f"atlas: wrote {path}")
+    distributed.barrier(f"atlas-json:{path}")
   return atlas

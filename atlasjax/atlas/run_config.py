@@ -24,6 +24,8 @@ import os
 import pathlib
 from typing import Any, Mapping, Sequence
 
+from atlasjax import workdir as workdir_lib
+
 RUN_CONFIG = "run_config.json"
 # Keys that change how a run executes, not what it produces.
 EXECUTION_ONLY = frozenset({
@@ -80,9 +82,7 @@ def _read(path: pathlib.Path) -> dict:
 
 def _write(path: pathlib.Path, tree: Mapping[str, Any]) -> None:
   path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-  tmp.write_text(json.dumps(tree, indent=1, sort_keys=True))
-  os.replace(tmp, path)
+  workdir_lib.write_text(path, json.dumps(tree, indent=1, sort_keys=True))
 
 
 def record(workdir: os.PathLike | str, current: Mapping[str, Any]

@@ -42,6 +42,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from atlasjax import labels as labels_lib
 from atlasjax import progress
+from atlasjax import workdir as workdir_lib
 from atlasjax.atlas import collect as collect_lib
 from atlasjax.atlas import grid as grid_lib
 from atlasjax.atlas import layout as layout_lib
@@ -258,7 +259,7 @@ def _attributions(collection: collect_lib.Collection, layer: str) -> np.ndarray:
 
 def _save_global_whitening(collection: collect_lib.Collection, layer: str,
                            layout_dir: pathlib.Path) -> None:
-  np.save(layout_dir / "whitening.npy",
+  workdir_lib.save_npy(layout_dir / "whitening.npy",
           layout_lib.whitening_matrix(collection.vectors_memmap(layer)))
 
 
@@ -269,7 +270,7 @@ def _class_name(labels: labels_lib.Labels | None, index: int) -> str:
 def _annotate_atlas(path: pathlib.Path, variant: dict) -> dict:
   atlas = json.loads(path.read_text())
   atlas["variant"] = variant
-  collect_lib._atomic_write_json(path, atlas)
+  workdir_lib.write_json(path, atlas)
   return atlas
 
 
@@ -404,15 +405,42 @@ def _comparison_layout(config: CompareClassesConfig, collection, layer: str,
   y = layout_lib.normalize_layout(layout_lib.umap_layout(
       vectors, config.umap, config.atlas.seed, config.n_epochs, n_components=1))
   xy = comparison_coords(x, y[:, 0])
-  np.save(out / "coords.npy", xy)
-  np.save(out / "indices.npy", indices)
-  np.save(out / "top_class.npy", top)
+  workdir_lib.save_npy(out / "coords.npy", xy)
+  workdir_lib.save_npy(out / "indices.npy", indices)
+  workdir_lib.save_npy(out / "top_class.npy", top)
   layout_lib.scatter_plot(xy, top, out / "scatter.png",
                           title="x: attribution difference, y: 1-D UMAP")
-  collect_lib._atomic_write_json(info_path, {
+  workdir_lib.write_json(info_path, {
       "settings": settings, "n": int(len(xy)),
       "seconds": round(time.perf_counter() - start, 2)})
   return xy
+
+
+def _comparison_cells(grid: dict, flat: np.ndarray, diff: np.ndarray,
+                      x: np.ndarray) -> list[dict]:
+  """Each cell of the comparison grid with its members' mean difference."""
+  cells = []
+  size = grid["size"]
+  for cell in grid["cells"]:
+    members = flat == cell["y"] * size + cell["x"]
+    cells.append({
+        "x": cell["x"], "y": cell["y"], "count": cell["count"],
+        "mean_difference": round(float(diff[members].mean()), 6),
+        "mean_x": round(float(x[members].mean()), 6),
+        "top_classes": cell["top_classes"], "icon": cell["icon"],
+        "examples": cell["examples"]})
+  return cells
+
+
+def _comparison_png(atlas_png: pathlib.Path, out: pathlib.Path, names) -> None:
+  """The atlas with a centre rule and a left/right header, written atomically."""
+  with Image.open(atlas_png) as image:
+    canvas = image.convert("RGB")
+  draw = ImageDraw.Draw(canvas)
+  draw.line([(canvas.width // 2, 0), (canvas.width // 2, canvas.height)],
+            fill=RULE_COLOUR, width=1)
+  workdir_lib.save_image(out, _header(
+      canvas, f"< {names[0]}", f"{names[1]} >", "attribution difference"))
 
 
 def compare_classes(config: CompareClassesConfig, model: base.Model, params,
@@ -446,24 +474,10 @@ def compare_classes(config: CompareClassesConfig, model: base.Model, params,
                            layout_name=layout_name, prefix=f"{folder}/")
   (grid,) = atlas["grids"]
   size = grid["size"]
-  flat = cell_ids(xy, size)
-  diff = subset[:, right] - subset[:, left]
-  cells = []
-  for cell in grid["cells"]:
-    members = flat == cell["y"] * size + cell["x"]
-    cells.append({
-        "x": cell["x"], "y": cell["y"], "count": cell["count"],
-        "mean_difference": round(float(diff[members].mean()), 6),
-        "mean_x": round(float(x[members].mean()), 6),
-        "top_classes": cell["top_classes"], "icon": cell["icon"],
-        "examples": cell["examples"]})
-  canvas = Image.open(workdir / grid["atlas"]).convert("RGB")
-  draw = ImageDraw.Draw(canvas)
-  draw.line([(canvas.width // 2, 0), (canvas.width // 2, canvas.height)],
-            fill=RULE_COLOUR, width=1)
+  cells = _comparison_cells(grid, cell_ids(xy, size),
+                            subset[:, right] - subset[:, left], x)
   png = f"{folder}/{COMPARISON_PNG}"
-  _header(canvas, f"< {names[0]}", f"{names[1]} >",
-          "attribution difference").save(workdir / png)
+  _comparison_png(workdir / grid["atlas"], workdir / png, names)
   result = {
       "version": 1, "layer": layer,
       "left": {"index": left, "name": names[0]},
@@ -476,7 +490,7 @@ def compare_classes(config: CompareClassesConfig, model: base.Model, params,
       "size": size, "min_density": grid["min_density"], "png": png,
       "atlas": grid["atlas"], "atlas_json": f"{folder}/{render_atlas.ATLAS_JSON}",
       "fidelity": grid["fidelity"], "cells": cells}
-  collect_lib._atomic_write_json(workdir / folder / COMPARISON_JSON, result)
+  workdir_lib.write_json(workdir / folder / COMPARISON_JSON, result)
   _annotate_atlas(workdir / folder / render_atlas.ATLAS_JSON,
                   {"kind": "compare_classes", "left": result["left"],
                    "right": result["right"], "comparison": COMPARISON_JSON})
@@ -531,7 +545,7 @@ def compare_layers(workdir: os.PathLike | str, layer_a: str, layer_b: str,
                            max(p.height for p in panels)), (255, 255, 255))
   side.paste(panels[0], (0, 0))
   side.paste(panels[1], (panels[0].width + gap, 0))
-  side.save(workdir / png)
+  workdir_lib.save_image(workdir / png, side)
   result = {
       "version": 1, "layers": [layer_a, layer_b], "png": png,
       "atlases": [str(atlases[l].relative_to(workdir)) for l in (layer_a, layer_b)],
@@ -541,7 +555,7 @@ def compare_layers(workdir: os.PathLike | str, layer_a: str, layer_b: str,
               "second (at another position of the crop), not that one "
               "activation moved.",
       **stats}
-  collect_lib._atomic_write_json(workdir / folder / COMPARISON_JSON, result)
+  workdir_lib.write_json(workdir / folder / COMPARISON_JSON, result)
   summary = stats["summary"]["splits"]
   mean = summary.get("mean_cells_for_coverage", float("nan"))
   progress.note(f"compare layers: {summary.get('cells', 0)} {layer_a} cells "

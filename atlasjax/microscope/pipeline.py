@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
 import os
 import pathlib
 import time
@@ -36,6 +34,7 @@ import numpy as np
 
 from atlasjax import circuits
 from atlasjax import images as images_lib
+from atlasjax import workdir as workdir_lib
 from atlasjax.classic import examples as examples_lib
 from atlasjax.models import base
 from atlasjax.optvis import objectives
@@ -47,6 +46,11 @@ MANIFEST_VERSION = 1
 # are rendered (each layer's files stand alone) and how many links the site
 # lists (recomputed from the saved weights on every run).
 _RERUN_FREE = ("layers", "links")
+
+
+# Lower bounds of the integer settings, checked before anything is written.
+_MIN_INTS = {"size": 1, "steps": 1, "chunk_size": 1, "diversity": 0,
+             "examples": 1, "batch_size": 1, "links": 1, "tile": 1}
 
 
 class MicroscopeError(ValueError):
@@ -122,37 +126,43 @@ def layer_pairs(model: base.Model, layers: Sequence[str]) -> tuple[tuple[str, st
 def atomic_save_npz(path: pathlib.Path, **arrays) -> None:
   """Writes ``path`` so that it either exists complete or not at all."""
   path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.name + ".tmp.npz")
-  np.savez(tmp, **arrays)
-  os.replace(tmp, path)
+  workdir_lib.save_npz(path, **arrays)
 
 
 def _atomic_save_npy(path: pathlib.Path, array: np.ndarray) -> None:
   path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.stem + ".tmp.npy")
-  np.save(tmp, array)
-  os.replace(tmp, path)
+  workdir_lib.save_npy(path, array)
 
 
 def _fingerprint(paths: Sequence[str]) -> str:
-  return hashlib.sha1("\n".join(paths).encode()).hexdigest()[:16]
+  """The photos' names and contents (an edited photo is a different set)."""
+  return workdir_lib.files_fingerprint("", paths)
 
 
-def check_manifest(workdir: pathlib.Path, model: base.Model,
-                   config: MicroscopeConfig, paths: Sequence[str]) -> dict:
-  """Writes the manifest, or checks that an existing one matches."""
+def _manifest(model: base.Model, params, config: MicroscopeConfig,
+              paths: Sequence[str]) -> dict:
   settings = {k: v for k, v in dataclasses.asdict(config).items()
               if k not in _RERUN_FREE}
-  manifest = {"version": MANIFEST_VERSION, "model": model.name,
-              "settings": settings, "images": len(paths),
-              "images_fingerprint": _fingerprint(paths)}
+  return {"version": MANIFEST_VERSION, "model": model.name,
+          "weights": workdir_lib.params_fingerprint(params),
+          "settings": settings, "images": len(paths),
+          "images_fingerprint": _fingerprint(paths)}
+
+
+_IDENTITY = ("model", "weights", "images_fingerprint")
+
+
+def check_manifest(workdir: pathlib.Path, manifest: dict) -> dict:
+  """Checks that an existing manifest matches ``manifest``; writes nothing.
+
+  Returns the existing one, or ``manifest`` for a new work directory.
+  """
   path = workdir / MANIFEST
+  settings = manifest["settings"]
   if path.is_file():
-    old = json.loads(path.read_text())
-    flat_old = {**old.get("settings", {}), **{k: old.get(k) for k in
-                                             ("model", "images_fingerprint")}}
-    flat_new = {**settings, "model": model.name,
-                "images_fingerprint": manifest["images_fingerprint"]}
+    old = workdir_lib.read_json(path)
+    flat_old = {**old.get("settings", {}), **{k: old.get(k) for k in _IDENTITY}}
+    flat_new = {**settings, **{k: manifest[k] for k in _IDENTITY}}
     # A manifest from before a setting existed had that setting's default.
     defaults = dataclasses.asdict(MicroscopeConfig())
     flat_old = {k: flat_old.get(k, defaults.get(k)) for k in flat_new}
@@ -163,10 +173,6 @@ def check_manifest(workdir: pathlib.Path, model: base.Model,
           f"{workdir} was built with {k}={flat_old[k]!r}, not "
           f"{flat_new[k]!r}; use a new --workdir or the same settings.")
     return old
-  workdir.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_suffix(".tmp")
-  tmp.write_text(json.dumps(manifest, indent=2))
-  os.replace(tmp, path)
   return manifest
 
 
@@ -235,9 +241,7 @@ def load_renders(workdir: pathlib.Path, layer: str, kind: str = "renders"):
   out = {}
   folder = workdir / kind / layer
   for path in sorted(folder.glob("*.npz")) if folder.is_dir() else ():
-    if path.name.endswith(".tmp.npz"):
-      continue
-    with np.load(path) as z:
+    with np.load(path, allow_pickle=False) as z:
       for c, image in zip(z["channels"], z["images"]):
         out[int(c)] = image
   return out
@@ -322,7 +326,7 @@ def compute_weights(model, params, pairs, workdir: pathlib.Path,
         continue
       _atomic_save_npy(path, weights)
       log(f"expanded weights {a} -> {b} in {time.perf_counter() - t:.1f}s")
-    out[(a, b)] = np.load(path)
+    out[(a, b)] = workdir_lib.load_npy(path)
   return out
 
 
@@ -330,16 +334,14 @@ def receptive_fields(model, params, layers, config: MicroscopeConfig,
                      workdir: pathlib.Path) -> dict[str, int]:
   """Example-crop side per layer: its effective receptive field (cached)."""
   path = workdir / "examples" / "crops.json"
-  crops = json.loads(path.read_text()) if path.is_file() else {}
+  crops = workdir_lib.read_json(path) if path.is_file() else {}
   missing = [l for l in layers if l not in crops]
   for layer in missing:
     crops[layer] = examples_lib.receptive_field_size(
         model, params, layer, jax.random.PRNGKey(config.seed))
   if missing:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(crops))
-    os.replace(tmp, path)
+    workdir_lib.write_json(path, crops, indent=None)
   return {l: crops[l] for l in layers}
 
 
@@ -355,15 +357,29 @@ def build(model: base.Model, params, config: MicroscopeConfig,
   The summary has ``index`` (the site's page), ``site_layers``, ``pairs``
   and per-layer render stats (which chunks were rendered by this call).
   """
-  from atlasjax.microscope import site  # pylint: disable=g-import-not-at-top
   workdir = pathlib.Path(workdir)
   config = dataclasses.replace(config, layers=tuple(config.layers))
   if not config.layers:
     raise MicroscopeError("No layers to render; pass --layers=mixed3a,...")
+  for field, low in _MIN_INTS.items():
+    value = getattr(config, field)
+    if not isinstance(value, int) or value < low:
+      raise MicroscopeError(f"--{field}={value!r}: must be an integer ≥ {low}.")
   layers = site_layers(model, config.layers)
   pairs = layer_pairs(model, config.layers)
-  paths = list(image_paths)
-  check_manifest(workdir, model, config, paths)
+  paths = workdir_lib.utf8_names(image_paths, "microscope")
+  manifest = check_manifest(workdir, _manifest(model, params, config, paths))
+  with workdir_lib.lock(workdir):
+    if not (workdir / MANIFEST).is_file():
+      workdir_lib.write_json(workdir / MANIFEST, manifest, indent=2)
+    return _build_locked(model, params, config, workdir, paths, layers, pairs,
+                         image_root, log)
+
+
+def _build_locked(model, params, config: MicroscopeConfig, workdir: pathlib.Path,
+                  paths: list[str], layers, pairs, image_root, log) -> dict:
+  """:func:`build`'s stages, under the work directory's lock."""
+  from atlasjax.microscope import site  # pylint: disable=g-import-not-at-top
   stats = {}
   for layer in config.layers:
     stats[layer] = render_layer(model, params, layer, config, workdir, log=log)

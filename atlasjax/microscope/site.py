@@ -23,18 +23,21 @@ channel of the current layer.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import html
 import json
 import os
 import pathlib
 import shutil
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image
 
 from atlasjax import circuits
 from atlasjax import plotting
+from atlasjax import workdir as workdir_lib
 from atlasjax.classic import examples as examples_lib
 
 STATIC_DIR = pathlib.Path(__file__).resolve().parent / "static"
@@ -50,8 +53,8 @@ def _js(call: str, payload) -> str:
 
 
 def _save_png(image: np.ndarray, path: pathlib.Path) -> None:
-  if not path.is_file():
-    Image.fromarray(np.asarray(image, np.uint8)).save(path)
+  if not path.is_file():   # Written atomically: present means complete.
+    workdir_lib.save_image(path, Image.fromarray(np.asarray(image, np.uint8)))
 
 
 def _links(weights: np.ndarray, unit: int, k: int, other: str, inputs: bool):
@@ -69,11 +72,91 @@ def _links(weights: np.ndarray, unit: int, k: int, other: str, inputs: bool):
   return out
 
 
+@dataclasses.dataclass
+class _Site:
+  """One site write: the work directory, settings and shared inputs."""
+  model: Any
+  config: Any
+  workdir: pathlib.Path
+  out: pathlib.Path
+  weights: dict
+  paths: Sequence[str]
+  crops: dict
+  load: Callable
+
+  def example_tiles(self, layer: str, c: int, top: dict, ex_dir: pathlib.Path
+                    ) -> list:
+    """``[url, score, file name]`` of unit ``c``'s dataset examples, each crop
+    written once (atomically) as a JPEG tile."""
+    info, out = self.model.layer(layer), []
+    for rank, (i, score, pos) in enumerate(zip(
+        top["images"][c], top["scores"][c], top["positions"][c])):
+      if i < 0:
+        continue
+      name = f"{c}_{rank}.jpg"
+      target = ex_dir / name
+      if not target.is_file():
+        image = self.load(self.paths[int(i)])
+        if layer in self.crops:
+          t, l, side = examples_lib.crop_box(pos, info.stride, self.crops[layer],
+                                             image.shape[:2])
+          image = image[t:t + side, l:l + side]
+        tile = plotting.to_uint8(plotting.resize(
+            image, (self.config.tile, self.config.tile)))
+        workdir_lib.save_image(target, Image.fromarray(tile), quality=JPEG_QUALITY)
+      out.append([f"ex/{layer}/{name}", round(float(score), 3),
+                  os.path.basename(self.paths[int(i)])])
+    return out
+
+  def layer(self, layer: str) -> dict:
+    """Writes one layer's images and data file; returns its index entry."""
+    from atlasjax.microscope import pipeline  # pylint: disable=g-import-not-at-top
+    info = self.model.layer(layer)
+    rendered = layer in self.config.layers
+    renders = pipeline.load_renders(self.workdir, layer) if rendered else {}
+    diverse = (pipeline.load_renders(self.workdir, layer, "diversity")
+               if rendered else {})
+    img_dir, ex_dir = self.out / "img" / layer, self.out / "ex" / layer
+    img_dir.mkdir(parents=True, exist_ok=True)
+    ex_dir.mkdir(parents=True, exist_ok=True)
+    ex_file = self.workdir / "examples" / f"{layer}.npz"
+    top = (dict(np.load(ex_file, allow_pickle=False)) if ex_file.is_file()
+           else None)
+    incoming = [(a, w) for (a, b), w in self.weights.items() if b == layer]
+    outgoing = [(b, w) for (a, b), w in self.weights.items() if a == layer]
+    units = []
+    for c in range(info.depth):
+      unit = {"v": None, "d": [], "ex": [], "in": {}, "out": {}}
+      if c in renders:
+        _save_png(renders[c], img_dir / f"{c}.png")
+        unit["v"] = f"img/{layer}/{c}.png"
+      for k, image in enumerate(diverse.get(c, ())):
+        _save_png(image, img_dir / f"{c}_d{k}.png")
+        unit["d"].append(f"img/{layer}/{c}_d{k}.png")
+      if top is not None:
+        unit["ex"] = self.example_tiles(layer, c, top, ex_dir)
+      for a, w in incoming:
+        unit["in"] = _links(w, c, self.config.links, a, inputs=True)
+      for b, w in outgoing:
+        unit["out"] = _links(w, c, self.config.links, b, inputs=False)
+      units.append(unit)
+    script = self.out / "data" / f"{layer}.js"
+    script.parent.mkdir(parents=True, exist_ok=True)  # module paths: "block1/attn"
+    workdir_lib.write_text(script, _js(
+        "Microscope.addLayer(%s);",
+        {"name": layer, "depth": info.depth, "stride": info.stride,
+         "rendered": rendered, "crop": self.crops.get(layer), "units": units}))
+    return {"name": layer, "depth": info.depth, "rendered": rendered}
+
+
 def write_site(model, config, workdir: os.PathLike | str, layers, weights: dict,
                paths, *, crops: dict | None = None,
                image_root: os.PathLike | str | None = None,
                title: str | None = None) -> pathlib.Path:
   """Writes ``index.html`` and ``microscope/`` for a built work directory.
+
+  Every file is written atomically; images already there are kept (they are
+  complete, and a resumed site does not redo them).
 
   Args:
     model: the model (layer metadata only).
@@ -95,66 +178,12 @@ def write_site(model, config, workdir: os.PathLike | str, layers, weights: dict,
     shutil.rmtree(data_dir)   # stale layers of an earlier site
   data_dir.mkdir(parents=True)
   for name in ("microscope.js", "microscope.css"):
-    shutil.copyfile(STATIC_DIR / name, out / name)
-  crops = crops or {}
-  load = functools.lru_cache(maxsize=256)(pipeline.example_loader(model))
-
-  meta = []
-  for layer in layers:
-    info = model.layer(layer)
-    rendered = layer in config.layers
-    renders = pipeline.load_renders(workdir, layer) if rendered else {}
-    diverse = pipeline.load_renders(workdir, layer, "diversity") if rendered else {}
-    img_dir, ex_dir = out / "img" / layer, out / "ex" / layer
-    img_dir.mkdir(parents=True, exist_ok=True)
-    ex_dir.mkdir(parents=True, exist_ok=True)
-    ex_file = workdir / "examples" / f"{layer}.npz"
-    top = dict(np.load(ex_file)) if ex_file.is_file() else None
-    incoming = [(a, w) for (a, b), w in weights.items() if b == layer]
-    outgoing = [(b, w) for (a, b), w in weights.items() if a == layer]
-    units = []
-    for c in range(info.depth):
-      unit = {"v": None, "d": [], "ex": [], "in": {}, "out": {}}
-      if c in renders:
-        name = f"{c}.png"
-        _save_png(renders[c], img_dir / name)
-        unit["v"] = f"img/{layer}/{name}"
-      for k, image in enumerate(diverse.get(c, ())):
-        name = f"{c}_d{k}.png"
-        _save_png(image, img_dir / name)
-        unit["d"].append(f"img/{layer}/{name}")
-      if top is not None:
-        for rank, (i, score, pos) in enumerate(zip(
-            top["images"][c], top["scores"][c], top["positions"][c])):
-          if i < 0:
-            continue
-          name = f"{c}_{rank}.jpg"
-          target = ex_dir / name
-          if not target.is_file():
-            image = load(paths[int(i)])
-            if layer in crops:
-              t, l, side = examples_lib.crop_box(pos, info.stride, crops[layer],
-                                                 image.shape[:2])
-              image = image[t:t + side, l:l + side]
-            tile = plotting.to_uint8(plotting.resize(image, (config.tile, config.tile)))
-            Image.fromarray(tile).save(target, quality=JPEG_QUALITY)
-          unit["ex"].append([f"ex/{layer}/{name}", round(float(score), 3),
-                             os.path.basename(paths[int(i)])])
-      for a, w in incoming:
-        unit["in"] = _links(w, c, config.links, a, inputs=True)
-      for b, w in outgoing:
-        unit["out"] = _links(w, c, config.links, b, inputs=False)
-      units.append(unit)
-    script = data_dir / f"{layer}.js"
-    script.parent.mkdir(parents=True, exist_ok=True)  # module paths: "block1/attn"
-    script.write_text(_js(
-        "Microscope.addLayer(%s);",
-        {"name": layer, "depth": info.depth, "stride": info.stride,
-         "rendered": rendered, "crop": crops.get(layer), "units": units}))
-    meta.append({"name": layer, "depth": info.depth, "rendered": rendered})
-
+    workdir_lib.write_bytes(out / name, (STATIC_DIR / name).read_bytes())
+  site = _Site(model, config, workdir, out, weights, paths, crops or {},
+               functools.lru_cache(maxsize=256)(pipeline.example_loader(model)))
+  meta = [site.layer(layer) for layer in layers]
   title = title or f"{model.name} microscope"
-  (data_dir / "index.js").write_text(_js("window.MICROSCOPE_INDEX=%s;", {
+  workdir_lib.write_text(data_dir / "index.js", _js("window.MICROSCOPE_INDEX=%s;", {
       "title": title, "model": model.name, "layers": meta,
       "size": config.size, "steps": config.steps,
       "images": str(image_root) if image_root else None}))
@@ -165,5 +194,5 @@ def write_site(model, config, workdir: os.PathLike | str, layers, weights: dict,
   page = page.replace("{{TITLE}}", html.escape(title)).replace(
       "{{LAYER_SCRIPTS}}", scripts)
   index = workdir / "index.html"
-  index.write_text(page)
+  workdir_lib.write_text(index, page)
   return index

@@ -14,7 +14,11 @@ Both are read by :func:`load` into ``{name: np.ndarray}``. The unpickler is
 restricted: it only builds ``collections.OrderedDict``, the typed storages and
 ``torch._utils._rebuild_tensor(_v2)``; anything else in the pickle (arbitrary
 callables are what make ``torch.load`` unsafe on untrusted files) raises
-:class:`PthError`. torch itself is never imported.
+:class:`PthError`. Every pickle is scanned first and refused if it uses an
+opcode a checkpoint does not need (``INST``, ``OBJ``, ``NEWOBJ``, extension
+codes, buffers...); the objects it may name are created afresh for each load
+and the storage types refuse ``BUILD``, so a crafted file cannot change how a
+later, legitimate file is read. torch itself is never imported.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import dataclasses
 import io
 import os
 import pickle
+import pickletools
 import zipfile
 from typing import Any
 
@@ -52,9 +57,26 @@ class PthError(ValueError):
   """A file that is not a PyTorch checkpoint this reader can read safely."""
 
 
+# The opcodes torch.save's pickles use (protocols 2-5): literals, containers,
+# memo, GLOBAL/STACK_GLOBAL + REDUCE (checked by find_class), BUILD (an
+# OrderedDict's ``_metadata``) and persistent ids (storages).
+_ALLOWED_OPCODES = frozenset("""
+    PROTO FRAME STOP MARK POP POP_MARK DUP INT BININT BININT1 BININT2 LONG LONG1
+    LONG4 STRING BINSTRING SHORT_BINSTRING BINBYTES SHORT_BINBYTES BINBYTES8
+    UNICODE SHORT_BINUNICODE BINUNICODE BINUNICODE8 FLOAT BINFLOAT NONE NEWTRUE
+    NEWFALSE EMPTY_LIST APPEND APPENDS LIST EMPTY_TUPLE TUPLE TUPLE1 TUPLE2
+    TUPLE3 EMPTY_DICT DICT SETITEM SETITEMS GET BINGET LONG_BINGET PUT BINPUT
+    LONG_BINPUT MEMOIZE GLOBAL STACK_GLOBAL REDUCE BUILD PERSID BINPERSID
+    """.split())
+
+
 @dataclasses.dataclass(frozen=True)
 class _StorageType:
   name: str
+
+  def __setstate__(self, state):
+    raise PthError(f"checkpoint tries to modify the storage type {self.name} "
+                   "(pickle BUILD on it); refusing to load it")
 
   @property
   def dtype(self) -> np.dtype:
@@ -110,25 +132,44 @@ def _rebuild_tensor(storage, storage_offset, size, stride):
   return _rebuild_tensor_v2(storage, storage_offset, size, stride)
 
 
-# The only globals a checkpoint may name.
-_ALLOWED = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-}
-_ALLOWED.update({("torch", name): _StorageType(name) for name in STORAGE_DTYPES})
+def _allowed_globals() -> dict:
+  """The only globals a checkpoint may name, as fresh objects for one load:
+  nothing a pickle does to them (e.g. ``BUILD`` setting attributes) outlives it."""
+  table = {
+      ("collections", "OrderedDict"): collections.OrderedDict,
+      ("torch._utils", "_rebuild_tensor_v2"):
+          lambda *a, **k: _rebuild_tensor_v2(*a, **k),
+      ("torch._utils", "_rebuild_tensor"): lambda *a: _rebuild_tensor(*a),
+  }
+  table.update({("torch", name): _StorageType(name) for name in STORAGE_DTYPES})
+  return table
+
+
+def _check_opcodes(f: io.BytesIO) -> None:
+  """Refuses a pickle (read from ``f``'s position) that uses any opcode outside
+  :data:`_ALLOWED_OPCODES`; leaves ``f`` where it was."""
+  start = f.tell()
+  try:
+    for opcode, _, _ in pickletools.genops(f):
+      if opcode.name not in _ALLOWED_OPCODES:
+        raise PthError(f"pickle opcode {opcode.name} is not used by torch.save; "
+                       "refusing to load this file")
+  finally:
+    f.seek(start)
 
 
 class _Unpickler(pickle.Unpickler):
   """Builds only allowed globals; storage references go to ``load_storage``."""
 
   def __init__(self, file, load_storage):
+    _check_opcodes(file)
     super().__init__(file)
     self._load_storage = load_storage
+    self._allowed = _allowed_globals()
 
   def find_class(self, module, name):
     try:
-      return _ALLOWED[(module, name)]
+      return self._allowed[(module, name)]
     except KeyError:
       raise PthError(
           f"checkpoint references {module}.{name}, which a weights file should "

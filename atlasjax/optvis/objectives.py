@@ -213,6 +213,18 @@ def deepdream(layer: str) -> Objective:
 # ----------------------------------------------------------------------------
 # Directions.
 
+def safe_norm(x: jax.Array, axis: int = -1) -> jax.Array:
+  """``|x|`` over ``axis`` whose gradient is 0, not NaN, where ``x = 0``.
+
+  ``sqrt``'s derivative is infinite at 0 and ``0 · inf`` is NaN, so a plain
+  norm makes the gradient of a cosine NaN at an all-zero activation vector
+  (a dead position, a blank start), which would poison the whole render.
+  """
+  sq = jnp.sum(x * x, axis=axis)
+  positive = sq > 0
+  return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
+
+
 def _dot_cossim(x: jax.Array, y: jax.Array, cossim_pow: float) -> jax.Array:
   """Lucid's ``_dot_cossim``: mean of ``x·y · max(0.1, cos(x, y)) ** p``.
 
@@ -222,8 +234,8 @@ def _dot_cossim(x: jax.Array, y: jax.Array, cossim_pow: float) -> jax.Array:
   dot = jnp.sum(x * y, axis=-1)
   if cossim_pow == 0:
     return dot.mean()
-  x_mag = jnp.sqrt(jnp.sum(x * x, axis=-1))
-  y_mag = jnp.sqrt(jnp.sum(y * y, axis=-1))
+  x_mag = safe_norm(x)
+  y_mag = safe_norm(y)
   cossim = dot / (COSSIM_EPS + x_mag) / (COSSIM_EPS + y_mag)
   return jnp.mean(dot * jnp.maximum(COSSIM_FLOOR, cossim) ** cossim_pow)
 
@@ -244,7 +256,7 @@ def direction_cossim(layer: str, vec) -> Objective:
   def fn(acts):
     a, v = acts[layer], jnp.asarray(vec)
     dot = jnp.sum(a * v, axis=-1)
-    mags = jnp.sqrt(jnp.sum(a * a, axis=-1)) * jnp.sqrt(jnp.sum(v * v))
+    mags = safe_norm(a) * safe_norm(v)
     return jnp.mean(dot / (COSSIM_EPS + mags))
   return Objective(fn, _layers(layer), f"direction_cossim:{layer}")
 
@@ -318,12 +330,12 @@ def direction_neuron_cossim(layer: str, vec, position=None,
     if form == "lucid":
       return _dot_cossim(a, v, cossim_pow)
     w = v if whitening is None else v @ jnp.asarray(whitening)
-    mag = jnp.sqrt(jnp.sum(a * a, axis=-1))
+    mag = safe_norm(a)
     if form == "lucid_notebook":
       dot = jnp.mean(a * w, axis=-1)
       cossim = jnp.maximum(COSSIM_FLOOR, dot / (COSSIM_EPS + mag))
       return jnp.mean(dot * cossim ** cossim_pow)
-    unit = w / jnp.maximum(jnp.sqrt(jnp.sum(w * w)), DIRECTION_NORM_TINY)
+    unit = w / jnp.maximum(safe_norm(w), DIRECTION_NORM_TINY)
     along = jnp.sum(a * unit, axis=-1)
     cossim = jnp.maximum(COSSIM_FLOOR, along / (COSSIM_EPS + mag))
     return jnp.mean(along * cossim ** cossim_pow)

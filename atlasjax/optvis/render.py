@@ -490,7 +490,7 @@ class Renderer:
     images = jax.vmap(self.param.to_rgb)(raw)
     values = jax.vmap(self._score, in_axes=(0, 0, None))(images, args, params)
     values = values.reshape(m, n_att)
-    best = jnp.argmax(values, axis=1)
+    best = best_finite_attempt(values, images.reshape((m, n_att) + images.shape[1:]))
     pick = lambda x: jnp.take_along_axis(
         x.reshape((m, n_att) + x.shape[1:]),
         best.reshape((m, 1) + (1,) * (x.ndim - 1)), axis=1)[:, 0]
@@ -540,6 +540,33 @@ class Renderer:
     return finish(params, raw, jnp.stack(losses), args, item_ids)
 
 
+def best_finite_attempt(values: jax.Array, images: jax.Array) -> jax.Array:
+  """``[M]`` index of each item's best attempt among those whose objective
+  ``values [M, A]`` and ``images [M, A, ...]`` are finite (NaN never wins)."""
+  finite = jnp.isfinite(values) & jnp.all(
+      jnp.isfinite(images).reshape(images.shape[:2] + (-1,)), axis=-1)
+  return jnp.argmax(jnp.where(finite, values, -jnp.inf), axis=1)
+
+
+def nonfinite_items(result: "RenderResult") -> np.ndarray:
+  """Indices of the items whose kept objective value or image is not finite."""
+  images = np.asarray(result.images)
+  finite = np.isfinite(np.asarray(result.values)) & np.isfinite(
+      images.reshape(images.shape[0], -1)).all(axis=1)
+  return np.flatnonzero(~finite)
+
+
+def _check_finite(result: "RenderResult", ids: np.ndarray) -> None:
+  """Raises :class:`RenderError` naming every item that rendered to NaN/inf."""
+  bad = nonfinite_items(result)
+  if len(bad):
+    raise RenderError(
+        f"render: non-finite objective or image for item {', '.join(map(str, ids[bad][:10]))}"
+        f"{' …' if len(bad) > 10 else ''} ({len(bad)} of {len(ids)}); check that "
+        "item's objective arguments (e.g. a NaN direction) or lower the learning "
+        "rate. Pass check_finite=False to keep the others and drop these.")
+
+
 @functools.lru_cache(maxsize=64)
 def build(model: base.Model, make: MakeObjective, config: RenderConfig,
           image_param: param_lib.ImageParam | None = None,
@@ -587,8 +614,8 @@ def render(model: base.Model, params: PyTree, make: Callable[..., Any],
            optimizer: optax.GradientTransformation | None = None,
            item_ids: Sequence[int] | jax.Array | None = None,
            devices: Sequence[jax.Device] | None = None,
-           progress: Callable[[int, int, float], None] | None = None
-           ) -> RenderResult:
+           progress: Callable[[int, int, float], None] | None = None,
+           check_finite: bool = True) -> RenderResult:
   """Renders ``N`` objectives ``make(args[i])`` as one batched program.
 
   Args:
@@ -608,6 +635,9 @@ def render(model: base.Model, params: PyTree, make: Callable[..., Any],
     devices: devices to shard over (default all local devices).
     progress: ``(chunk, step, mean_objective) -> None`` for
       ``config.progress_every``.
+    check_finite: raise :class:`RenderError` naming any item whose objective
+      or image is not finite (one host sync per call). False returns them;
+      :func:`nonfinite_items` lists them.
 
   Returns:
     A :class:`RenderResult` of device arrays.
@@ -641,9 +671,14 @@ def render(model: base.Model, params: PyTree, make: Callable[..., Any],
   images, values, losses, attempt_values = (
       jnp.concatenate(parts)[:n] if num_chunks > 1 else parts[0][:n]
       for parts in zip(*outs))
-  return RenderResult(images, values, losses, attempt_values)
+  result = RenderResult(images, values, losses, attempt_values)
+  if check_finite:
+    _check_finite(result, np.asarray(item_ids if item_ids is not None
+                                     else np.arange(n)).reshape(-1))
+  return result
 
 
 __all__ = ["RenderConfig", "RenderResult", "RenderError", "Renderer", "build",
            "render", "check_input_size", "redirected_relu", "DEFAULT_LR",
-           "LUCID_REDIRECT_STEPS", "PRECISIONS"]
+           "LUCID_REDIRECT_STEPS", "PRECISIONS", "best_finite_attempt",
+           "nonfinite_items"]

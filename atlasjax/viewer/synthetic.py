@@ -10,12 +10,36 @@ cell's dominant class, so neighbouring cells look alike, as in a real atlas.
 from __future__ import annotations
 
 import colorsys
-import json
 import os
 import pathlib
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from atlasjax import workdir as workdir_lib
+
+# Set in every synthetic atlas.json, so a rerun may replace it and nothing else.
+SYNTHETIC_MARK = "synthetic"
+
+
+class SyntheticError(RuntimeError):
+  """The target work directory holds a real atlas (or collection)."""
+
+
+def _check_target(workdir: pathlib.Path) -> None:
+  """Refuses to write over a real atlas: only an earlier synthetic one."""
+  atlas = workdir / "atlas.json"
+  real = (workdir / "collect").exists()
+  if atlas.exists():
+    try:
+      real = real or not workdir_lib.read_json(atlas).get(SYNTHETIC_MARK)
+    except (ValueError, AttributeError):
+      real = True
+  if real:
+    raise SyntheticError(
+        f"{workdir} holds a real atlas (atlas.json or collect/ not written by "
+        "--synthetic); refusing to overwrite it. Pass another --workdir.")
+
 
 CLASS_NAMES = (
     "tench", "goldfinch", "tree frog", "jellyfish", "snail", "flamingo",
@@ -34,17 +58,12 @@ def _icon(u: float, v: float, cls: int, n_classes: int, size: int) -> Image.Imag
   return Image.fromarray((img * 255).astype(np.uint8))
 
 
-def _layer(folder: pathlib.Path, layer: str, sizes, icon_size: int,
-           n_points: int, threshold: int, seed: int, images_root, image_ids,
-           class_names_rel: str, n_classes: int) -> dict:
-  rng = np.random.default_rng(seed)
-  centres = rng.uniform(0.12, 0.88, (n_classes, 2))
-  labels = rng.integers(0, n_classes, n_points)
-  coords = np.clip(centres[labels] + rng.normal(0, 0.09, (n_points, 2)),
-                   0, 0.999999).astype(np.float32)
+def _write_layout(folder: pathlib.Path, coords: np.ndarray, labels: np.ndarray,
+                  n_classes: int) -> None:
+  """``layout/``: the coordinates, their classes and a scatter plot."""
   (folder / "layout").mkdir(parents=True, exist_ok=True)
-  np.save(folder / "layout/coords.npy", coords)
-  np.save(folder / "layout/top_class.npy", labels.astype(np.int32))
+  workdir_lib.save_npy(folder / "layout/coords.npy", coords)
+  workdir_lib.save_npy(folder / "layout/top_class.npy", labels.astype(np.int32))
   sc = Image.new("RGB", (400, 400), "white")
   draw = ImageDraw.Draw(sc)
   for (u, v), lab in zip(coords[:4000], labels[:4000]):
@@ -52,54 +71,68 @@ def _layer(folder: pathlib.Path, layer: str, sizes, icon_size: int,
     px, py = u * 400, (1 - v) * 400
     draw.ellipse((px - 1.5, py - 1.5, px + 1.5, py + 1.5),
                  fill=(int(r * 255), int(g * 255), int(b * 255)))
-  sc.save(folder / "layout/scatter.png")
+  workdir_lib.save_image(folder / "layout/scatter.png", sc)
 
-  grids = []
-  for size in sizes:
-    gdir = folder / f"grid_{size}"
-    (gdir / "icons").mkdir(parents=True, exist_ok=True)
-    gx = np.floor(coords[:, 0] * size).astype(int)
-    gy = np.floor((1 - coords[:, 1]) * size).astype(int).clip(0, size - 1)
-    flat = gy * size + gx
-    counts = np.bincount(flat, minlength=size * size)
-    per_class = np.zeros((size * size, n_classes))
-    np.add.at(per_class, (flat, labels), 1.0)
-    kept = np.flatnonzero(counts >= threshold)
-    attr = (per_class[kept] / counts[kept, None]) * 0.2
-    attr += rng.normal(0, 0.004, attr.shape)
-    np.save(gdir / "attributions.npy", attr.astype(np.float16))
-    np.save(gdir / "directions.npy",
-            rng.normal(size=(len(kept), 8)).astype(np.float32))
-    atlas = Image.new("RGB", (size * icon_size,) * 2, "white")
-    cells = []
-    for d, f in enumerate(kept):
-      y, x = divmod(int(f), size)
-      top = np.argsort(-attr[d])[:5]
-      icon = _icon(x / size, y / size, int(top[0]), n_classes, icon_size)
-      rel = f"grid_{size}/icons/{x}_{y}.png"
-      icon.save(folder / rel)
-      atlas.paste(icon, (x * icon_size, y * icon_size))
-      members = np.flatnonzero(flat == f)[:8]
-      cells.append({
-          "x": x, "y": y, "count": int(counts[f]),
-          "top_classes": [{"index": int(t), "name": CLASS_NAMES[t % len(
-              CLASS_NAMES)], "attribution": float(attr[d, t])} for t in top],
-          "examples": [image_ids[m % len(image_ids)] for m in members]
-                      if image_ids else [],
-          "icon": rel, "direction": d})
-    atlas.save(gdir / "atlas.png")
-    grids.append({
-        "size": size, "atlas": f"grid_{size}/atlas.png", "icon_size": icon_size,
-        "directions": f"grid_{size}/directions.npy",
-        "attributions": f"grid_{size}/attributions.npy", "whitening": None,
-        "cells": cells})
-  spec = {"version": 1, "model": "synthetic", "layer": layer,
+
+def _write_grid(folder: pathlib.Path, size: int, coords, labels, rng,
+                icon_size: int, threshold: int, image_ids, n_classes: int) -> dict:
+  """One grid's arrays, icons and atlas image; returns its atlas.json entry."""
+  gdir = folder / f"grid_{size}"
+  (gdir / "icons").mkdir(parents=True, exist_ok=True)
+  gx = np.floor(coords[:, 0] * size).astype(int)
+  gy = np.floor((1 - coords[:, 1]) * size).astype(int).clip(0, size - 1)
+  flat = gy * size + gx
+  counts = np.bincount(flat, minlength=size * size)
+  per_class = np.zeros((size * size, n_classes))
+  np.add.at(per_class, (flat, labels), 1.0)
+  kept = np.flatnonzero(counts >= threshold)
+  attr = (per_class[kept] / counts[kept, None]) * 0.2
+  attr += rng.normal(0, 0.004, attr.shape)
+  workdir_lib.save_npy(gdir / "attributions.npy", attr.astype(np.float16))
+  workdir_lib.save_npy(gdir / "directions.npy",
+                       rng.normal(size=(len(kept), 8)).astype(np.float32))
+  atlas = Image.new("RGB", (size * icon_size,) * 2, "white")
+  cells = []
+  for d, f in enumerate(kept):
+    y, x = divmod(int(f), size)
+    top = np.argsort(-attr[d])[:5]
+    icon = _icon(x / size, y / size, int(top[0]), n_classes, icon_size)
+    rel = f"grid_{size}/icons/{x}_{y}.png"
+    workdir_lib.save_image(folder / rel, icon)
+    atlas.paste(icon, (x * icon_size, y * icon_size))
+    members = np.flatnonzero(flat == f)[:8]
+    cells.append({
+        "x": x, "y": y, "count": int(counts[f]),
+        "top_classes": [{"index": int(t), "name": CLASS_NAMES[t % len(
+            CLASS_NAMES)], "attribution": float(attr[d, t])} for t in top],
+        "examples": [image_ids[m % len(image_ids)] for m in members]
+                    if image_ids else [],
+        "icon": rel, "direction": d})
+  workdir_lib.save_image(gdir / "atlas.png", atlas)
+  return {"size": size, "atlas": f"grid_{size}/atlas.png", "icon_size": icon_size,
+          "directions": f"grid_{size}/directions.npy",
+          "attributions": f"grid_{size}/attributions.npy", "whitening": None,
+          "cells": cells}
+
+
+def _layer(folder: pathlib.Path, layer: str, sizes, icon_size: int,
+           n_points: int, threshold: int, seed: int, images_root, image_ids,
+           class_names_rel: str, n_classes: int) -> dict:
+  """One synthetic layer: clustered points, their layout and grids."""
+  rng = np.random.default_rng(seed)
+  centres = rng.uniform(0.12, 0.88, (n_classes, 2))
+  labels = rng.integers(0, n_classes, n_points)
+  coords = np.clip(centres[labels] + rng.normal(0, 0.09, (n_points, 2)),
+                   0, 0.999999).astype(np.float32)
+  _write_layout(folder, coords, labels, n_classes)
+  grids = [_write_grid(folder, size, coords, labels, rng, icon_size, threshold,
+                       image_ids, n_classes) for size in sizes]
+  return {"version": 1, "model": "synthetic", "layer": layer,
           "class_names": class_names_rel, "images_root": images_root,
           "layout": {"coords": "layout/coords.npy",
                      "scatter": "layout/scatter.png",
                      "labels": "layout/top_class.npy"},
           "grids": grids}
-  return spec
 
 
 def make_workdir(workdir: str | os.PathLike, sizes=(20, 40), *,
@@ -112,9 +145,11 @@ def make_workdir(workdir: str | os.PathLike, sizes=(20, 40), *,
   ``<workdir>/<name>/atlas.json`` listed in ``other_layers``.
   """
   workdir = pathlib.Path(workdir)
+  _check_target(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   n_classes = len(CLASS_NAMES)
-  (workdir / "class_names.json").write_text(json.dumps(list(CLASS_NAMES)))
+  workdir_lib.write_json(workdir / "class_names.json", list(CLASS_NAMES),
+                         indent=None)
   photos = workdir / "photos"
   photos.mkdir(exist_ok=True)
   rng = np.random.default_rng(seed + 99)
@@ -125,8 +160,9 @@ def make_workdir(workdir: str | os.PathLike, sizes=(20, 40), *,
     r, g, b = colorsys.hsv_to_rgb(i / n_images, 0.6, 0.9)
     arr = np.ones((96, 128, 3)) * np.array([r, g, b]) * 255
     arr += rng.normal(0, 25, arr.shape)
-    Image.fromarray(arr.clip(0, 255).astype(np.uint8)).save(photos / name,
-                                                           quality=85)
+    workdir_lib.save_image(photos / name,
+                           Image.fromarray(arr.clip(0, 255).astype(np.uint8)),
+                           quality=85)
     ids.append(name)
   main = None
   others = []
@@ -136,12 +172,13 @@ def make_workdir(workdir: str | os.PathLike, sizes=(20, 40), *,
     rel_names = os.path.relpath(workdir / "class_names.json", folder)
     spec = _layer(folder, layer, sizes, icon_size, n_points, threshold,
                   seed + li, str(photos.resolve()), ids, rel_names, n_classes)
+    spec[SYNTHETIC_MARK] = True
     if li == 0:
       main = spec
     else:
-      (folder / "atlas.json").write_text(json.dumps(spec))
+      workdir_lib.write_json(folder / "atlas.json", spec, indent=None)
       others.append(f"{layer}/atlas.json")
   if others:
     main["other_layers"] = others
-  (workdir / "atlas.json").write_text(json.dumps(main, indent=1))
+  workdir_lib.write_json(workdir / "atlas.json", main)
   return workdir

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from atlasjax import workdir as workdir_lib
+
 STATIC_DIR = pathlib.Path(__file__).resolve().parent / "static"
 SCHEMA_VERSION = 1
 # Classes per attribution chunk file: a class search loads one chunk.
@@ -160,6 +162,7 @@ def _js(var_call: str, payload: Any) -> str:
 
 
 def _thumb(src: pathlib.Path, dst: pathlib.Path, size: int) -> bool:
+  """A centre-cropped JPEG thumbnail, written atomically (present = complete)."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
   if dst.is_file():
     return True
@@ -171,9 +174,7 @@ def _thumb(src: pathlib.Path, dst: pathlib.Path, size: int) -> bool:
       left, top = (im.width - side) // 2, (im.height - side) // 2
       im = im.crop((left, top, left + side, top + side)).resize(
           (size, size), Image.BILINEAR)
-      tmp = dst.with_suffix(".tmp")
-      im.save(tmp, "JPEG", quality=80)
-      tmp.replace(dst)
+      workdir_lib.save_image(dst, im, "JPEG", quality=80)
     return True
   except (OSError, ValueError, SyntaxError):
     return False
@@ -188,10 +189,152 @@ def _quantise_attr(attr: np.ndarray):
   return np.ascontiguousarray(q.T), scale
 
 
+@dataclasses.dataclass
+class _Writer:
+  """State of one viewer write: where files go and what is shared by layers."""
+  workdir: pathlib.Path
+  data_dir: pathlib.Path
+  thumbs_dir: pathlib.Path
+  thumb_size: int
+  examples_per_cell: int
+  name_lists: list = dataclasses.field(default_factory=list)
+  name_paths: dict = dataclasses.field(default_factory=dict)
+  thumb_ok: dict = dataclasses.field(default_factory=dict)
+
+  def class_names(self, spec: dict, base: pathlib.Path) -> int:
+    """Index into ``name_lists`` of the layer's class names: the listed file,
+    else whatever the cells name."""
+    if spec.get("class_names"):
+      p = (base / spec["class_names"]).resolve()
+      if p not in self.name_paths:
+        names = _load_json(p, "class_names")
+        if not isinstance(names, list):
+          raise AtlasFormatError(f"{p}: class names must be a JSON list")
+        self.name_paths[p] = len(self.name_lists)
+        self.name_lists.append([str(n) for n in names])
+      return self.name_paths[p]
+    found: dict[int, str] = {}
+    for g in spec["grids"]:
+      for c in g["cells"]:
+        for t in c.get("top_classes", []):
+          found[int(t["index"])] = str(t.get("name", t["index"]))
+    n = max(found, default=-1) + 1
+    self.name_lists.append([found.get(i, str(i)) for i in range(n)])
+    return len(self.name_lists) - 1
+
+  def thumbs(self, images_root: pathlib.Path | None, examples) -> tuple[list, list]:
+    """Thumbnail stems and names of a cell's first readable examples."""
+    ex, names = [], []
+    for eid in examples[:self.examples_per_cell]:
+      key = (str(images_root), eid)
+      if key not in self.thumb_ok:
+        self.thumb_ok[key] = None
+        if images_root is not None:
+          stem = hashlib.sha1(f"{images_root}/{eid}".encode()).hexdigest()[:20]
+          if _thumb(images_root / eid, self.thumbs_dir / f"{stem}.jpg",
+                    self.thumb_size):
+            self.thumb_ok[key] = stem
+      if self.thumb_ok[key]:
+        ex.append(self.thumb_ok[key])
+        names.append(str(eid))
+    return ex, names
+
+  def cell_columns(self, cells, base: pathlib.Path, images_root) -> dict:
+    """The grid's cells as columns (row-major order), thumbnails made."""
+    cols: dict[str, list] = {k: [] for k in
+                             ("x", "y", "count", "dir", "icon", "top", "ex",
+                              "exNames")}
+    for c in sorted(cells, key=lambda c: (c["y"], c["x"])):
+      cols["x"].append(c["x"])
+      cols["y"].append(c["y"])
+      cols["count"].append(c["count"])
+      cols["dir"].append(int(c.get("direction", -1)))
+      cols["icon"].append(_url(base / c["icon"], self.workdir))
+      top = []
+      for t in c.get("top_classes", [])[:5]:
+        a = float(t.get("score", t.get("attribution", 0.0)))
+        top.append([int(t["index"]), float(f"{a:.4g}") if math.isfinite(a) else 0.0])
+      cols["top"].append(top)
+      ex, ex_names = self.thumbs(images_root, c.get("examples", []))
+      cols["ex"].append(ex)
+      cols["exNames"].append(ex_names)
+    return cols
+
+  def attr_chunks(self, g: dict, base: pathlib.Path, li: int, tag: str,
+                  dirs: list[int]) -> tuple[int, int]:
+    """Writes the grid's shading scores in class chunks; returns (chunks,
+    classes). Shades by the same scores the cells' top classes are ranked by."""
+    shade_key = "class_scores" if g.get("class_scores") else "attributions"
+    if not g.get(shade_key):
+      return 0, 0
+    attr = workdir_lib.load_npy(base / g[shade_key])
+    if attr.ndim != 2:
+      raise AtlasFormatError(f"{base / g[shade_key]}: expected a 2-D "
+                             f"[cells, classes] array, got {attr.shape}")
+    dirs = [d for d in dirs if d >= 0]
+    if dirs and max(dirs) >= attr.shape[0]:
+      raise AtlasFormatError(
+          f"grid {g['size']}: cell direction {max(dirs)} out of range for "
+          f"{shade_key} with {attr.shape[0]} rows")
+    q, scale = _quantise_attr(attr)
+    n_chunks = 0
+    for k, start in enumerate(range(0, q.shape[0], CLASSES_PER_CHUNK)):
+      block = q[start:start + CLASSES_PER_CHUNK]
+      workdir_lib.write_text(self.data_dir / f"{tag}_attr{k}.js", _js(
+          f"AtlasViewer.registerAttr({li},{g['size']},{k},%s);", {
+              "start": start, "rows": int(q.shape[1]),
+              "scale": [float(s) for s in scale[start:start + len(block)]],
+              "data": base64.b64encode(block.tobytes()).decode()}))
+      n_chunks += 1
+    return n_chunks, q.shape[0]
+
+  def grid(self, g: dict, base: pathlib.Path, li: int, images_root) -> dict:
+    """Writes one grid's data files; returns its entry in ``atlas.js``."""
+    size, cells = g["size"], g["cells"]
+    tag = f"L{li}_g{size}"
+    cols = self.cell_columns(cells, base, images_root)
+    cells_file = f"{tag}_cells.js"
+    workdir_lib.write_text(self.data_dir / cells_file, _js(
+        f"AtlasViewer.registerCells({li},{size},%s);", cols))
+    n_chunks, _ = self.attr_chunks(g, base, li, tag, cols["dir"])
+    return {
+        "size": size, "iconSize": g["icon_size"], "nCells": len(cells),
+        "maxCount": max([c["count"] for c in cells], default=1) or 1,
+        "cells": f"viewer/data/{cells_file}",
+        "attr": f"viewer/data/{tag}_attr%d.js" if n_chunks else None,
+        "attrChunk": CLASSES_PER_CHUNK, "attrChunks": n_chunks,
+        "ranking": g.get("class_ranking") or (
+            "support" if g.get("class_scores") else "mean_attribution"),
+    }
+
+  def layer(self, li: int, layer: "_Layer") -> dict:
+    """Writes one layer's grids; returns its entry in ``atlas.js``."""
+    spec, base = layer.spec, layer.json_path.parent
+    names_idx = self.class_names(spec, base)
+    images_root = spec.get("images_root")
+    images_root = pathlib.Path(images_root) if images_root else None
+    if images_root is not None and not images_root.is_absolute():
+      images_root = base / images_root
+    if images_root is not None and not images_root.is_dir():
+      images_root = None
+    scatter = (spec.get("layout") or {}).get("scatter")
+    grids = [self.grid(g, base, li, images_root)
+             for g in sorted(spec["grids"], key=lambda g: g["size"])]
+    return {"name": spec["layer"], "model": spec.get("model", ""),
+            "names": names_idx,
+            "scatter": _url(base / scatter, self.workdir) if scatter else None,
+            "grids": grids, "thumbs": images_root is not None}
+
+
 def write_viewer(workdir: str | os.PathLike, *, thumb_size: int = 64,
                  examples_per_cell: int = 6, title: str | None = None
                  ) -> pathlib.Path:
   """(Re)writes the static viewer for ``workdir``; returns its index.html.
+
+  Validates ``atlas.json`` first, then, holding the work directory's lock,
+  writes every file atomically: static assets, one data file per grid (and
+  shading chunks), thumbnails (kept across rewrites), ``atlas.js`` and the
+  page last.
 
   Args:
     workdir: folder holding ``atlas.json`` (the atlas pipeline's output).
@@ -202,133 +345,25 @@ def write_viewer(workdir: str | os.PathLike, *, thumb_size: int = 64,
   workdir = pathlib.Path(workdir)
   layers = load_atlas(workdir)
   out = workdir / "viewer"
-  data_dir, thumbs_dir = out / "data", out / "thumbs"
-  if data_dir.is_dir():
-    shutil.rmtree(data_dir)  # stale chunks of an earlier, different atlas
-  data_dir.mkdir(parents=True)
-  thumbs_dir.mkdir(parents=True, exist_ok=True)
-  for name in ("viewer.js", "viewer.css"):
-    shutil.copyfile(STATIC_DIR / name, out / name)
-
-  name_lists: list[list[str]] = []
-  name_paths: dict[pathlib.Path, int] = {}
-  thumb_ok: dict[tuple[str, str], str | None] = {}
-  meta_layers = []
-  for li, layer in enumerate(layers):
-    spec, base = layer.spec, layer.json_path.parent
-    # Class names: the listed file, else whatever the cells name.
-    names_idx = None
-    if spec.get("class_names"):
-      p = (base / spec["class_names"]).resolve()
-      if p not in name_paths:
-        names = _load_json(p, "class_names")
-        if not isinstance(names, list):
-          raise AtlasFormatError(f"{p}: class names must be a JSON list")
-        name_paths[p] = len(name_lists)
-        name_lists.append([str(n) for n in names])
-      names_idx = name_paths[p]
-    else:
-      found: dict[int, str] = {}
-      for g in spec["grids"]:
-        for c in g["cells"]:
-          for t in c.get("top_classes", []):
-            found[int(t["index"])] = str(t.get("name", t["index"]))
-      n = max(found, default=-1) + 1
-      name_lists.append([found.get(i, str(i)) for i in range(n)])
-      names_idx = len(name_lists) - 1
-
-    images_root = spec.get("images_root")
-    images_root = pathlib.Path(images_root) if images_root else None
-    if images_root is not None and not images_root.is_absolute():
-      images_root = base / images_root
-    have_images = images_root is not None and images_root.is_dir()
-
-    layout = spec.get("layout") or {}
-    scatter = (_url(base / layout["scatter"], workdir)
-               if layout.get("scatter") else None)
-
-    meta_grids = []
-    for g in sorted(spec["grids"], key=lambda g: g["size"]):
-      size, cells = g["size"], g["cells"]
-      tag = f"L{li}_g{size}"
-      cols: dict[str, list] = {k: [] for k in
-                               ("x", "y", "count", "dir", "icon", "top", "ex",
-                                "exNames")}
-      for c in sorted(cells, key=lambda c: (c["y"], c["x"])):
-        cols["x"].append(c["x"])
-        cols["y"].append(c["y"])
-        cols["count"].append(c["count"])
-        cols["dir"].append(int(c.get("direction", -1)))
-        cols["icon"].append(_url(base / c["icon"], workdir))
-        top = []
-        for t in c.get("top_classes", [])[:5]:
-          a = float(t.get("score", t.get("attribution", 0.0)))
-          top.append([int(t["index"]), float(f"{a:.4g}") if math.isfinite(a) else 0.0])
-        cols["top"].append(top)
-        ex, ex_names = [], []
-        for eid in c.get("examples", [])[:examples_per_cell]:
-          key = (str(images_root), eid)
-          if key not in thumb_ok:
-            thumb_ok[key] = None
-            if have_images:
-              stem = hashlib.sha1(f"{images_root}/{eid}".encode()).hexdigest()[:20]
-              if _thumb(images_root / eid, thumbs_dir / f"{stem}.jpg", thumb_size):
-                thumb_ok[key] = stem
-          if thumb_ok[key]:
-            ex.append(thumb_ok[key])
-            ex_names.append(str(eid))
-        cols["ex"].append(ex)
-        cols["exNames"].append(ex_names)
-      cells_file = f"{tag}_cells.js"
-      (data_dir / cells_file).write_text(_js(
-          f"AtlasViewer.registerCells({li},{size},%s);", cols))
-
-      n_chunks = 0
-      n_classes = len(name_lists[names_idx])
-      # Shade by the same scores the cells' top classes are ranked by.
-      shade_key = "class_scores" if g.get("class_scores") else "attributions"
-      if g.get(shade_key):
-        attr = np.load(base / g[shade_key])
-        if attr.ndim != 2:
-          raise AtlasFormatError(f"{base / g[shade_key]}: expected a 2-D "
-                                 f"[cells, classes] array, got {attr.shape}")
-        dirs = [d for d in cols["dir"] if d >= 0]
-        if dirs and max(dirs) >= attr.shape[0]:
-          raise AtlasFormatError(
-              f"grid {size}: cell direction {max(dirs)} out of range for "
-              f"{shade_key} with {attr.shape[0]} rows")
-        q, scale = _quantise_attr(attr)
-        n_classes = max(n_classes, q.shape[0])
-        for k, start in enumerate(range(0, q.shape[0], CLASSES_PER_CHUNK)):
-          block = q[start:start + CLASSES_PER_CHUNK]
-          (data_dir / f"{tag}_attr{k}.js").write_text(_js(
-              f"AtlasViewer.registerAttr({li},{size},{k},%s);", {
-                  "start": start, "rows": int(q.shape[1]),
-                  "scale": [float(s) for s in scale[start:start + len(block)]],
-                  "data": base64.b64encode(block.tobytes()).decode()}))
-          n_chunks += 1
-      meta_grids.append({
-          "size": size, "iconSize": g["icon_size"], "nCells": len(cells),
-          "maxCount": max([c["count"] for c in cells], default=1) or 1,
-          "cells": f"viewer/data/{cells_file}",
-          "attr": f"viewer/data/{tag}_attr%d.js" if n_chunks else None,
-          "attrChunk": CLASSES_PER_CHUNK, "attrChunks": n_chunks,
-          "ranking": g.get("class_ranking") or (
-              "support" if g.get("class_scores") else "mean_attribution"),
-      })
-    meta_layers.append({
-        "name": spec["layer"], "model": spec.get("model", ""),
-        "names": names_idx, "scatter": scatter, "grids": meta_grids,
-        "thumbs": bool(have_images)})
-
-  main = layers[0].spec
-  title = title or " ".join(
-      s for s in (main.get("model"), main["layer"], "activation atlas") if s)
-  (data_dir / "atlas.js").write_text(_js("window.ATLAS_DATA=%s;", {
-      "version": SCHEMA_VERSION, "title": title, "layers": meta_layers,
-      "classNames": name_lists, "thumbs": "viewer/thumbs/"}))
-  page = (STATIC_DIR / "index.html").read_text().replace(
-      "{{TITLE}}", html.escape(title))
-  index = workdir / "index.html"
-  index.write_text(page)
+  with workdir_lib.lock(workdir):
+    writer = _Writer(workdir, out / "data", out / "thumbs", thumb_size,
+                     examples_per_cell)
+    if writer.data_dir.is_dir():
+      shutil.rmtree(writer.data_dir)  # stale chunks of an earlier, different atlas
+    writer.data_dir.mkdir(parents=True)
+    writer.thumbs_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("viewer.js", "viewer.css"):
+      workdir_lib.write_bytes(out / name, (STATIC_DIR / name).read_bytes())
+    meta_layers = [writer.layer(li, layer) for li, layer in enumerate(layers)]
+    main = layers[0].spec
+    title = title or " ".join(
+        s for s in (main.get("model"), main["layer"], "activation atlas") if s)
+    workdir_lib.write_text(writer.data_dir / "atlas.js", _js(
+        "window.ATLAS_DATA=%s;", {
+            "version": SCHEMA_VERSION, "title": title, "layers": meta_layers,
+            "classNames": writer.name_lists, "thumbs": "viewer/thumbs/"}))
+    page = (STATIC_DIR / "index.html").read_text().replace(
+        "{{TITLE}}", html.escape(title))
+    index = workdir / "index.html"
+    workdir_lib.write_text(index, page)
   return index

@@ -196,14 +196,16 @@ def test_sampled_layout_places_held_out_vectors_with_their_cluster(tmp_path):
   placed = [e.n for e in events if e.kind == "update"]
   assert placed == [100, 200, 300]   # 300 held out, in chunks of 100
 
-  # Resume: the fitted model and finished chunks are reused; only the
-  # missing chunk is recomputed, and the result is identical.
+  # Resume: the seeded model is refitted (nothing is unpickled: issue 22)
+  # and finished chunks are reused; only the missing chunk is recomputed,
+  # and the result is identical.
+  assert sorted(p.suffix for p in tmp_path.iterdir()) == [".npy"] * 3
   (tmp_path / "chunk_00001.npy").unlink()
   with progress.capture() as events:
     again = layout.umap_layout_sampled(vectors, p, seed=1, fit_sample=150,
                                        n_epochs=100, state_dir=tmp_path,
                                        chunk=100)
-  assert any("reusing the UMAP" in e.message for e in events)
+  assert any("fitting UMAP" in e.message for e in events)
   # Only the missing chunk is placed; the saved ones count as done.
   assert [e.n for e in events if e.kind == "update"] == [300]
   np.testing.assert_array_equal(xy, again)
