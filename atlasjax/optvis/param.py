@@ -247,6 +247,26 @@ def maco_image(size, magnitude, batch: int = 1, phase: jax.Array | None = None,
   return ImageParam(init, to_rgb)
 
 
+# MaCo's figures show the image over a transparency: the accumulated gradient
+# averaged over channels, clipped at this percentile and scaled to [0, 1].
+MACO_ALPHA_PERCENTILE = 80.0
+
+
+def transparency(image, alpha_map, percentile: float = MACO_ALPHA_PERCENTILE
+                 ) -> np.ndarray:
+  """``[H, W, 4]``: ``image``'s RGB with MaCo's transparency as alpha.
+
+  ``alpha_map`` is ``RenderResult.alpha_map`` for this image (``Σ |∂L/∂x|``,
+  ``[H, W, C]``): it is averaged over channels, clipped at its
+  ``percentile``-th percentile and divided by its maximum, as in the paper's
+  figures (and horama's ``plot_maco``).
+  """
+  alpha = np.asarray(alpha_map, np.float32).mean(-1, keepdims=True)
+  alpha = np.minimum(alpha, np.percentile(alpha, percentile))
+  alpha = alpha / max(float(alpha.max()), np.finfo(np.float32).tiny)
+  return np.concatenate([np.asarray(image, np.float32)[..., :3], alpha], -1)
+
+
 # ----------------------------------------------------------------------------
 # Colour.
 
@@ -406,7 +426,8 @@ def shared_separate(size, frames: int,
 
 __all__ = [
     "ImageParam", "output_shape", "pixel_image", "fft_image", "lowres_tensor",
-    "laplacian_pyramid", "sum_params", "maco_image", "MACO_PHASE_SD", "rfft2d_freqs", "spectrum_scale",
+    "laplacian_pyramid", "sum_params", "maco_image", "MACO_PHASE_SD",
+    "transparency", "rfft2d_freqs", "spectrum_scale",
     "decorrelate_color", "to_valid_rgb", "finish", "image", "cppn",
     "shared_separate", "KINDS", "COLOR_CORRELATION_SVD_SQRT",
     "COLOR_CORRELATION_NORMALIZED", "FFT_OUTPUT_SCALE", "COLOR_MEAN",
