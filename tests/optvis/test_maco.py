@@ -142,3 +142,10 @@ def test_alpha_map_is_the_summed_image_gradient(toy):
                         render.dataclasses.replace(cfg, alpha_map=False), key)
   assert plain.alpha_map is None
   np.testing.assert_array_equal(np.asarray(plain.images), np.asarray(out.images))
+
+
+def test_atlas_icons_take_the_parameterization():
+  from atlasjax.atlas import render_atlas
+  config = render_atlas.AtlasConfig(param="maco")
+  assert config.render_config().param == "maco"
+  assert render_atlas.AtlasConfig().render_config().param == "fft"
