@@ -37,6 +37,7 @@ _SIZE = flags.DEFINE_integer("size", 128, "Render size.")
 _STEPS = flags.DEFINE_integer("steps", 64, "Adam steps.")
 _PARAMS = flags.DEFINE_list("params", ["fft", "maco", "pixel"], "Parameterizations.")
 _TRANSFORMS = flags.DEFINE_string("transforms", "standard", "Transforms preset.")
+_LR = flags.DEFINE_float("lr", render.DEFAULT_LR, "Adam learning rate.")
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed of the renders.")
 _OUT = flags.DEFINE_string("out", None, "Folder for contact sheets (optional).")
 
@@ -67,7 +68,8 @@ def main(argv):
   classes = class_set(_CLASSES.value)
   out = pathlib.Path(_OUT.value) if _OUT.value else None
   for kind in _PARAMS.value:
-    config = render.RenderConfig(size=_SIZE.value, steps=_STEPS.value, param=kind,
+    config = render.RenderConfig(size=_SIZE.value, steps=_STEPS.value, lr=_LR.value,
+                                 param=kind,
                                  transforms=_TRANSFORMS.value, chunk_size=len(classes))
     t0 = time.perf_counter()
     result = synthesis.render_class_models(source, source_params, classes, config,
@@ -76,12 +78,13 @@ def main(argv):
     seconds = time.perf_counter() - t0
     if out is not None:
       out.mkdir(parents=True, exist_ok=True)
-      np.save(out / f"{_SOURCE.value}_{kind}.npy", images)
-      plotting.save_png(plotting.grid(list(images), ncols=8),
-                        out / f"{_SOURCE.value}_{kind}.png")
+      stem = f"{_SOURCE.value}_{kind}_lr{_LR.value:g}"
+      np.save(out / f"{stem}.npy", images)
+      plotting.save_png(plotting.grid(list(images), ncols=8), out / f"{stem}.png")
     line = {"workload": "transferability", "source": _SOURCE.value,
             "judge": _JUDGE.value, "param": kind, "transforms": _TRANSFORMS.value,
-            "classes": len(classes), "size": _SIZE.value, "steps": _STEPS.value}
+            "classes": len(classes), "size": _SIZE.value, "steps": _STEPS.value,
+            "lr": _LR.value}
     line.update({f"judge_{k}": v for k, v in
                  hit_rates(judge_logits(judge, judge_params, images), classes).items()})
     line.update({f"source_{k}": v for k, v in
