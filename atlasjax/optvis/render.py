@@ -129,7 +129,8 @@ class RenderConfig:
       :data:`AUTO_CHUNK_PIXELS`. Rounded up to a multiple of the device count.
       An explicit value pads smaller batches up to it, so an item renders
       bit-identically in any batch (the same compiled program runs).
-    param: ``"fft"``, ``"pixel"``, ``"laplacian"`` or ``"cppn"``.
+    param: ``"fft"``, ``"pixel"``, ``"laplacian"``, ``"cppn"`` or ``"maco"``
+      (Fel et al. 2023: phase only, natural-image magnitude).
     decorrelate: Lucid's colour decorrelation.
     alpha: optimise an alpha channel too (images come back RGBA; the
       transforms composite them over random noise).
