@@ -80,6 +80,7 @@ HELP = {
                      "ranked: support (attribution weighted by the crops' "
                      "predictions) or mean_attribution (the paper's).",
     "transforms": "Icon transforms preset.",
+    "param": "Icon parameterization: fft (Lucid's) or maco (Fel et al. 2023).",
     "chunk_size": "Icons per compiled batch (default 64).",
     "density_scaled": "Scale icons by cell density.",
     "n_examples": "Nearest photos listed per cell.",

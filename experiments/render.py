@@ -15,6 +15,9 @@ interpolation with a shared + separate parameterization.
 Writes one PNG per objective (a strip for ``--diversity`` / ``--interpolate``),
 ``contact_sheet.png`` and ``results.json``: a list of
 ``{"objective", "file", "final_value"}`` with files relative to ``--out``.
+``--param=maco --transforms=maco`` is MaCo (Fel et al. 2023); ``--alpha_map``
+also writes each image's transparency (``*_alpha.png``, RGBA: the
+accumulated ``|∂L/∂x|`` as alpha, as in MaCo's figures).
 """
 
 import dataclasses
@@ -54,6 +57,8 @@ _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
 _OUT = flags.DEFINE_string("out", None, "Output folder.", required=True)
 _CHUNK = flags.DEFINE_integer("chunk_size", None, "Items per compiled chunk.")
 _PROGRESS = flags.DEFINE_integer("progress_every", 0, "Report progress every K steps.")
+_ALPHA_MAP = flags.DEFINE_boolean("alpha_map", False,
+                                  "Also write MaCo transparency maps (*_alpha.png).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,14 +212,21 @@ def main(argv):
       size=_SIZE.value, steps=_STEPS.value, lr=_LR.value, attempts=_ATTEMPTS.value,
       chunk_size=_CHUNK.value, param=_PARAM.value, decorrelate=_DECORRELATE.value,
       transforms=_TRANSFORMS.value, images_per_item=max(1, _DIVERSITY.value),
-      progress_every=_PROGRESS.value)
+      progress_every=_PROGRESS.value, alpha_map=_ALPHA_MAP.value)
   key = jax.random.PRNGKey(_SEED.value)
   records, tiles = [], []
 
-  def save(name, images, value):
+  def save(name, images, value, alpha=None):
     file = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:120] + f"_{len(records):03d}.png"
     Image.fromarray(to_uint8(strip(images))).save(out / file)
-    records.append({"objective": name, "file": file, "final_value": float(value)})
+    record = {"objective": name, "file": file, "final_value": float(value)}
+    if alpha is not None:
+      images, alpha = np.asarray(images), np.asarray(alpha)
+      rgba = (param_lib.transparency(images, alpha) if images.ndim == 3 else
+              np.stack([param_lib.transparency(i, a) for i, a in zip(images, alpha)]))
+      record["alpha_file"] = file[:-4] + "_alpha.png"
+      Image.fromarray(to_uint8(strip(rgba))).save(out / record["alpha_file"])
+    records.append(record)
     tiles.append(np.asarray(strip(images), np.float32)[..., :3])
 
   for family in families:
@@ -223,9 +235,11 @@ def main(argv):
                          _DIVERSITY_LAYER.value)
     result = render_lib.render(model, params, make, args=jnp.asarray(family.args),
                                config=config, key=key)
-    for name, images, value in zip(family.names, np.asarray(result.images),
-                                   np.asarray(result.values)):
-      save(name, images, value)
+    alphas = (np.asarray(result.alpha_map) if result.alpha_map is not None
+              else [None] * len(family.names))
+    for name, images, value, alpha in zip(family.names, np.asarray(result.images),
+                                          np.asarray(result.values), alphas):
+      save(name, images, value, alpha)
       print(f"{name}: {value:.4g}")
 
   if _INTERPOLATE.value:
@@ -237,7 +251,8 @@ def main(argv):
         model, params, make, args=jnp.array([[c1, c2]]), config=cfg, key=key,
         param=param_lib.shared_separate(config.size, frames, decorrelate=config.decorrelate))
     save(f"interpolate:{_INTERPOLATE.value}", np.asarray(result.images[0]),
-         result.values[0])
+         result.values[0],
+         None if result.alpha_map is None else np.asarray(result.alpha_map[0]))
 
   Image.fromarray(to_uint8(contact_sheet(tiles))).save(out / "contact_sheet.png")
   (out / "results.json").write_text(json.dumps(records, indent=1))

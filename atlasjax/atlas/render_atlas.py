@@ -86,6 +86,8 @@ class AtlasConfig:
   class_ranking: str = grid_lib.DEFAULT_CLASS_RANKING
   whiten: bool = True
   transforms: str = "atlas"
+  # Icon parameterization (optvis.param.KINDS): "fft" (Lucid's) or "maco".
+  param: str = "fft"
   seed: int = 0
   chunk_size: int | None = None
   density_scaled: bool = False
@@ -102,7 +104,7 @@ class AtlasConfig:
   def render_config(self) -> render_lib.RenderConfig:
     return render_lib.RenderConfig(
         size=self.icon_size, steps=self.steps, lr=self.lr, attempts=self.attempts,
-        chunk_size=self.chunk_size, param="fft", decorrelate=True,
+        chunk_size=self.chunk_size, param=self.param, decorrelate=True,
         transforms=self.transforms)
 
 

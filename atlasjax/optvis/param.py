@@ -53,6 +53,10 @@ CPPN_LAYERS = 8
 CPPN_ATAN_RMS = 0.67
 CPPN_ATAN_SQ_RMS = 0.6
 CPPN_COORD_RANGE = math.sqrt(3.0)   # uniform on ±√3 has unit variance
+# MaCo: the random phase's initial standard deviation (Xplique and horama use
+# N(0, 1)), and the epsilon of its standardizations (Xplique's).
+MACO_PHASE_SD = 1.0
+MACO_EPS = 1e-5
 
 
 class ImageParam(NamedTuple):
@@ -183,6 +187,86 @@ def sum_params(parts: Sequence[ImageParam]) -> ImageParam:
   return ImageParam(init, to_rgb)
 
 
+def _standardize(x: jax.Array) -> jax.Array:
+  """Zero mean, unit standard deviation over each item's axes 1…ndim."""
+  axes = tuple(range(1, x.ndim))
+  x = x - x.mean(axis=axes, keepdims=True)
+  return x / (x.std(axis=axes, keepdims=True) + MACO_EPS)
+
+
+def maco_image(size, magnitude, batch: int = 1, phase: jax.Array | None = None,
+               standardize: bool = True,
+               sd: float = MACO_PHASE_SD) -> ImageParam:
+  """MaCo's magnitude-constrained spectral image (Fel et al., NeurIPS 2023).
+
+  Raw parameters are the phase only, ``[B, C, h, w // 2 + 1]``; ``to_rgb``
+  returns the unconstrained (decorrelated, pre-sigmoid) image:
+
+  1. the phase is standardized (zero mean, unit deviation per image), so the
+     optimiser cannot collapse it;
+  2. the spectrum is ``magnitude · (cos φ + i sin φ)``: its modulus is fixed;
+  3. the inverse real FFT gives the image, standardized per image.
+
+  :func:`finish` then recorrelates the colours and applies the sigmoid, as
+  Xplique's and horama's constructions do.
+
+  Args:
+    size: side, or ``(height, width)``.
+    magnitude: ``[C, h, w // 2 + 1]`` (e.g.
+      :func:`atlasjax.optvis.spectrum.default_magnitude`), or ``[B, C, ...]``.
+    batch: images per item.
+    phase: initial phase (broadcast to ``[B, C, h, w // 2 + 1]``) instead of
+      ``N(0, sd²)``; with ``standardize=False`` and the magnitude and phase
+      of an image's ``rfft2``, ``to_rgb(init)`` is that image exactly.
+    standardize: both standardizations of the construction; False keeps the
+      magnitude's own scale (feature accentuation starts from a photo).
+    sd: standard deviation of the random initial phase.
+  """
+  h, w = _hw(size)
+  magnitude = jnp.asarray(magnitude, jnp.float32)
+  channels = magnitude.shape[-3]
+  shape = (batch, channels, h, w // 2 + 1)
+  if magnitude.shape[-2:] != shape[-2:]:
+    raise ValueError(f"maco_image: a {h}×{w} image needs a magnitude of shape "
+                     f"[{channels}, {h}, {w // 2 + 1}], got {magnitude.shape}; "
+                     "resize it with atlasjax.optvis.spectrum.resize")
+
+  def init(key):
+    if phase is not None:
+      return jnp.broadcast_to(jnp.asarray(phase, jnp.float32), shape)
+    return sd * jax.random.normal(key, shape)
+
+  def to_rgb(raw):
+    phi = _standardize(raw) if standardize else raw
+    spectrum = jax.lax.complex(jnp.cos(phi) * magnitude, jnp.sin(phi) * magnitude)
+    img = jnp.fft.irfft2(spectrum, s=(h, w), axes=(-2, -1))
+    if standardize:
+      img = _standardize(img)
+    return jnp.transpose(img, (0, 2, 3, 1))
+
+  return ImageParam(init, to_rgb)
+
+
+# MaCo's figures show the image over a transparency: the accumulated gradient
+# averaged over channels, clipped at this percentile and scaled to [0, 1].
+MACO_ALPHA_PERCENTILE = 80.0
+
+
+def transparency(image, alpha_map, percentile: float = MACO_ALPHA_PERCENTILE
+                 ) -> np.ndarray:
+  """``[H, W, 4]``: ``image``'s RGB with MaCo's transparency as alpha.
+
+  ``alpha_map`` is ``RenderResult.alpha_map`` for this image (``Σ |∂L/∂x|``,
+  ``[H, W, C]``): it is averaged over channels, clipped at its
+  ``percentile``-th percentile and divided by its maximum, as in the paper's
+  figures (and horama's ``plot_maco``).
+  """
+  alpha = np.asarray(alpha_map, np.float32).mean(-1, keepdims=True)
+  alpha = np.minimum(alpha, np.percentile(alpha, percentile))
+  alpha = alpha / max(float(alpha.max()), np.finfo(np.float32).tiny)
+  return np.concatenate([np.asarray(image, np.float32)[..., :3], alpha], -1)
+
+
 # ----------------------------------------------------------------------------
 # Colour.
 
@@ -229,7 +313,7 @@ def finish(raw: ImageParam, decorrelate: bool = True, sigmoid: bool = True,
   return ImageParam(raw.init, to_rgb)
 
 
-KINDS = ("fft", "pixel", "laplacian", "cppn")
+KINDS = ("fft", "pixel", "laplacian", "cppn", "maco")
 
 
 def image(size, batch: int = 1, kind: str = "fft", decorrelate: bool = True,
@@ -240,16 +324,24 @@ def image(size, batch: int = 1, kind: str = "fft", decorrelate: bool = True,
   Args:
     size: side length, or ``(height, width)``.
     batch: images optimised together per item.
-    kind: ``"fft"`` (default), ``"pixel"``, ``"laplacian"`` or ``"cppn"``.
+    kind: ``"fft"`` (default), ``"pixel"``, ``"laplacian"``, ``"cppn"`` or
+      ``"maco"`` (:func:`maco_image` with the sample photos' magnitude,
+      :func:`atlasjax.optvis.spectrum.default_magnitude`).
     decorrelate: apply the colour decorrelation (ignored for ``cppn``).
     sigmoid: squash with a sigmoid, else Lucid's soft clip.
     alpha: add an alpha channel (output ``[B, H, W, 4]``).
-    sd: initial standard deviation.
+    sd: initial standard deviation (not used by ``maco``: its phase starts
+      from ``N(0, MACO_PHASE_SD²)``, the scale its standardization expects).
   """
   channels = 4 if alpha else 3
+  if kind in ("cppn", "maco") and alpha:
+    raise ValueError(f"the {kind} parameterization has no alpha channel; "
+                     "use alpha=False")
+  if kind == "maco":
+    from atlasjax.optvis import spectrum   # spectrum imports this module
+    raw = maco_image(size, spectrum.default_magnitude(size), batch)
+    return finish(raw, decorrelate, sigmoid)
   if kind == "cppn":
-    if alpha:
-      raise ValueError("the CPPN parameterization has no alpha channel")
     return cppn(size, batch)
   if kind == "fft":
     raw = fft_image(size, batch, channels, sd)
@@ -334,7 +426,8 @@ def shared_separate(size, frames: int,
 
 __all__ = [
     "ImageParam", "output_shape", "pixel_image", "fft_image", "lowres_tensor",
-    "laplacian_pyramid", "sum_params", "rfft2d_freqs", "spectrum_scale",
+    "laplacian_pyramid", "sum_params", "maco_image", "MACO_PHASE_SD",
+    "transparency", "rfft2d_freqs", "spectrum_scale",
     "decorrelate_color", "to_valid_rgb", "finish", "image", "cppn",
     "shared_separate", "KINDS", "COLOR_CORRELATION_SVD_SQRT",
     "COLOR_CORRELATION_NORMALIZED", "FFT_OUTPUT_SCALE", "COLOR_MEAN",

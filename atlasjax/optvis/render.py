@@ -56,6 +56,16 @@ hardware that has it, and ``"bfloat16"`` runs the network (parameters and
 activations) in bfloat16 while the image parameterization, the objective and
 Adam stay in float32. On CPUs the first two are the same program.
 
+Transparency (``config.alpha_map``, MaCo's figures): the renderer adds a zero
+offset to each item's images before the transforms and differentiates the
+loss with respect to it too; ``|∂loss/∂image|`` summed over the steps is
+returned per pixel and channel as ``RenderResult.alpha_map``. The offset is
+zero, so the images and their optimisation are the same with or without it.
+
+Starting images (``render(..., start=raw)``): per-item raw parameters to
+start from instead of ``param.init`` (e.g. a photo's own phase for feature
+accentuation), batched, chunked and sharded like ``args``.
+
 Progress: with ``config.progress_every = k > 0``, every ``k`` steps a
 ``jax.debug.callback`` reports ``(chunk, step, mean objective)`` to
 ``progress`` (default: a line on stderr); nothing synchronises with the host
@@ -119,12 +129,13 @@ class RenderConfig:
       :data:`AUTO_CHUNK_PIXELS`. Rounded up to a multiple of the device count.
       An explicit value pads smaller batches up to it, so an item renders
       bit-identically in any batch (the same compiled program runs).
-    param: ``"fft"``, ``"pixel"``, ``"laplacian"`` or ``"cppn"``.
+    param: ``"fft"``, ``"pixel"``, ``"laplacian"``, ``"cppn"`` or ``"maco"``
+      (Fel et al. 2023: phase only, natural-image magnitude).
     decorrelate: Lucid's colour decorrelation.
     alpha: optimise an alpha channel too (images come back RGBA; the
       transforms composite them over random noise).
-    transforms: preset name: ``"standard"``, ``"distill2017"``, ``"atlas"``
-      or ``"none"``.
+    transforms: preset name: ``"standard"``, ``"distill2017"``, ``"atlas"``,
+      ``"maco"`` (MaCo's crops) or ``"none"``.
     images_per_item: images optimised jointly per item (``B`` of the
       objective's activations; > 1 for diversity or interpolation).
     redirect_relu_steps: steps with ReLU gradient redirection (0 = off).
@@ -143,6 +154,8 @@ class RenderConfig:
       ``"host"`` (a jitted, buffer-donating step per host iteration: no
       device-side loop, e.g. to inspect state between steps). Both run the
       same step program; ``"scan"`` is the faster on every backend measured.
+    alpha_map: also return the accumulated ``|∂loss/∂image|`` per pixel
+      (MaCo's transparency map; see the module docstring).
   """
 
   size: int = 128
@@ -161,6 +174,7 @@ class RenderConfig:
   precision: str = "float32"
   cpu_rewrite: bool = True
   loop: str = "scan"
+  alpha_map: bool = False
 
   def image_param(self) -> param_lib.ImageParam:
     return param_lib.image(self.size, self.images_per_item, self.param,
@@ -182,12 +196,15 @@ class RenderResult:
     losses: ``[N, steps]`` the minimised loss, ``-objective`` on the
       transformed images, at each step of the kept attempt.
     attempt_values: ``[N, attempts]`` final objective of every attempt.
+    alpha_map: with ``config.alpha_map``, ``Σ_steps |∂loss/∂image|`` of the
+      kept attempt, shaped like ``images``; else None.
   """
 
   images: jax.Array
   values: jax.Array
   losses: jax.Array
   attempt_values: jax.Array
+  alpha_map: jax.Array | None = None
 
   def _repr_png_(self) -> bytes:
     """Jupyter shows the images as one contact sheet."""
@@ -240,9 +257,9 @@ def _pre_relu_twins(model: base.Model, layers: Sequence[str]) -> dict[str, str]:
 
 def _view_side(transform, image_shape) -> int:
   """Smaller side of ``transform``'s output for one ``[H, W, C]`` image."""
-  out = jax.eval_shape(transform, jax.random.PRNGKey(0),
+  out = jax.eval_shape(transform_lib.at_progress(transform, 0.0), jax.random.PRNGKey(0),
                        jax.ShapeDtypeStruct(tuple(image_shape), jnp.float32))
-  return min(out.shape[:2])
+  return min(out.shape[-3:-1])
 
 
 def check_input_size(model: base.Model, config: "RenderConfig",
@@ -365,15 +382,24 @@ class Renderer:
       acts[layer] = redirected_relu(outs[twin], redirect)
     return acts
 
-  def _view(self, raw, key, step):
-    """One item's images and their transformed views (keys as per item)."""
+  def _view(self, raw, key, step, offset=None):
+    """One item's images and their transformed views (keys as per item).
+
+    ``offset`` (zeros, for ``alpha_map``) is added to the images so that the
+    loss's gradient with respect to it is ``∂loss/∂image``. A transform that
+    returns several views per image (MaCo's crops) gives ``B·K`` views.
+    """
     # Named scopes label the HLO metadata, so XLA's profile of a step can be
     # read by part (bench/render_profile.py).
     with jax.named_scope("parameterization"):
       images = self.param.to_rgb(raw)
+      if offset is not None:
+        images = images + offset
     with jax.named_scope("transforms"):
       keys = jax.random.split(jax.random.fold_in(key, step), images.shape[0])
-      return images, jax.vmap(self.transform)(keys, images)
+      progress = step / max(self.config.steps - 1, 1)
+      views = jax.vmap(transform_lib.at_progress(self.transform, progress))(keys, images)
+      return images, views.reshape((-1,) + views.shape[-3:])
 
   def _redirect(self, step):
     """Whether ReLU gradients are redirected at ``step`` (None: never)."""
@@ -390,7 +416,7 @@ class Renderer:
     acts[objectives_lib.INPUT] = images
     return -obj(acts)
 
-  def _losses(self, raw, args, keys, step, params):
+  def _losses(self, raw, args, keys, step, params, offset=None):
     """All items' losses ``[M]``, with ONE network call on the whole batch.
 
     Equal to ``vmap(_loss)``, but the network runs on a plain
@@ -398,7 +424,7 @@ class Renderer:
     otherwise give pooling and LRN an extra item axis (rank-5 windows), which
     XLA:CPU runs markedly slower than the same ops on a rank-4 batch.
     """
-    images, x = jax.vmap(self._view, in_axes=(0, 0, None))(raw, keys, step)
+    images, x = jax.vmap(self._view, in_axes=(0, 0, None, 0))(raw, keys, step, offset)
     m, b = x.shape[:2]
     obj = self.make(jax.tree_util.tree_map(lambda a: a[0], args))   # layer names
     redirect = self._redirect(step)
@@ -424,7 +450,11 @@ class Renderer:
     self.progress(int(chunk), int(step), float(value))
 
   def init(self, key, item_ids, args):
-    """Expands items × attempts; returns ``(raw, opt_state, args, loop_keys)``."""
+    """Expands items × attempts; returns ``(raw, opt_state, args, loop_keys)``.
+
+    With a ``make`` from :func:`render`'s ``start=``, ``args`` is
+    ``(objective args, start raw)`` and the raw parameters are the latter.
+    """
     n_att = self.config.attempts
     m = item_ids.shape[0]
     ids = jnp.repeat(item_ids, n_att)
@@ -434,20 +464,38 @@ class Renderer:
                     )(ids, attempt)
     keys = self._constrain(keys)
     init_keys, loop_keys = jnp.moveaxis(jax.vmap(jax.random.split)(keys), 1, 0)
-    raw = self._constrain(jax.vmap(self.param.init)(init_keys))
+    if isinstance(self.make, _Started):
+      raw = args[1]
+    else:
+      raw = jax.vmap(self.param.init)(init_keys)
+    raw = self._constrain(raw)
     return raw, jax.vmap(self.optimizer.init)(raw), args, loop_keys
 
-  def step(self, raw, opt_state, args, loop_keys, step, params):
-    """One Adam step for every (item, attempt); returns the new state and losses."""
+  def step(self, raw, opt_state, args, loop_keys, step, params, alpha=None):
+    """One Adam step for every (item, attempt); returns the new state and losses.
+
+    With ``alpha`` (the running ``Σ |∂loss/∂image|``, ``[M, B, H, W, C]``)
+    the updated sum is returned fourth.
+    """
     # Items are independent, so the gradient of the summed loss w.r.t. every
     # item's parameters is that item's own gradient.
+    offset = None if alpha is None else jnp.zeros_like(alpha)
     grad_fn = jax.value_and_grad(
-        lambda r: (lambda l: (l.sum(), l))(self._losses(r, args, loop_keys, step, params)),
-        has_aux=True)
-    (_, loss), grads = grad_fn(raw)
+        lambda r, o: (lambda l: (l.sum(), l))(
+            self._losses(r, args, loop_keys, step, params, o)),
+        argnums=(0, 1), has_aux=True)
+    (_, loss), (grads, image_grads) = grad_fn(raw, offset)
     with jax.named_scope("optimizer"):
       updates, opt_state = jax.vmap(self.optimizer.update)(grads, opt_state, raw)
-      return optax.apply_updates(raw, updates), opt_state, loss
+      new = (optax.apply_updates(raw, updates), opt_state, loss)
+    return new if alpha is None else new + (alpha + jnp.abs(image_grads),)
+
+  def _alpha_init(self, raw):
+    """Zeros shaped like every (item, attempt)'s images, or None."""
+    if not self.config.alpha_map:
+      return None
+    shape = jax.eval_shape(jax.vmap(self.param.to_rgb), raw)
+    return jnp.zeros(shape.shape, shape.dtype)
 
   def network_params(self, params):
     """``params`` as the network runs them (cast to bfloat16 if asked)."""
@@ -469,20 +517,23 @@ class Renderer:
     raw, opt_state, args, loop_keys = self.init(key, item_ids, args)
 
     def step_fn(carry, step):
-      raw, opt_state, loss = self._loop_step(*carry, args, loop_keys, step, params)
+      raw, opt_state, alpha = carry
+      raw, opt_state, loss, *alpha = self._loop_step(
+          raw, opt_state, args, loop_keys, step, params, alpha)
       if cfg.progress_every > 0:
         jax.lax.cond(
             (step + 1) % cfg.progress_every == 0,
             lambda: jax.debug.callback(self._report, chunk_index, step + 1,
                                        -jnp.mean(loss)),
             lambda: None)
-      return (raw, opt_state), loss
+      return (raw, opt_state, alpha[0] if alpha else None), loss
 
-    (raw, _), losses = jax.lax.scan(step_fn, (raw, opt_state),
-                                    jnp.arange(cfg.steps), unroll=cfg.unroll)
-    return self._finish(params, raw, losses, args, item_ids)
+    (raw, _, alpha), losses = jax.lax.scan(
+        step_fn, (raw, opt_state, self._alpha_init(raw)), jnp.arange(cfg.steps),
+        unroll=cfg.unroll)
+    return self._finish(params, raw, losses, args, item_ids, alpha)
 
-  def _finish(self, params, raw, losses, args, item_ids):
+  def _finish(self, params, raw, losses, args, item_ids, alpha=None):
     """Scores every attempt's final image and keeps each item's best."""
     cfg = self.config
     n_att = cfg.attempts
@@ -495,9 +546,11 @@ class Renderer:
         x.reshape((m, n_att) + x.shape[1:]),
         best.reshape((m, 1) + (1,) * (x.ndim - 1)), axis=1)[:, 0]
     images = pick(images)
+    alpha = None if alpha is None else pick(alpha)
     if cfg.images_per_item == 1:
       images = images[:, 0]
-    return images, pick(values.reshape(-1)), pick(losses.T), values
+      alpha = None if alpha is None else alpha[:, 0]
+    return images, pick(values.reshape(-1)), pick(losses.T), values, alpha
 
   def lower(self, params, key, item_ids, args):
     """``jax.jit(...).lower`` of one chunk, e.g. for ``cost_analysis``."""
@@ -531,13 +584,16 @@ class Renderer:
     init, step, finish = self._host_fns
     params = self.network_params(params)
     raw, opt_state, args, keys = init(key, item_ids, args)
+    alpha = self._alpha_init(raw)
     losses = []
     for s in range(self.config.steps):
-      raw, opt_state, loss = step(raw, opt_state, args, keys, jnp.int32(s), params)
+      raw, opt_state, loss, *acc = step(raw, opt_state, args, keys, jnp.int32(s),
+                                        params, alpha)
+      alpha = acc[0] if acc else None
       losses.append(loss)
       if self.config.progress_every and (s + 1) % self.config.progress_every == 0:
         self._report(chunk_index, s + 1, -jnp.mean(loss))
-    return finish(params, raw, jnp.stack(losses), args, item_ids)
+    return finish(params, raw, jnp.stack(losses), args, item_ids, alpha)
 
 
 def best_finite_attempt(values: jax.Array, images: jax.Array) -> jax.Array:
@@ -596,6 +652,15 @@ def _ignore_arg(make: Callable[[], objectives_lib.Objective]) -> MakeObjective:
   return lambda arg: make()
 
 
+@dataclasses.dataclass(frozen=True)
+class _Started:
+  """``make`` of items whose args are ``(objective args, start raw)``."""
+  make: MakeObjective
+
+  def __call__(self, arg):
+    return self.make(arg[0])
+
+
 def _num_items(args) -> int:
   leaves = jax.tree_util.tree_leaves(args)
   if not leaves:
@@ -615,6 +680,7 @@ def render(model: base.Model, params: PyTree, make: Callable[..., Any],
            item_ids: Sequence[int] | jax.Array | None = None,
            devices: Sequence[jax.Device] | None = None,
            progress: Callable[[int, int, float], None] | None = None,
+           start: PyTree = None,
            check_finite: bool = True) -> RenderResult:
   """Renders ``N`` objectives ``make(args[i])`` as one batched program.
 
@@ -635,6 +701,8 @@ def render(model: base.Model, params: PyTree, make: Callable[..., Any],
     devices: devices to shard over (default all local devices).
     progress: ``(chunk, step, mean_objective) -> None`` for
       ``config.progress_every``.
+    start: raw parameters to start from, with a leading item axis ``N``
+      (``param.init``'s structure per item), instead of ``param.init``.
     check_finite: raise :class:`RenderError` naming any item whose objective
       or image is not finite (one host sync per call). False returns them;
       :func:`nonfinite_items` lists them.
@@ -647,6 +715,8 @@ def render(model: base.Model, params: PyTree, make: Callable[..., Any],
   make = family_lib.keyed(make)
   if args is None:
     make, args = _ignore_arg(make), np.zeros((1,), np.int32)
+  if start is not None:
+    make, args = _Started(make), (args, start)
   n = _num_items(args)
   key = jax.random.PRNGKey(0) if key is None else key
   renderer = build(model, make, config, param, transforms, optimizer,
@@ -668,10 +738,11 @@ def render(model: base.Model, params: PyTree, make: Callable[..., Any],
     chunk_args = renderer.shard(jax.tree_util.tree_map(lambda x: x[sl], args))
     outs.append(renderer.run_chunk(params, key, renderer.shard(ids[sl]),
                                    chunk_args, c))
-  images, values, losses, attempt_values = (
+  images, values, losses, attempt_values, alpha = (
+      None if parts[0] is None else
       jnp.concatenate(parts)[:n] if num_chunks > 1 else parts[0][:n]
       for parts in zip(*outs))
-  result = RenderResult(images, values, losses, attempt_values)
+  result = RenderResult(images, values, losses, attempt_values, alpha)
   if check_finite:
     _check_finite(result, np.asarray(item_ids if item_ids is not None
                                      else np.arange(n)).reshape(-1))

@@ -95,3 +95,15 @@ def test_bad_output_folders_and_flags(run_script, tmp_path):
   r = run_script("atlas", "--steps=many")
   assert_one_line(r, "--steps")
   assert_one_line(run_script("atlas", "--grid_sizes=ten"), "--grid_sizes")
+
+
+def test_accentuate_bad_input(run_script, tmp_path, sample_dir):
+  photo = f"--image={sample_dir / GOLDFISH}"
+  assert_one_line(run_script("accentuate", photo, "--objective=channel:mixed4a",
+                             f"--out={tmp_path}"), "channel:LAYER:I")
+  assert_one_line(run_script("accentuate", photo, "--objective=logit:goldfish",
+                             "--layer_reg=mixed9z", f"--out={tmp_path}"), "mixed9z")
+  assert_one_line(run_script("accentuate", f"--image={tmp_path}/none.jpg",
+                             "--objective=logit:goldfish", f"--out={tmp_path}"),
+                  "none.jpg")
+  assert not list(tmp_path.iterdir())   # nothing written before the checks

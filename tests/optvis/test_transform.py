@@ -48,14 +48,15 @@ def test_crop_or_pad_to():
 @pytest.mark.parametrize("name", tr.PRESETS)
 def test_presets_static_shapes_under_jit(name):
   size = 64
-  t = tr.preset(name, size)
+  t = tr.at_progress(tr.preset(name, size), 0.5)   # MaCo's crops follow a schedule
   img = jnp.full((size, size, 3), 0.3)
   f = jax.jit(t)
   shapes = {f(jax.random.PRNGKey(i), img).shape for i in range(3)}
   assert len(shapes) == 1
   expected = {"standard": 64 + 24 - 12, "distill2017": 64, "atlas": 40,
-              "atlas_notebook": 64 + 4 - 34, "none": 64}[name]
-  assert shapes.pop() == (expected, expected, 3)
+              "atlas_notebook": 64 + 4 - 34, "maco": 64, "none": 64}[name]
+  views = (tr.MACO_CROPS,) if name == "maco" else ()   # several views per image
+  assert shapes.pop() == views + (expected, expected, 3)
   batch = jax.jit(jax.vmap(t))(jax.random.split(KEY, 4), jnp.stack([img] * 4))
   assert batch.shape[0] == 4
 

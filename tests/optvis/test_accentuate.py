@@ -1,0 +1,53 @@
+"""Feature accentuation on the tiny custom CNN."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from atlasjax.optvis import accentuate as acc
+from atlasjax.optvis import objectives as obj
+
+SIZE = 24
+CONFIG = dataclasses.replace(acc.DEFAULT_CONFIG, steps=8, chunk_size=2,
+                             cpu_rewrite=False)
+
+
+def _photos(n=2):
+  coarse = jax.random.uniform(jax.random.PRNGKey(1), (n, 6, 6, 3))
+  return jax.image.resize(coarse, (n, SIZE, SIZE, 3), "linear")
+
+
+def _run(toy, weight, photos=None, channels=(1, 2), item_ids=None):
+  model, params = toy
+  photos = _photos() if photos is None else photos
+  return acc.accentuate(model, params, photos, lambda c: obj.channel("conv2", c),
+                        jnp.asarray(channels), "conv1", weight, CONFIG)
+
+
+def test_the_parameterization_starts_at_the_photo():
+  photos = _photos()
+  raw = acc.photo_spectrum(photos)
+  images = jax.jit(jax.vmap(acc.photo_param(SIZE).to_rgb))(raw)[:, 0]
+  np.testing.assert_allclose(np.asarray(images), np.asarray(photos), atol=1e-5)
+
+
+def test_weights_trade_the_feature_against_the_photo(toy):
+  free, held = _run(toy, 0.0), _run(toy, 1e6)
+  # Without the regularizer the feature rises and the layer drifts away ...
+  assert np.all(np.asarray(free.gain) > 0.0)
+  assert np.all(np.asarray(free.distance) > 0.1)
+  # ... at λ → ∞ the image stays at the photo (Adam's steps are lr-sized, so
+  # it oscillates around it within a few hundredths).
+  assert np.all(np.asarray(held.distance) < 0.25 * np.asarray(free.distance))
+  assert float(jnp.abs(held.images - held.photos).max()) < 0.05
+  assert float(jnp.abs(free.images - free.photos).max()) > 0.1
+
+
+def test_batched_equals_single(toy):
+  both = _run(toy, jnp.array([0.0, 1.0]))
+  one = _run(toy, jnp.array([1.0]), photos=_photos()[1:], channels=(2,))
+  np.testing.assert_allclose(np.asarray(one.images[0]), np.asarray(both.images[1]),
+                             atol=1e-5)
+  np.testing.assert_allclose(float(one.gain[0]), float(both.gain[1]), rtol=1e-4)
