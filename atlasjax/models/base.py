@@ -61,7 +61,8 @@ class Layer:
     name: output name, e.g. ``"mixed4c"`` or ``"mixed4c_pre_relu"``.
     depth: number of channels (or classes for ``logits``/``probs``).
     stride: total spatial stride from the input; 0 for outputs without
-      spatial extent (``avgpool``, ``logits``, ``probs``).
+      spatial extent (``avgpool``, ``logits``, ``probs``). A transformer's
+      token layers, laid out on the patch grid, have ``input_size / h``.
   """
 
   name: str

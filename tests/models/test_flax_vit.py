@@ -161,15 +161,13 @@ def test_token_attributions_equal_jacrev_of_the_module(vit):
 
 
 def test_fixed_input_size_resamples_other_sizes(linen_vit):
+  """(Gradients through the resampling: the 40 px renders of test_flax_vit_stages.)"""
   model, params, module, variables = linen_vit
   big = _images(size=48)
   resized = jax.image.resize(big, (2, toy.SIZE, toy.SIZE, 3), "linear")
   logits = jax.jit(lambda p, x: model.apply(p, x, layers=("logits",)))(params, big)
   np.testing.assert_allclose(logits["logits"], jax.jit(module.apply)(variables, resized),
                              rtol=1e-5, atol=1e-6)
-  grad = jax.jit(jax.grad(
-      lambda x: model.apply(params, x, layers=("block0",))["block0"].sum()))(big)
-  assert grad.shape == big.shape and np.abs(np.asarray(grad)).max() > 0
   with pytest.raises(Exception):               # the module itself takes one size only
     jax.eval_shape(module.apply, variables, big)
 

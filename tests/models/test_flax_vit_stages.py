@@ -1,14 +1,12 @@
 """Every stage on a Vision Transformer from ``from_flax`` (issue 19, item 4):
 render (rising objectives, through the resampling of a fixed-size ViT),
-collect with attributions → layout → atlas → viewer, Grad-CAM on the token
-grid, dataset examples, Microscope pages — and the one-line errors where a
+collect with attributions, Grad-CAM on the token grid, dataset examples,
+Microscope connections and pages — and the one-line errors where a
 method does not apply (CAM without a GAP head, expanded weights through
 attention). Tiny random ViTs from ``tests/vit_toy.py``."""
 
 from __future__ import annotations
 
-import json
-import os
 import pathlib
 
 import flax.linen as nn
@@ -21,8 +19,9 @@ from PIL import Image
 import vit_toy as toy
 from atlasjax import circuits, microscope, models
 from atlasjax import images as images_lib
-from atlasjax.atlas import collect, layout, pipeline, render_atlas
+from atlasjax.atlas import collect
 from atlasjax.classic import attribution, examples
+from atlasjax.microscope import pipeline as microscope_pipeline
 from atlasjax.optvis import objectives, render
 
 HIDDEN = "block1/fc2:input"      # Ghiasi et al.'s layer: the MLP's GELU output
@@ -69,29 +68,23 @@ def test_render_rising_objectives_through_resampling(vit, dialect):
   assert (losses[:, -1] < losses[:, 0] - 0.05).all()      # the unit's mean rose
 
 
-def test_atlas_pipeline_with_attributions_and_viewer(vit, sample_dir, tmp_path):
+def test_collect_with_attributions_samples_the_patch_grid(vit, photos, tmp_path):
+  """collect.run on a token layer: positions on the 4×4 patch grid (never the
+  border), vectors and attributions per crop. Layout, atlas and viewer read
+  only these vectors (the CNN atlas test in test_flax_adapter.py runs them)."""
   model, params = vit[:2]
-  images = tmp_path / "photos"
-  images.mkdir()
-  for path in sorted(sample_dir.glob("*.jpg"))[::100][:6]:
-    os.symlink(path, images / path.name)
-  config = pipeline.PipelineConfig(
-      collect=collect.CollectConfig(layers=("block0",), crops_per_image=4,
-                                    image_size=48, batch_size=24, shard_images=6),
-      layout=layout.LayoutConfig(layer="block0", n_neighbors=6),
-      atlas=render_atlas.AtlasConfig(layer="block0", grid_sizes=(3,), min_density=(1,),
-                                     icon_size=24, steps=4, attempts=1, chunk_size=9),
-      viewer=True)
-  path = pipeline.run(config, model, params, images, tmp_path / "work")
-  atlas = json.loads(path.read_text())
-  assert atlas["layer"] == "block0" and len(atlas["grids"][0]["cells"]) >= 2
-  collection = collect.Collection.open(tmp_path / "work")
-  loaded = collection.load(["vectors/block0", "attributions/block0", "positions/block0"])
-  assert loaded["vectors/block0"].shape == (24, toy.WIDTH)
-  assert np.abs(np.asarray(loaded["attributions/block0"], np.float32)).max() > 0
+  config = collect.CollectConfig(layers=("block0",), crops_per_image=2,
+                                 image_size=48, batch_size=16, shard_images=8)
+  folder = pathlib.Path(photos[0]).parent
+  manifest = collect.run(config, model, params, folder, tmp_path / "work")
+  assert manifest["samples"] == 16
+  loaded = collect.Collection.open(tmp_path / "work").load(
+      ["vectors/block0", "attributions/block0", "positions/block0"])
+  assert loaded["vectors/block0"].shape == (16, toy.WIDTH)
+  assert loaded["attributions/block0"].shape == (16, toy.CLASSES)
+  assert np.abs(np.asarray(loaded["attributions/block0"], np.float32)).max() > 1e-4
   positions = loaded["positions/block0"]
-  assert positions.min() >= 1 and positions.max() <= toy.GRID - 2   # on the patch grid
-  assert any((tmp_path / "work").rglob("index.html"))
+  assert positions.min() >= 1 and positions.max() <= toy.GRID - 2
 
 
 def test_grad_cam_on_the_token_grid_matches_the_module(vit):
@@ -153,16 +146,19 @@ def test_expanded_weights_inside_the_mlp_and_not_through_attention(vit):
   assert "attention" in str(e.value) and "\n" not in str(e.value)
 
 
-def test_microscope_pages_skip_connections_through_attention(vit, photos, tmp_path):
+def test_microscope_pages_skip_connections_through_attention(vit, tmp_path):
+  """The Microscope's ViT-specific parts: pairs through attention get no
+  weights (logged), module-path layer names get their page scripts."""
   model, params = vit[:2]
-  config = microscope.MicroscopeConfig(layers=("block1/attn/out",), size=32, steps=3,
-                                       chunk_size=16, examples=2, links=2, tile=32,
-                                       batch_size=4, transforms="none")
+  config = microscope.MicroscopeConfig(layers=(), links=2)
+  pairs = microscope.layer_pairs(model, ("block1/attn/out",))
+  assert pairs == (("block1/ln1", "block1/attn/out"), ("block1/attn/out", "block1/attn"))
   logged = []
-  summary = microscope.build(model, params, config, tmp_path, photos, log=logged.append)
-  assert summary["pairs"] == [["block1/ln1", "block1/attn/out"],
-                              ["block1/attn/out", "block1/attn"]]
-  assert len(list((tmp_path / "weights").rglob("*.npy"))) == 1     # attn/out -> attn only
+  weights = microscope_pipeline.compute_weights(model, params, pairs, tmp_path, logged.append)
+  assert list(weights) == [("block1/attn/out", "block1/attn")]     # the identity
+  np.testing.assert_allclose(weights[pairs[1]][:, 0, 0, :], np.eye(toy.WIDTH), atol=1e-5)
   assert any("no expanded weights block1/ln1 -> block1/attn/out" in l for l in logged)
-  assert pathlib.Path(summary["index"]).is_file()
+  layers = microscope.site_layers(model, ("block1/attn/out",))
+  index = microscope.write_site(model, config, tmp_path, layers, weights, [])
+  assert index.is_file()
   assert (tmp_path / "microscope" / "data" / "block1" / "attn" / "out.js").is_file()
