@@ -6,7 +6,7 @@ S and a cosine power) — all cells of a grid rendered together by the batched
 renderer, chunked to bounded memory, best of ``attempts``. Rendering resumes
 chunk by chunk: each finished chunk is saved before the next one starts.
 
-Outputs in the work directory (paths in ``atlas.json`` are relative to it):
+Outputs in the work directory (paths in ``atlas.json`` are relative to it)::
 
   atlas.json                       layer, grids, cells (see :func:`run`)
   class_names.json                 short class names in logit order

@@ -6,7 +6,7 @@ the max locates the receptive-field-sized crop that excites it most.
 
 :func:`collect` streams an image set in batches (bounded memory: one batch of
 activations at a time, a running top-k per direction, plus one score and one
-position per image and direction for the spectrum):
+position per image and direction for the spectrum)::
 
   config = examples.ExamplesConfig(layer="mixed4c", k=9)
   found = examples.collect(model, params, paths, config,
