@@ -12,6 +12,7 @@ MathJax): tests/test_docs.py opens it in Chromium and checks that.
 """
 
 import os
+import re
 import pathlib
 
 import atlasjax
@@ -79,3 +80,25 @@ html_theme_options = {
 }
 
 suppress_warnings = ["mystnb.unknown_mime_type", "toc.empty_glob"]  # methods/ may be empty
+
+
+# bench/RESULTS.md is included as it is (docs/guides/benchmarks.md). Its links
+# to repository files (``[text](../docs/x.jpg)``, ``[x](bench/y.py)``) are not
+# pages of this site; they become literal paths. Images keep working
+# (``:relative-images:``), and web links are left alone.
+_LOCAL_LINK = re.compile(r"(?<!!)\[([^\]]+)\]\((?!https?:|#)([^)\s]+)\)")
+
+
+def _literal_local_links(app, relative_path, parent_docname, content):
+  del app, parent_docname
+  if pathlib.Path(relative_path).name == "RESULTS.md":
+    content[0] = _LOCAL_LINK.sub(_literal, content[0])
+
+
+def _literal(match):
+  text, target = match.groups()
+  return text if text.strip("`") in target else f"{text} (`{target}`)"
+
+
+def setup(app):
+  app.connect("include-read", _literal_local_links)

@@ -100,6 +100,7 @@ class CollectConfig:
 # Fingerprints.
 
 def params_fingerprint(params) -> str:
+  """Short SHA-256 of every parameter's bytes: which weights a collection used."""
   digest = hashlib.sha256()
   for leaf in jax.tree_util.tree_leaves(params):
     digest.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
@@ -187,6 +188,7 @@ def _atomic_save_npy(path: pathlib.Path, array: np.ndarray) -> None:
 
 
 def shard_name(index: int) -> str:
+  """File stem of shard ``index`` (zero-padded, so names sort in order)."""
   return f"{SHARD_PREFIX}{index:05d}"
 
 
@@ -244,6 +246,7 @@ def _load_shard(path: pathlib.Path, keys=None) -> dict:
 
 
 def label_index(image_id: str, labels: labels_lib.Labels | None) -> int:
+  """Logit index of the WordNet id in ``image_id``'s file or folder names; -1 if none."""
   if labels is None:
     return -1
   for part in reversed(pathlib.PurePath(image_id).parts):
@@ -275,6 +278,7 @@ def _settings(config: CollectConfig, model: base.Model, params, root, ids):
 
 
 def check_compatible(existing: dict, settings: dict, folder: pathlib.Path) -> None:
+  """Raises :class:`CollectError` naming every setting that differs from the shards'."""
   diffs = [f"{k}: existing {existing.get(k)!r} vs requested {settings.get(k)!r}"
            for k in _SETTINGS_THAT_MUST_MATCH if existing.get(k) != settings.get(k)]
   if diffs:
@@ -503,6 +507,9 @@ class Collection:
 
   @classmethod
   def open(cls, workdir: os.PathLike | str) -> "Collection":
+    """Opens the finished collection of ``workdir``; one clear error if it is missing or
+    incomplete.
+    """
     folder = pathlib.Path(workdir).resolve() / COLLECT_DIR
     path = folder / MANIFEST
     if not path.exists():
@@ -517,13 +524,16 @@ class Collection:
 
   @property
   def settings(self) -> dict:
+    """The settings the collection was made with (its manifest's ``settings``)."""
     return self.manifest["settings"]
 
   @property
   def layers(self) -> tuple[str, ...]:
+    """The collected layers, in the order they were requested."""
     return tuple(self.settings["layers"])
 
   def check_layer(self, layer: str) -> str:
+    """``layer`` if it was collected, else a :class:`CollectError` naming those that were."""
     if layer not in self.layers:
       raise CollectError(f"Layer {layer!r} was not collected in {self.folder}; "
                          f"collected: {', '.join(self.layers)}.")

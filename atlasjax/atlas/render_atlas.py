@@ -91,6 +91,7 @@ class AtlasConfig:
   n_examples: int = 8
 
   def density_for(self, i: int) -> int:
+    """Minimum density of grid ``i`` (one value for all grids, or one per grid)."""
     if len(self.min_density) == 1:
       return self.min_density[0]
     if len(self.min_density) != len(self.grid_sizes):
@@ -99,6 +100,7 @@ class AtlasConfig:
     return self.min_density[i]
 
   def render_config(self) -> render_lib.RenderConfig:
+    """The :class:`~atlasjax.optvis.render.RenderConfig` of the icons."""
     return render_lib.RenderConfig(
         size=self.icon_size, steps=self.steps, lr=self.lr, attempts=self.attempts,
         chunk_size=self.chunk_size, param="fft", decorrelate=True,

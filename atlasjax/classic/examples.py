@@ -125,6 +125,7 @@ def _batch_scores(model, params, images, directions, layer):
 
 
 def empty_topk(num_directions: int, k: int) -> TopK:
+  """A :class:`TopK` with every slot empty (score -inf, image -1)."""
   return TopK(np.full((num_directions, k), -np.inf, np.float32),
               np.full((num_directions, k), _EMPTY, np.int64),
               np.zeros((num_directions, k, 2), np.int64))
