@@ -29,7 +29,12 @@ if not os.environ.get("ATLASJAX_DATA") and _LOCAL_DATA.is_dir():
 # JAX's persistent compilation cache lets a later kernel reuse an earlier
 # kernel's executables. It lives under _build, so a clean clone starts empty.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(BUILD / "jax_cache"))
+# The tutorials are tiny and their outputs cached: CPU everywhere keeps them the
+# same on every machine (set JAX_PLATFORMS to override).
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# tqdm.auto warns in a kernel without ipywidgets (its bars are off there anyway:
+# stderr is not a terminal); the warning would print a local path on the page.
+os.environ.setdefault("PYTHONWARNINGS", "ignore::tqdm.TqdmWarning")
 
 project = "atlasjax"
 author = "atlasjax developers"
