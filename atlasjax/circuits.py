@@ -21,6 +21,10 @@ with a small interpreter that swaps, *on the path that depends on ``delta``*:
   ``avg_pool`` with ``SAME`` padding that Lucid's linearised models use;
 * ``reduce_max`` (global max pooling) -> the mean over the same axes.
 
+A matrix product of two values that both depend on ``delta`` (attention's
+query·key and weights·values in a Vision Transformer) has no linear
+counterpart with a fixed kernel: :class:`NoKernelError` names the layers.
+
 Everything that does not depend on ``delta`` (the stem computing ``A`` from
 the image) runs unchanged. The map ``delta -> B`` is then affine; its VJP from
 ``B``'s centre position, one cotangent per output channel, gives the kernels
@@ -75,6 +79,14 @@ class CircuitError(ValueError):
   """Layers that have no expanded weights between them (with the fix)."""
 
 
+class NoKernelError(CircuitError):
+  """The path from A to B multiplies two activations (attention): no kernel."""
+
+
+class _Bilinear(Exception):
+  """Raised by the interpreter at a product of two delta-dependent values."""
+
+
 # ----------------------------------------------------------------------------
 # The linearising jaxpr interpreter.
 
@@ -126,6 +138,8 @@ def _linearised_eqn(eqn, invals, deps):
   """Output values of ``eqn`` (some input depends on delta), linearised."""
   name = eqn.primitive.name
   aval = eqn.outvars[0].aval
+  if name == "dot_general" and all(deps):
+    raise _Bilinear  # attention: query·key, weights·values — no fixed kernel
   if name in ("max", "min") and deps.count(True) == 1:
     return [_as_out(invals[deps.index(True)], aval)]
   if name == "clamp" and deps == [False, True, False]:
@@ -189,7 +203,14 @@ def linearised_map(model: base.Model, params, layer_a: str, layer_b: str,
   closed = jax.make_jaxpr(forward)(zeros)
 
   def linear(delta):
-    outs, deps = _evaluate(closed.jaxpr, closed.consts, [delta], [True])
+    try:
+      outs, deps = _evaluate(closed.jaxpr, closed.consts, [delta], [True])
+    except _Bilinear:
+      raise NoKernelError(
+          f"No expanded weights from {layer_a!r} to {layer_b!r} in {model.name!r}: "
+          "the path multiplies two activations (attention), so no kernel connects "
+          "them; pick A and B within one MLP (e.g. fc1 -> fc2) or use "
+          "attributions.") from None
     if not deps[0]:
       raise CircuitError(
           f"{layer_b!r} does not depend on {layer_a!r} in {model.name!r}: "
@@ -425,7 +446,7 @@ def parse_unit(text: str) -> tuple[str, int]:
   return layer, int(channel)
 
 
-__all__ = ["CircuitError", "expanded_weights", "linearised_map",
+__all__ = ["CircuitError", "NoKernelError", "expanded_weights", "linearised_map",
            "unit_layers", "previous_layer", "next_layer", "signed_norms",
            "strongest_inputs", "strongest_outputs", "layer_channel_family",
            "unit_args", "parse_unit", "PROBE_GREY"]

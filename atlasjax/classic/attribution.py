@@ -163,8 +163,11 @@ def model_cam(model: base.Model, params, images, classes):
   EfficientNet-Lite): the maps' spatial mean plus the bias is the logit.
   """
   if model.cam_layer is None or model.classifier is None:
-    raise ValueError(f"Model {model.name!r} declares no CAM layer and linear "
-                     "head (cam_layer=, classifier= in from_flax).")
+    raise ValueError(f"Model {model.name!r} declares no global-average-pool + "
+                     "linear head, which CAM needs (a ViT's CLS-token head is none); "
+                     "use grad_cam(model, params, images, classes, layer) at any "
+                     "spatial layer, or declare cam_layer= and classifier= in "
+                     "from_flax for a GAP head.")
   layer = model.cam_layer
   features = model.apply(params, images, layers=(layer,))[layer]
   return cam(features, model.classifier_params(params)["kernel"], classes)

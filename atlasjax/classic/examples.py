@@ -87,7 +87,7 @@ class ExampleSet:
   positions: np.ndarray
   paths: tuple[str, ...]
   layer: str
-  stride: int
+  stride: float
   grid: tuple[int, int]
   image_size: tuple[int, int]
   report: images_lib.ReadReport
@@ -187,8 +187,11 @@ def collect(model: base.Model, params, paths: Sequence[str],
     top = merge_topk(top, s, batch.indices, p)
   if grid is None:
     raise ValueError("No readable images: " + report.summary())
+  # A fixed-size model resamples the images to its input size: a position's
+  # stride in the images is then their side over the grid's.
+  stride = image_size[0] / grid[0] if model.fixed_input_size else layer.stride
   return ExampleSet(top, scores, positions, tuple(paths), config.layer,
-                    layer.stride, grid, tuple(image_size), report)
+                    stride, grid, tuple(image_size), report)
 
 
 # ---------------------------------------------------------------------------

@@ -248,6 +248,13 @@ def load_renders(workdir: pathlib.Path, layer: str, kind: str = "renders"):
 # ----------------------------------------------------------------------------
 # Stage 2: dataset examples, all site layers in one pass.
 
+def example_loader(model: base.Model) -> Callable[[str], np.ndarray]:
+  """Dataset images at the model's input size (256 → 224 scaled), so crop
+  boxes from layer strides and receptive fields line up for every model,
+  fixed-size ones (which would resample any other size) included."""
+  return functools.partial(images_lib.load_for_model, input_size=model.input_size)
+
+
 @functools.partial(jax.jit, static_argnames=("model", "layers"))
 def _max_positions(model, params, images, layers):
   acts = model.apply(params, images, layers=layers)
@@ -280,7 +287,7 @@ def collect_examples(model, params, layers: Sequence[str], paths: Sequence[str],
           for l in todo}
   report = images_lib.ReadReport()
   for batch in images_lib.iter_batches(list(paths), config.batch_size,
-                                       report=report):
+                                       load=example_loader(model), report=report):
     n = len(batch.indices)
     padded = np.zeros((config.batch_size,) + batch.images.shape[1:], np.float32)
     padded[:n] = batch.images      # one compilation for every batch
@@ -311,7 +318,12 @@ def compute_weights(model, params, pairs, workdir: pathlib.Path,
     path = workdir / "weights" / f"{a}__{b}.npy"
     if not path.is_file():
       t = time.perf_counter()
-      _atomic_save_npy(path, circuits.expanded_weights(model, params, a, b))
+      try:
+        weights = circuits.expanded_weights(model, params, a, b)
+      except circuits.NoKernelError as e:  # through attention: pages list no links
+        log(f"no expanded weights {a} -> {b}: {e}")
+        continue
+      _atomic_save_npy(path, weights)
       log(f"expanded weights {a} -> {b} in {time.perf_counter() - t:.1f}s")
     out[(a, b)] = np.load(path)
   return out

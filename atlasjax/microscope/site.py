@@ -34,7 +34,6 @@ import numpy as np
 from PIL import Image
 
 from atlasjax import circuits
-from atlasjax import images as images_lib
 from atlasjax import plotting
 from atlasjax.classic import examples as examples_lib
 
@@ -98,7 +97,7 @@ def write_site(model, config, workdir: os.PathLike | str, layers, weights: dict,
   for name in ("microscope.js", "microscope.css"):
     shutil.copyfile(STATIC_DIR / name, out / name)
   crops = crops or {}
-  load = functools.lru_cache(maxsize=256)(images_lib.load_eval)
+  load = functools.lru_cache(maxsize=256)(pipeline.example_loader(model))
 
   meta = []
   for layer in layers:
@@ -146,7 +145,9 @@ def write_site(model, config, workdir: os.PathLike | str, layers, weights: dict,
       for b, w in outgoing:
         unit["out"] = _links(w, c, config.links, b, inputs=False)
       units.append(unit)
-    (data_dir / f"{layer}.js").write_text(_js(
+    script = data_dir / f"{layer}.js"
+    script.parent.mkdir(parents=True, exist_ok=True)  # module paths: "block1/attn"
+    script.write_text(_js(
         "Microscope.addLayer(%s);",
         {"name": layer, "depth": info.depth, "stride": info.stride,
          "rendered": rendered, "crop": crops.get(layer), "units": units}))

@@ -93,6 +93,9 @@ class Model:
     layers: metadata of every output ``apply`` can return, in network order.
     input_size: the side length the model was trained at.
     min_size: the smallest input side it accepts.
+    fixed_input_size: the network itself runs only at ``input_size`` (learned
+      position embeddings); ``apply`` resamples every other size to it, so
+      callers may still pass any size of at least ``min_size``.
     input_range: value range of the images ``apply`` expects.
     relu_twins: declared ``(layer, pre_relu_layer)`` pairs where
       ``layer == relu(pre_relu_layer)``; the renderer's ReLU redirection uses
@@ -113,6 +116,7 @@ class Model:
   layers: tuple[Layer, ...] = ()
   input_size: int = 224
   min_size: int = 1
+  fixed_input_size: bool = False
   input_range: tuple[float, float] = (0.0, 1.0)
   relu_twins: tuple[tuple[str, str], ...] = ()
   perturbable: tuple[str, ...] | None = ()

@@ -85,7 +85,7 @@ def _nnx(seed=0):
 
 
 EXPECTED = (("stage1/conv", 8, 2), ("stage1", 8, 2), ("stage2/conv", 16, 4),
-            ("stage2", 16, 4), ("head", 10, 0), ("logits", 10, 0))
+            ("stage2", 16, 4), ("head:input", 16, 0), ("head", 10, 0), ("logits", 10, 0))
 
 
 @pytest.mark.parametrize("build", [_linen, _nnx], ids=["linen", "nnx"])
@@ -94,11 +94,14 @@ def test_metadata_is_inferred(build):
   assert tuple((l.name, l.depth, l.stride) for l in model.layers) == EXPECTED
   assert model.default_layer == "stage2"          # the stride nearest 16
   assert model.min_size == 1                     # SAME padding never empties
+  assert not model.fixed_input_size              # global pooling takes any size
   assert model.perturbable == tuple(n for n, _, _ in EXPECTED)
   x = jax.random.uniform(jax.random.PRNGKey(1), (2, SIZE, SIZE, 3))
   full = jax.jit(model.apply)(params, x)
   np.testing.assert_allclose(full["stage2"], jnp.maximum(full["stage2/conv"], 0))
   np.testing.assert_allclose(full["logits"], full["head"])
+  # The head's input, computed by a function between modules, is an output too.
+  np.testing.assert_allclose(full["head:input"], full["stage2"].mean(axis=(1, 2)), rtol=1e-6)
 
 
 @pytest.mark.parametrize("build", [_linen, _nnx], ids=["linen", "nnx"])
