@@ -34,7 +34,7 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(BUILD / "jax_cache"))
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # tqdm.auto warns in a kernel without ipywidgets (its bars are off there anyway:
 # stderr is not a terminal); the warning would print a local path on the page.
-os.environ.setdefault("PYTHONWARNINGS", "ignore::tqdm.TqdmWarning")
+os.environ.setdefault("PYTHONWARNINGS", "ignore:IProgress not found")
 
 project = "atlasjax"
 author = "atlasjax developers"

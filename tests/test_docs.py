@@ -203,6 +203,8 @@ def test_tutorials_show_their_executed_outputs(site, name):
   for src in images:
     assert (site / "tutorials" / src).resolve().stat().st_size > 100
   assert "Traceback" not in html and "Error" not in "".join(outputs)
+  # No noise from the build machine (warnings quoting its site-packages).
+  assert "site-packages" not in html, f"{name} prints a local path"
 
 
 def test_api_reference_documents_every_public_name(site):
