@@ -67,6 +67,7 @@ class ProcessLayout:
     return self.process_index == 0
 
   def to_json(self) -> dict:
+    """The layout as a JSON-ready dict (as recorded in manifests)."""
     return dataclasses.asdict(self)
 
 

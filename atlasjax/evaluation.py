@@ -40,6 +40,7 @@ class EvalResult:
   report: images_lib.ReadReport
 
   def metrics(self) -> dict:
+    """Top-1, top-5, speed and skipped count as a JSON-ready dict."""
     return {"n": self.n, "top1": round(self.top1, 6), "top5": round(self.top5, 6),
             "images_per_sec": round(self.images_per_sec, 2),
             "skipped": self.report.skipped}

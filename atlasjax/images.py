@@ -80,6 +80,7 @@ def read_image(path: os.PathLike | str) -> np.ndarray:
 
 
 def resize_shorter(image: Image.Image, size: int) -> Image.Image:
+  """Bilinear resize so the shorter side is ``size`` (aspect ratio kept)."""
   w, h = image.size
   scale = size / min(w, h)
   new = (max(size, round(w * scale)), max(size, round(h * scale)))
@@ -89,6 +90,7 @@ def resize_shorter(image: Image.Image, size: int) -> Image.Image:
 
 
 def center_crop(image: Image.Image, size: int) -> Image.Image:
+  """The central ``size`` × ``size`` square."""
   w, h = image.size
   left, top = (w - size) // 2, (h - size) // 2
   return image.crop((left, top, left + size, top + size))
@@ -103,6 +105,7 @@ def eval_preprocess(image: Image.Image, resize: int = EVAL_RESIZE,
 
 def load_eval(path: os.PathLike | str, resize: int = EVAL_RESIZE,
               crop: int = EVAL_CROP) -> np.ndarray:
+  """A photo with the standard evaluation preprocessing: ``[crop, crop, 3]`` RGB in [0, 1]."""
   return eval_preprocess(load_pil(path), resize, crop)
 
 
@@ -128,9 +131,11 @@ class ReadReport:
 
   @property
   def skipped(self) -> int:
+    """How many files could not be read."""
     return len(self.failed)
 
   def summary(self) -> str:
+    """One line: images read, skipped, and the first few reasons."""
     text = f"read {self.read} images, skipped {self.skipped} unreadable"
     if self.failed:
       text += ": " + "; ".join(f"{p} ({why})" for p, why in self.failed[:5])

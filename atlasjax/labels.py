@@ -17,6 +17,7 @@ from atlasjax import data as data_lib
 
 
 class UnknownClassError(KeyError):
+  """A class name, index or WordNet id that is not among the labels."""
 
   def __str__(self) -> str:
     return str(self.args[0])
@@ -51,6 +52,7 @@ class Labels:
     return out
 
   def index_of_wnid(self, wnid: str) -> int:
+    """Logit index of a WordNet id; :class:`UnknownClassError` if there is none."""
     try:
       return self._by_wnid[wnid]
     except KeyError:
@@ -74,6 +76,7 @@ class Labels:
 
 
 def parse_synset_words(text: str) -> Labels:
+  """:class:`Labels` from ``synset_words.txt`` text (``<wnid> <names>`` per line)."""
   wnids, names = [], []
   for line in text.splitlines():
     if line.strip():

@@ -31,6 +31,7 @@ _DPI = 100
 
 
 def as_numpy(x) -> np.ndarray:
+  """``x`` as a float32 NumPy array."""
   return np.asarray(x, dtype=np.float32)
 
 
@@ -70,6 +71,7 @@ def to_uint8(image) -> np.ndarray:
 
 
 def gray_to_rgb(image) -> np.ndarray:
+  """``[H, W]`` or ``[H, W, 1]`` repeated to ``[H, W, 3]``; RGB unchanged."""
   image = as_numpy(image)
   if image.ndim == 2:
     return np.repeat(image[..., None], 3, axis=-1)

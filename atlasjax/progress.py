@@ -126,6 +126,7 @@ class Bar:
     self._tqdm.set_postfix_str(text, refresh=False)
 
   def close(self) -> None:
+    """Closes the bar once (later calls do nothing)."""
     if not self.closed:
       self.closed = True
       self._tqdm.close()

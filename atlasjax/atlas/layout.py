@@ -253,6 +253,7 @@ def _registered(name: str) -> base.Model | None:
 
 
 def collection_fingerprint(collection: collect_lib.Collection) -> str:
+  """Short hash of a collection's settings and sample count: what a layout was fitted on."""
   text = json.dumps([collection.manifest["settings"],
                      collection.manifest.get("samples")], sort_keys=True)
   return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -102,6 +102,9 @@ class DecodeBatch(grain.transforms.Map):
     self.image_size = image_size
 
   def map(self, spec: BatchSpec) -> dict:
+    """Decodes, crops and resizes the photos of one batch; unreadable ones are reported, not
+    raised.
+    """
     size, kc = self.image_size, self.crops_per_image
     good, crops, boxes, failed, reasons = [], [], [], [], []
     for i in range(spec.lo, spec.hi):

@@ -110,6 +110,7 @@ def _run_locked(config: PipelineConfig, model: base.Model, params, images,
 
 
 def write_viewer(workdir: pathlib.Path) -> pathlib.Path | None:
+  """Writes the offline viewer into ``workdir`` and notes where to open it."""
   from atlasjax import viewer  # The viewer is optional for library users.
   index = viewer.write_viewer(workdir)
   progress.note(f"viewer: open {index} in a browser (or serve {workdir} with "

@@ -6,7 +6,7 @@ S and a cosine power) — all cells of a grid rendered together by the batched
 renderer, chunked to bounded memory, best of ``attempts``. Rendering resumes
 chunk by chunk: each finished chunk is saved before the next one starts.
 
-Outputs in the work directory (paths in ``atlas.json`` are relative to it):
+Outputs in the work directory (paths in ``atlas.json`` are relative to it)::
 
   atlas.json                       layer, grids, cells (see :func:`run`)
   class_names.json                 short class names in logit order
@@ -94,6 +94,7 @@ class AtlasConfig:
   n_examples: int = 8
 
   def density_for(self, i: int) -> int:
+    """Minimum density of grid ``i`` (one value for all grids, or one per grid)."""
     if len(self.min_density) == 1:
       return self.min_density[0]
     if len(self.min_density) != len(self.grid_sizes):
@@ -102,6 +103,7 @@ class AtlasConfig:
     return self.min_density[i]
 
   def render_config(self) -> render_lib.RenderConfig:
+    """The :class:`~atlasjax.optvis.render.RenderConfig` of the icons."""
     return render_lib.RenderConfig(
         size=self.icon_size, steps=self.steps, lr=self.lr, attempts=self.attempts,
         chunk_size=self.chunk_size, param=self.param, decorrelate=True,

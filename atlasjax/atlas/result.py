@@ -45,10 +45,12 @@ class Atlas:
 
   @property
   def layer(self) -> str:
+    """The layer this atlas shows."""
     return self.info["layer"]
 
   @property
   def grid_sizes(self) -> tuple[int, ...]:
+    """Side lengths of the atlas's grids, as in ``atlas.json``."""
     return tuple(g["size"] for g in self.info["grids"])
 
   def grid(self, size: int | None = None) -> dict:

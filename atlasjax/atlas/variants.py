@@ -230,6 +230,8 @@ def required_samples(atlas: render_atlas.AtlasConfig) -> int:
 
 def check_enough(indices: np.ndarray, atlas: render_atlas.AtlasConfig,
                  what: str) -> None:
+  """Raises :class:`NotEnoughSamplesError` (naming the fixes) when too few samples were selected.
+  """
   need = required_samples(atlas)
   if len(indices) < need:
     raise NotEnoughSamplesError(
@@ -244,6 +246,7 @@ def check_enough(indices: np.ndarray, atlas: render_atlas.AtlasConfig,
 # Helpers on a work directory.
 
 def slug(name: str) -> str:
+  """A class name as a folder-name fragment (lower case, ``_`` between words)."""
   return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "class"
 
 
@@ -328,6 +331,7 @@ def _header(image: Image.Image, left: str, right: str, centre: str = ""
 # Class atlas.
 
 def class_folder(class_index: int) -> str:
+  """Folder of a class atlas inside the work directory."""
   return f"class_{class_index}"
 
 
@@ -381,6 +385,7 @@ def class_atlas(config: ClassAtlasConfig, model: base.Model, params,
 # Two-class comparison.
 
 def compare_folder(left: str, right: str) -> str:
+  """Folder of a two-class comparison inside the work directory."""
   return f"compare_{slug(left)}_{slug(right)}"
 
 
@@ -502,6 +507,7 @@ def compare_classes(config: CompareClassesConfig, model: base.Model, params,
 # Layer comparison.
 
 def compare_layers_folder(layer_a: str, layer_b: str) -> str:
+  """Folder of a layer comparison inside the work directory."""
   return f"compare_layers_{layer_a}_{layer_b}"
 
 

@@ -6,7 +6,7 @@ the max locates the receptive-field-sized crop that excites it most.
 
 :func:`collect` streams an image set in batches (bounded memory: one batch of
 activations at a time, a running top-k per direction, plus one score and one
-position per image and direction for the spectrum):
+position per image and direction for the spectrum)::
 
   config = examples.ExamplesConfig(layer="mixed4c", k=9)
   found = examples.collect(model, params, paths, config,
@@ -125,6 +125,7 @@ def _batch_scores(model, params, images, directions, layer):
 
 
 def empty_topk(num_directions: int, k: int) -> TopK:
+  """A :class:`TopK` with every slot empty (score -inf, image -1)."""
   return TopK(np.full((num_directions, k), -np.inf, np.float32),
               np.full((num_directions, k), _EMPTY, np.int64),
               np.zeros((num_directions, k, 2), np.int64))

@@ -2,7 +2,7 @@
 
 A first convolution's kernel ``[kh, kw, 3, N]`` (HWIO) becomes ``N`` tiles
 ``[kh, kw, 3]`` in [0, 1]. Caffe models (BVLC GoogLeNet) read BGR input, so
-their kernels' input channels are flipped to RGB for display.
+their kernels' input channels are flipped to RGB for display::
 
   tiles = filters.filter_tiles(params["params"]["conv2d0"]["kernel"],
                                bgr=True, normalization="per_filter")
@@ -46,6 +46,6 @@ def filter_tiles(kernel, bgr: bool, normalization: str = "per_filter"
 
 def filter_grid(tiles: np.ndarray, scale: int = DEFAULT_SCALE,
                 ncols: int | None = None) -> np.ndarray:
-  """Tiles enlarged ``scale``× (nearest neighbour) in a grid with white gaps."""
+  """Tiles enlarged ``scale`` times (nearest neighbour) in a grid with white gaps."""
   big = np.stack([plotting.upscale(t, scale) for t in tiles])
   return plotting.grid(big, ncols=ncols, pad=_TILE_PAD * scale // 2 or 1)

@@ -177,6 +177,7 @@ def check_manifest(workdir: pathlib.Path, manifest: dict) -> dict:
 
 
 def chunk_path(workdir: pathlib.Path, kind: str, layer: str, start: int) -> pathlib.Path:
+  """Path of the saved chunk of ``layer`` starting at channel ``start``."""
   return workdir / kind / layer / f"{start:05d}.npz"
 
 
@@ -196,6 +197,7 @@ def diverse_family(layer: str, weight: float):
 
 
 def render_config(config: MicroscopeConfig, diverse: bool = False):
+  """The renderer's config for a layer's renders (``diverse``: the diversity renders)."""
   return render_lib.RenderConfig(
       size=config.size, steps=config.steps, chunk_size=config.chunk_size,
       transforms=config.transforms,
@@ -314,6 +316,7 @@ def collect_examples(model, params, layers: Sequence[str], paths: Sequence[str],
 
 def compute_weights(model, params, pairs, workdir: pathlib.Path,
                     log: Callable[[str], None] = print) -> dict:
+  """Expanded weights of every adjacent pair, saved once and reused; ``{(a, b): path}``."""
   out = {}
   for a, b in pairs:
     path = workdir / "weights" / f"{a}__{b}.npy"

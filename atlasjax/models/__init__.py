@@ -28,6 +28,7 @@ DEFAULT_MODEL = "bvlc_googlenet"
 
 
 class UnknownModelError(KeyError):
+  """A model name that is not registered (the message lists those that are)."""
 
   def __str__(self) -> str:
     return str(self.args[0])
@@ -110,6 +111,7 @@ _REGISTRY: dict[str, Entry] = {
 
 
 def available() -> tuple[str, ...]:
+  """Names of the registered models, for ``get`` and ``load``."""
   return tuple(_REGISTRY)
 
 

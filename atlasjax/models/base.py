@@ -71,6 +71,7 @@ class Layer:
 
   @property
   def spatial(self) -> bool:
+    """Whether the output is a spatial ``[B, H, W, C]`` map (stride > 0)."""
     return self.stride > 0
 
 
@@ -146,6 +147,7 @@ class Model:
 
   @property
   def layer_names(self) -> tuple[str, ...]:
+    """Every output name, in network order."""
     return tuple(layer.name for layer in self.layers)
 
   def layer(self, name: str) -> Layer:

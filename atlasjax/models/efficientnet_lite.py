@@ -133,14 +133,17 @@ class Unit:
 
   @property
   def hidden(self) -> int:
+    """Channels after the expansion convolution."""
     return self.in_features * self.expand_ratio
 
   @property
   def residual(self) -> bool:
+    """Whether the block adds its input (stride 1, same width)."""
     return self.stride == 1 and self.in_features == self.features
 
 
 def units(spec: EfficientNetLiteSpec) -> tuple[Unit, ...]:
+  """Every MBConv block of the architecture, in order, with its stride so far."""
   out = []
   features, stride = spec.stem_features, 2
   for k, stage in enumerate(spec.stages, start=1):
@@ -154,6 +157,7 @@ def units(spec: EfficientNetLiteSpec) -> tuple[Unit, ...]:
 
 
 def layer_metadata(spec: EfficientNetLiteSpec) -> tuple[base.Layer, ...]:
+  """The :class:`~atlasjax.models.base.Layer` of every named output."""
   layers = [base.Layer("stem", spec.stem_features, 2)]
   stride = 2
   for unit in units(spec):
@@ -172,6 +176,7 @@ def layer_metadata(spec: EfficientNetLiteSpec) -> tuple[base.Layer, ...]:
 
 
 def to_model_input(images, convention: InputConvention):
+  """Images in [0, 1] to the network's input (scaled, mean subtracted, divided by std)."""
   x = images.astype(jnp.float32) * convention.scale
   return ((x - jnp.asarray(convention.mean, jnp.float32))
           / jnp.asarray(convention.std, jnp.float32))
@@ -194,6 +199,7 @@ class MBConv(nn.Module):
   unit: Unit
 
   def setup(self):
+    """Declares the expansion (if any), depthwise and projection convolutions."""
     u = self.unit
     if u.expand_ratio != 1:
       self.expand = _conv(u.hidden)

@@ -117,6 +117,7 @@ class Inception:
 
   @property
   def depth(self) -> int:
+    """Output channels: the four branches concatenated."""
     return self.c1x1 + self.c3x3 + self.c5x5 + self.pool_proj
 
 
@@ -171,6 +172,7 @@ SPECS = {BVLC_GOOGLENET.name: BVLC_GOOGLENET}
 # Primitive ops (NHWC activations, HWIO kernels).
 
 def conv2d(x, kernel, bias, stride=1, padding=0):
+  """NHWC convolution with HWIO ``kernel``, symmetric zero ``padding``, plus ``bias``."""
   y = lax.conv_general_dilated(
       x, kernel, window_strides=(stride, stride),
       padding=((padding, padding), (padding, padding)),
@@ -189,6 +191,7 @@ def pool_output_size(size: int, window: int, stride: int, padding: int,
 
 
 def max_pool(x, window, stride, padding=0, ceil_mode=True):
+  """Max pooling with Caffe's ceil-mode output size (padding with -inf)."""
   _, h, w, _ = x.shape
   pads = []
   for size in (h, w):
@@ -200,6 +203,7 @@ def max_pool(x, window, stride, padding=0, ceil_mode=True):
 
 
 def local_response_norm(x, spec: LRNSpec):
+  """Caffe's across-channel LRN: ``x / (k + alpha/size * sum x²)^beta``."""
   half = spec.size // 2
   sq_sum = lax.reduce_window(
       x * x, 0.0, lax.add, (1, 1, 1, spec.size), (1, 1, 1, 1),
@@ -232,6 +236,7 @@ def _branch_depths(block: Inception) -> dict[str, int]:
 
 
 def layer_metadata(spec: InceptionV1Spec) -> tuple[base.Layer, ...]:
+  """The :class:`~atlasjax.models.base.Layer` of every named output."""
   layers: list[base.Layer] = []
   stride, depth = 1, 3
   for op in spec.ops:

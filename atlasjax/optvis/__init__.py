@@ -1,5 +1,5 @@
 """Feature visualization: objectives, image parameterizations, transforms and
-a batched, jitted renderer.
+a batched, jitted renderer::
 
   from atlasjax.optvis import objectives, param, transform, render
   cfg = render.RenderConfig(size=128, steps=512)

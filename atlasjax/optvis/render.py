@@ -177,10 +177,12 @@ class RenderConfig:
   alpha_map: bool = False
 
   def image_param(self) -> param_lib.ImageParam:
+    """The image parameterization these settings describe."""
     return param_lib.image(self.size, self.images_per_item, self.param,
                            decorrelate=self.decorrelate, alpha=self.alpha)
 
   def transform(self) -> transform_lib.Transform:
+    """The transforms preset these settings describe."""
     return transform_lib.preset(self.transforms, self.size, alpha=self.alpha)
 
 
@@ -557,6 +559,7 @@ class Renderer:
     return self.fn.lower(params, key, item_ids, args, jnp.int32(0))
 
   def run_chunk(self, params, key, item_ids, args, chunk_index=0):
+    """Renders one chunk of items (device arrays; no host sync)."""
     if self.config.loop == "host":
       return self._run_host(params, key, item_ids, args, chunk_index)
     return self.fn(params, key, item_ids, args, jnp.int32(chunk_index))

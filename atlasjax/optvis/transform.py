@@ -55,6 +55,7 @@ FILLS = (FILL_UNIFORM, FILL_NOISE)
 
 
 def identity() -> Transform:
+  """The transform that returns the image unchanged."""
   return lambda key, img: img
 
 
