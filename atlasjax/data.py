@@ -117,16 +117,19 @@ class Source:
   urls: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
   def url(self, name: str) -> str:
+    """Download URL of file ``name`` (a pinned URL, else the base URL plus the quoted name)."""
     return self.urls.get(name) or self.base_url + urllib.parse.quote(name)
 
 
 def cache_dir() -> pathlib.Path:
+  """The user cache folder: ``$XDG_CACHE_HOME/atlasjax`` or ``~/.cache/atlasjax``."""
   root = os.environ.get("XDG_CACHE_HOME") or os.path.join(
       os.path.expanduser("~"), ".cache")
   return pathlib.Path(root) / "atlasjax"
 
 
 def sha256(path: os.PathLike) -> str:
+  """Hex SHA-256 of a file."""
   return pooch.file_hash(os.fspath(path), alg="sha256")
 
 

@@ -171,6 +171,7 @@ def make_sample_fn(model: base.Model, layers: tuple[str, ...], attributions: boo
 # Work directory bookkeeping.
 
 def shard_name(index: int) -> str:
+  """File stem of shard ``index`` (zero-padded, so names sort in order)."""
   return f"{SHARD_PREFIX}{index:05d}"
 
 
@@ -223,6 +224,7 @@ def _load_shard(path: pathlib.Path, keys=None) -> dict:
 
 
 def label_index(image_id: str, labels: labels_lib.Labels | None) -> int:
+  """Logit index of the WordNet id in ``image_id``'s file or folder names; -1 if none."""
   if labels is None:
     return -1
   for part in reversed(pathlib.PurePath(image_id).parts):
@@ -254,6 +256,7 @@ def _settings(config: CollectConfig, model: base.Model, params, root, ids):
 
 
 def check_compatible(existing: dict, settings: dict, folder: pathlib.Path) -> None:
+  """Raises :class:`CollectError` naming every setting that differs from the shards'."""
   diffs = [f"{k}: existing {existing.get(k)!r} vs requested {settings.get(k)!r}"
            for k in _SETTINGS_THAT_MUST_MATCH if existing.get(k) != settings.get(k)]
   if diffs:
@@ -597,6 +600,9 @@ class Collection:
 
   @classmethod
   def open(cls, workdir: os.PathLike | str) -> "Collection":
+    """Opens the finished collection of ``workdir``; one clear error if it is missing or
+    incomplete.
+    """
     folder = pathlib.Path(workdir).resolve() / COLLECT_DIR
     path = folder / MANIFEST
     if not path.exists():
@@ -611,13 +617,16 @@ class Collection:
 
   @property
   def settings(self) -> dict:
+    """The settings the collection was made with (its manifest's ``settings``)."""
     return self.manifest["settings"]
 
   @property
   def layers(self) -> tuple[str, ...]:
+    """The collected layers, in the order they were requested."""
     return tuple(self.settings["layers"])
 
   def check_layer(self, layer: str) -> str:
+    """``layer`` if it was collected, else a :class:`CollectError` naming those that were."""
     if layer not in self.layers:
       raise CollectError(f"Layer {layer!r} was not collected in {self.folder}; "
                          f"collected: {', '.join(self.layers)}.")
