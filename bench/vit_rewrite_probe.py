@@ -6,8 +6,11 @@ Renders the same ViT-Ti channel batch (bench/vit_bench.py's model, 112 px,
 batch 4, 8 steps, standard transforms) with the render step plain, through
 the full ``xla_cpu.rewrite``, through only its convolution rule and through
 only its pooling rule (which finds nothing to change in a ViT, so its figure
-against the plain one is the measurement's noise floor). Interleaved rounds,
-fastest of each; one JSON line with the machine and its load.
+against the plain one is the measurement's noise floor). A second line does
+the same for the bare gradient alone, 4 ascent steps in a ``lax.scan`` at the
+renderer's 124 px view side (resampling included) — the network part of the
+render step without the transforms, parameterization and Adam. Interleaved
+rounds, fastest of each; JSON lines with the machine and its load.
 """
 import json
 import sys
@@ -26,6 +29,38 @@ from atlasjax.optvis import render
 ROUNDS = 4
 BATCH, STEPS, SIZE = 4, 8, 112
 LAYER = "block5/fc2:input"
+
+
+SCAN_STEPS = 4
+VIEW_SIDE = 124
+
+
+def bare_scan_line(model, params):
+  """The rewrite variants on ``lax.scan`` of the bare gradient ascent."""
+  grad = grad_timing.channel_grad(model, LAYER)
+  x0 = jnp.full((BATCH, VIEW_SIDE, VIEW_SIDE, 3), 0.5)
+
+  def looped(wrap):
+    step = wrap(lambda x, p: x + 1e-3 * grad(x, p))
+    return jax.jit(lambda x, p: jax.lax.scan(
+        lambda c, _: (step(c, p), None), x, None, length=SCAN_STEPS)[0])
+
+  fns = {"plain": looped(lambda f: f), "full": looped(xla_cpu.rewrite),
+         "conv_only": looped(xla_cpu.canonical_convolutions),
+         "pool_only": looped(xla_cpu.fast_pool_gradients)}
+  for fn in fns.values():
+    jax.block_until_ready(fn(x0, params))
+  best = {name: float("inf") for name in fns}
+  for _ in range(ROUNDS + 1):
+    for name, fn in fns.items():
+      t = time.perf_counter()
+      jax.block_until_ready(fn(x0, params))
+      best[name] = min(best[name], time.perf_counter() - t)
+  return {"workload": "rewrite_probe_bare_scan", "model": model.name, "batch": BATCH,
+          "steps": SCAN_STEPS, "rounds": ROUNDS + 1,
+          "image_steps_per_sec": {n: round(BATCH * SCAN_STEPS / s, 2)
+                                  for n, s in best.items()},
+          "machine": machine.describe()}
 
 
 def main():
@@ -58,7 +93,8 @@ def main():
                     "steps": STEPS, "rounds": ROUNDS,
                     "image_steps_per_sec": {n: round(BATCH * STEPS / s, 2)
                                             for n, s in best.items()},
-                    "machine": machine.describe()}))
+                    "machine": machine.describe()}), flush=True)
+  print(json.dumps(bare_scan_line(model, params)), flush=True)
 
 
 if __name__ == "__main__":
