@@ -118,10 +118,12 @@ def load_npy(path: os.PathLike | str) -> np.ndarray:
 
 
 def read_json(path: os.PathLike | str) -> Any:
+  """Reads a UTF-8 JSON file."""
   return json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
 
 
 def is_temporary(path: os.PathLike | str) -> bool:
+  """Whether ``path`` is a temporary file of an unfinished atomic write."""
   return pathlib.Path(path).name.endswith(TMP_SUFFIX)
 
 
@@ -267,6 +269,7 @@ def text_fingerprint(value: Any) -> str:
 
 
 def array_fingerprint(*arrays: np.ndarray) -> str:
+  """Short SHA-256 of arrays' shapes, dtypes and bytes."""
   digest = hashlib.sha256()
   for a in arrays:
     a = np.ascontiguousarray(a)

@@ -73,6 +73,7 @@ class NeuronGroups:
 
   @property
   def n(self) -> int:
+    """Number of groups."""
     return self.channels.shape[0]
 
 

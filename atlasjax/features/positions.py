@@ -51,6 +51,7 @@ class PositionsError(ValueError):
 
 
 def shard_name(index: int) -> str:
+  """File stem of shard ``index`` (zero-padded, so names sort in order)."""
   return f"shard_{index:05d}.npy"
 
 
@@ -164,21 +165,26 @@ class Positions:
 
   @property
   def manifest(self) -> dict:
+    """The collection's manifest (settings, shards, row counts)."""
     return store.load_json(self.folder / MANIFEST)
 
   @property
   def shards(self) -> list[str]:
+    """Shard file names, in order."""
     return sorted(k for k, v in self.manifest["shards"].items() if v["rows"])
 
   @property
   def rows(self) -> int:
+    """Activation vectors (positions) in all shards together."""
     return sum(v["rows"] for v in self.manifest["shards"].values())
 
   @property
   def depth(self) -> int:
+    """Channels of the collected layer."""
     return int(self.load(self.shards[0]).shape[1])
 
   def load(self, name: str) -> np.ndarray:
+    """One shard's ``[rows, C]`` vectors as float32."""
     return np.load(self.folder / name, mmap_mode="r")
 
   def all(self, limit: int | None = None) -> np.ndarray:
@@ -193,6 +199,7 @@ class Positions:
     return np.concatenate(out)
 
   def batches_per_epoch(self, batch_size: int) -> int:
+    """Full batches of ``batch_size`` vectors in one pass over the shards."""
     return self.rows // batch_size
 
   def batches(self, batch_size: int, seed: int, epoch: int, skip: int = 0,

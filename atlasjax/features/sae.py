@@ -51,10 +51,12 @@ class Dictionary(NamedTuple):
 
   @property
   def features(self) -> int:
+    """Dictionary size ``F``."""
     return self.encoder.shape[1]
 
   @property
   def depth(self) -> int:
+    """Channels ``C`` of the layer it encodes."""
     return self.encoder.shape[0]
 
 
@@ -88,10 +90,12 @@ def decode(d: Dictionary, z: jax.Array) -> jax.Array:
 
 
 def reconstruct(d: Dictionary, x: jax.Array) -> jax.Array:
+  """``x̂``: ``x`` encoded and decoded by ``d`` (the interchange formula)."""
   return decode(d, encode(d, x))
 
 
 def unit_rows(m: jax.Array) -> jax.Array:
+  """``m`` with every row scaled to unit L2 norm (decoder rows)."""
   return m / jnp.maximum(jnp.linalg.norm(m, axis=-1, keepdims=True), NORM_EPS)
 
 

@@ -29,15 +29,18 @@ def _in_folder(path: os.PathLike | str) -> pathlib.Path:
 
 
 def save_npy(path: os.PathLike | str, array: np.ndarray) -> None:
+  """Atomically writes one array as ``.npy``."""
   workdir_lib.save_npy(_in_folder(path), array)
 
 
 def save_npz(path: os.PathLike | str, arrays: dict) -> None:
+  """Atomically writes a dict of arrays as an uncompressed ``.npz``."""
   workdir_lib.save_npz(_in_folder(path),
                        **{k: np.asarray(v) for k, v in arrays.items()})
 
 
 def save_json(path: os.PathLike | str, value) -> None:
+  """Atomically writes ``value`` as JSON."""
   workdir_lib.write_json(_in_folder(path), value)
 
 

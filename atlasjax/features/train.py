@@ -86,6 +86,7 @@ class TrainConfig:
   checkpoint_every: int = 200
 
   def to_json(self) -> dict:
+    """The settings as a JSON-ready dict (recorded beside checkpoints)."""
     return dataclasses.asdict(self)
 
 
@@ -163,6 +164,7 @@ def make_step(config: TrainConfig, optimizer: optax.GradientTransformation):
 
 
 def dictionary_of(state: dict, config: TrainConfig) -> sae.Dictionary:
+  """The :class:`~atlasjax.features.sae.Dictionary` held by a training state."""
   p = state["params"]
   return sae.Dictionary(p["encoder"], p["encoder_bias"], p["decoder"],
                         p["decoder_bias"], config.k, float(state["input_scale"]))

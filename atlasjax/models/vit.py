@@ -19,15 +19,14 @@ The module is a plain linen module returning the logits; atlasjax sees it
 through :func:`atlasjax.models.from_flax`, so every submodule's output is a
 named output, by module path:
 
-  embedding               the patch grid ``[B, h, w, D]`` (stride ``patch``)
-  blockK                  encoder block K's output tokens ``[B, P + h·w, D]``
-  blockK/ln1, blockK/attn the attention branch (``attn/query`` etc. are the
-                          heads' ``[B, N, heads, head_dim]`` internals)
-  blockK/mlp/fc1          the MLP hidden layer before GELU ``[B, N, mlp_dim]``
-  blockK/mlp/fc2:input    the same after GELU (the *input* of ``fc2``: GELU
-                          is a function, not a module) — the layer Ghiasi et
-                          al. 2022 visualize
-  norm, head, logits
+* ``embedding``: the patch grid ``[B, h, w, D]`` (stride ``patch``);
+* ``blockK``: encoder block K's output tokens ``[B, P + h·w, D]``;
+* ``blockK/ln1``, ``blockK/attn``: the attention branch (``attn/query`` etc.
+  are the heads' ``[B, N, heads, head_dim]`` internals);
+* ``blockK/mlp/fc1``: the MLP hidden layer before GELU ``[B, N, mlp_dim]``;
+* ``blockK/mlp/fc2:input``: the same after GELU (the *input* of ``fc2``: GELU
+  is a function, not a module), the layer Ghiasi et al. 2022 visualize;
+* ``norm``, ``head``, ``logits``.
 
 Submodule names are ours (``blockK/mlp/fc1``), not big_vision's
 (``Transformer/encoderblock_K/MlpBlock_0/Dense_0``), so layer names read
@@ -126,6 +125,7 @@ class ViTSpec:
 
   @property
   def grid(self) -> int:
+    """Patches per side at ``image_size``."""
     return self.image_size // self.patch
 
   @property

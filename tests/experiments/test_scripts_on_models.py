@@ -65,10 +65,11 @@ def test_efficientnet_atlas_through_the_scripts(run_script, tmp_path, four_photo
   assert "atlas.steps = 4 there, 5 now" in line, line
   line = run_script("atlas", *[a for a in common if "model" not in a],
                     "--grid_sizes=2", "--min_density=0").error_lines[0]
-  assert "model = 'efficientnet_lite0' there, 'bvlc_googlenet' now" in line, line
+  # Named by the collection's own check (it runs before anything is written).
+  assert "efficientnet_lite0" in line and "bvlc_googlenet" in line, line
   line = run_script("atlas", *common, "--layers=block4", "--grid_sizes=2",
                     "--min_density=0").error_lines[0]
-  assert "collect.layers" in line, line
+  assert "block5" in line and "block4" in line, line
   assert sorted(p.name for p in work.iterdir()) == before
 
 
