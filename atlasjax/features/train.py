@@ -189,6 +189,9 @@ def train(config: TrainConfig, data: positions_lib.Positions,
           on_step: Callable[[int, dict], None] | None = None) -> dict:
   """Trains (or resumes training) a dictionary on ``data``.
 
+  Length: one resumable loop (restore, epochs of sharded steps, checkpoints,
+  progress), kept together so the resume logic reads in one place.
+
   Args:
     config: a :class:`TrainConfig`.
     data: the training collection.

@@ -221,6 +221,11 @@ class EfficientNetLite(nn.Module):
   @nn.compact
   def __call__(self, images, layers: Sequence[str] | str | None = None,
                perturb: Mapping[str, jax.Array] | None = None):
+    """The forward pass, written straight through as the published architecture.
+
+    Length: one straight-line pass (stem, stages, head) mirroring the
+    paper's table; splitting it would hide the layer order.
+    """
     spec = self.spec
     if images.ndim != 4 or images.shape[-1] != 3:
       raise ValueError(

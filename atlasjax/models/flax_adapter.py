@@ -499,6 +499,9 @@ def from_flax(module, variables=None, *, layers: Sequence[str] | None = None,
               fixed_input_size: bool | None = None) -> tuple[base.Model, Any]:
   """Wraps a Flax linen module (with its variables) or an NNX module.
 
+  Length: most of it is the argument list below; the body is ~30 lines (kind,
+  view, metadata, model).
+
   Args:
     module: a ``flax.linen.Module`` or an ``nnx.Module`` instance.
     variables: the linen module's variables (``{"params": ...}``); ignored for

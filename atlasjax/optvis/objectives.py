@@ -285,6 +285,9 @@ def direction_neuron_cossim(layer: str, vec, position=None,
   """The activation-atlas objective: a direction at the centre neuron,
   weighted by cosine similarity. Three forms:
 
+  Length: half of it is the explanation of the objective's form below; the
+  body is ~25 lines.
+
   * ``form="cosine"`` (default when ``whitening`` is given; the atlas
     objective): with ``w = v @ S`` and ``ŵ = w / |w|``,
     ``(a·ŵ) · max(0.1, cos(a, w)) ** p`` where ``cos = a·ŵ / (ε + |a|)`` is a

@@ -687,6 +687,9 @@ def render(model: base.Model, params: PyTree, make: Callable[..., Any],
            check_finite: bool = True) -> RenderResult:
   """Renders ``N`` objectives ``make(args[i])`` as one batched program.
 
+  Length: most of it is the argument list below; the body is ~35 lines of
+  named steps (build, chunk, run, gather, check).
+
   Args:
     model: a :class:`~atlasjax.models.base.Model`.
     params: its parameters.

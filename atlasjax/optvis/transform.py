@@ -202,6 +202,8 @@ def random_affine(*, pad: int = 0, jitter_before: int | Sequence[int] = (),
                   fill=PAD_GREY) -> Transform:
   """Pad, jitter, scale, rotate and jitter again as ONE bilinear resampling.
 
+  Length: half of it is the derivation below; the body is ~30 lines.
+
   The same image distribution as ``pad(pad)``, ``jitter(d)`` for each ``d`` in
   ``jitter_before``, a zoom by ``s`` drawn from ``scales``, a rotation by an
   angle drawn from ``angles`` (both about the centre), ``jitter(d)`` for each
