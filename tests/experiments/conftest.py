@@ -10,6 +10,7 @@ can define flags of the same names.
 import contextlib
 import importlib.util
 import pathlib
+import shutil
 import sys
 
 from absl import flags
@@ -71,3 +72,12 @@ def run_script(capsys):
     captured = capsys.readouterr()
     return Result(code, captured.out, captured.err)
   return run
+
+
+@pytest.fixture(scope="module")
+def four_photos(tmp_path_factory, sample_dir):
+  """A folder with the first four sample photos (small script runs)."""
+  folder = tmp_path_factory.mktemp("four")
+  for path in sorted(sample_dir.glob("*.jpg"))[:4]:
+    shutil.copy(path, folder / path.name)
+  return folder

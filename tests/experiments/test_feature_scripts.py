@@ -4,7 +4,6 @@ tests/features/): tiny runs, their files in the documented formats, and bad
 input as one line."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -14,13 +13,6 @@ from atlasjax.features import sae
 TINY = ["--features=32", "--k=4", "--epochs=1", "--batch_size=64",
         "--heldout_every=2", "--size=64"]
 
-
-@pytest.fixture(scope="module")
-def four_photos(tmp_path_factory, sample_dir):
-  folder = tmp_path_factory.mktemp("four")
-  for path in sorted(sample_dir.glob("*.jpg"))[:4]:
-    shutil.copy(path, folder / path.name)
-  return folder
 
 
 @pytest.mark.parametrize("model,layer,channels", [

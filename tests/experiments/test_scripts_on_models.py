@@ -8,7 +8,6 @@ and the work directory refuses runs with other settings, naming the keys.
 """
 
 import json
-import shutil
 
 import jax
 import jax.numpy as jnp
@@ -21,13 +20,6 @@ from atlasjax.classic import attribution
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-
-@pytest.fixture(scope="module")
-def four_photos(tmp_path_factory, sample_dir):
-  folder = tmp_path_factory.mktemp("four")
-  for path in sorted(sample_dir.glob("*.jpg"))[:4]:
-    shutil.copy(path, folder / path.name)
-  return folder
 
 
 def test_efficientnet_atlas_through_the_scripts(run_script, tmp_path, four_photos):
