@@ -144,9 +144,9 @@ def match(a: Dictionary, b: Dictionary) -> dict:
   2025) for how much a dictionary depends on its seed.
 
   Returns:
-    ``{"pairs": [F] index into b for each feature of a, "cosines": [F],
-    "mean_cosine", "median_cosine", "fraction_above_0.9",
-    "fraction_above_0.7"}``.
+    A dict: ``pairs`` (``[F]``, the index into ``b`` of each feature of
+    ``a``), ``cosines`` (``[F]``), ``mean_cosine``, ``median_cosine``,
+    ``fraction_above_0.9`` and ``fraction_above_0.7``.
   """
   import scipy.optimize  # pylint: disable=g-import-not-at-top  # only here
 
