@@ -34,15 +34,20 @@ def main(argv):
   class_index = labels.lookup(_CLASS.value)
   config = af.pipeline_config(model, SCRIPT_DEFAULTS)
   workdir = cli.output_dir(af.workdir(model, config), "--workdir")
+  class_config = variants.ClassAtlasConfig(
+      atlas=config.atlas, top_k=_TOP_K.value,
+      umap=variants.umap_preset(config.layout.n_neighbors,
+                                config.layout.min_dist, config.layout.metric))
+  # Validate the settings (and the collection it would start) before the run
+  # record is written: a refused run leaves the work directory as it found it.
+  variants.check_config(class_config, model)
+  variants.check_collection(config.collect, model, params, af.images_folder(),
+                            workdir)
   # The collection may already exist with its own settings; only the model
   # must match (a finished collection is used as it is).
   run_config.record(workdir, {"model": model.name})
   variants.ensure_collection(config.collect, model, params, af.images_folder(),
                              workdir, labels)
-  class_config = variants.ClassAtlasConfig(
-      atlas=config.atlas, top_k=_TOP_K.value,
-      umap=variants.umap_preset(config.layout.n_neighbors,
-                                config.layout.min_dist, config.layout.metric))
   path = variants.class_atlas(class_config, model, params, workdir,
                               class_index, labels)
   folder = path.parent

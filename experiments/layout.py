@@ -21,11 +21,16 @@ def main(argv):
   model = cli.get_model()
   config = af.pipeline_config(model)
   workdir = cli.output_dir(af.workdir(model, config), "--workdir")
+  jobs = [(dataclasses.replace(config.layout, layer=layer),
+           pipeline.layer_paths(layer, main=i == 0)[0])
+          for i, layer in enumerate(config.collect.layers)]
+  # Validate every layer's job before the run record is written: a refused
+  # run leaves the work directory as it found it.
+  for layer_config, out_name in jobs:
+    layout.plan(layer_config, workdir, out_name=out_name, model=model)
   run_config.record(workdir, run_config.sections(config, model.name, ("layout",)))
-  for i, layer in enumerate(config.collect.layers):
-    out_name, _ = pipeline.layer_paths(layer, main=i == 0)
-    layout.run(dataclasses.replace(config.layout, layer=layer), workdir,
-               out_name=out_name, model=model)
+  for layer_config, out_name in jobs:
+    layout.run(layer_config, workdir, out_name=out_name, model=model)
   run_config.mark_built(workdir, ("layout",))
 
 

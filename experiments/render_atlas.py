@@ -21,12 +21,17 @@ def main(argv):
   model, params, labels = af.load_model()
   config = af.pipeline_config(model)
   workdir = cli.output_dir(af.workdir(model, config), "--workdir")
+  jobs = [(dataclasses.replace(config.atlas, layer=layer),
+           *pipeline.layer_paths(layer, main=i == 0))
+          for i, layer in enumerate(config.collect.layers)]
+  # Validate every layer's job before the run record is written: a refused
+  # run leaves the work directory as it found it.
+  for layer_config, layout_name, _ in jobs:
+    render_atlas.plan(layer_config, model, workdir, layout_name)
   run_config.record(workdir, run_config.sections(config, model.name, ("atlas",)))
-  for i, layer in enumerate(config.collect.layers):
-    layout_name, prefix = pipeline.layer_paths(layer, main=i == 0)
-    render_atlas.run(dataclasses.replace(config.atlas, layer=layer), model,
-                     params, workdir, labels, layout_name=layout_name,
-                     prefix=prefix)
+  for layer_config, layout_name, prefix in jobs:
+    render_atlas.run(layer_config, model, params, workdir, labels,
+                     layout_name=layout_name, prefix=prefix)
   if process.is_main:
     run_config.mark_built(workdir, ("atlas",))
   if config.viewer and process.is_main:

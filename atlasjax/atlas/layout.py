@@ -259,9 +259,47 @@ def collection_fingerprint(collection: collect_lib.Collection) -> str:
   return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+class LayoutError(ValueError):
+  """A layout setting that cannot run; the message names the flag and the fix."""
+
+
+# UMAP's own lower bounds: a neighbourhood needs two points, and the spectral
+# initialisation of the fit needs at least four vectors.
+MIN_NEIGHBORS = 2
+MIN_FIT_VECTORS = 4
+
+
+def check_config(config: LayoutConfig) -> None:
+  """Refuses settings UMAP or the normalisation cannot use; reads nothing.
+
+  Needs no work directory, so a pipeline checks it before its first stage
+  writes anything.
+  """
+  bounds = {"pca_dims": 1, "n_neighbors": MIN_NEIGHBORS, "n_epochs": 1,
+            "fit_sample": MIN_FIT_VECTORS}
+  for field, low in bounds.items():
+    value = getattr(config, field)
+    if value is not None and (not isinstance(value, int) or value < low):
+      raise LayoutError(f"--{field}={value!r}: must be an integer ≥ {low} "
+                        "(or unset).")
+  for field in ("min_dist", "margin"):
+    value = getattr(config, field)
+    if value is not None and not value >= 0:   # ``not >=`` also refuses NaN.
+      raise LayoutError(f"--{field}={value!r}: must be ≥ 0.")
+
+
 @dataclasses.dataclass(frozen=True)
-class _Job:
-  """One layout computation: where it goes and what it must match."""
+class LayoutPlan:
+  """One validated layout computation: where it goes and what it must match.
+
+  Attributes:
+    config: the layout's settings.
+    collection: the collection it lays out.
+    out: the output folder.
+    settings: what a recorded ``layout.json`` must match to be reused.
+    indices: the subset of samples laid out, or None for all.
+    params: the UMAP settings after the layer's preset filled the gaps.
+  """
   config: LayoutConfig
   collection: collect_lib.Collection
   out: pathlib.Path
@@ -270,9 +308,17 @@ class _Job:
   params: UmapPreset
 
 
-def _plan(config: LayoutConfig, workdir: pathlib.Path, out_name: str,
-          indices: np.ndarray | None, model: base.Model | None) -> _Job:
-  """Validates the inputs and names the settings the outputs must match."""
+def plan(config: LayoutConfig, workdir: os.PathLike | str,
+         out_name: str = LAYOUT_DIR, indices: np.ndarray | None = None,
+         model: base.Model | None = None) -> LayoutPlan:
+  """Validates the settings and the collection; writes nothing.
+
+  Scripts call it before they record the run's settings, so a refused run
+  leaves the work directory as it found it; :func:`run` calls it again.
+  Arguments as :func:`run`.
+  """
+  check_config(config)
+  workdir = pathlib.Path(workdir)
   collection = collect_lib.Collection.open(workdir)
   collection.check_layer(config.layer)
   settings = {"config": dataclasses.asdict(config),
@@ -280,10 +326,11 @@ def _plan(config: LayoutConfig, workdir: pathlib.Path, out_name: str,
               "subset": None if indices is None else hashlib.sha256(
                   np.asarray(indices, np.int64).tobytes()).hexdigest()[:16]}
   params = config.umap_params(model or _registered(collection.settings["model"]))
-  return _Job(config, collection, workdir / out_name, settings, indices, params)
+  return LayoutPlan(config, collection, workdir / out_name, settings, indices,
+                    params)
 
 
-def _current(job: _Job) -> dict | None:
+def _current(job: LayoutPlan) -> dict | None:
   """The recorded layout when it was made with these settings, else None."""
   info_path = job.out / LAYOUT_JSON
   if not info_path.exists() or not (job.out / "coords.npy").exists():
@@ -292,7 +339,7 @@ def _current(job: _Job) -> dict | None:
   return info if info.get("settings") == job.settings else None
 
 
-def _embed(job: _Job, features: np.ndarray) -> np.ndarray:
+def _embed(job: LayoutPlan, features: np.ndarray) -> np.ndarray:
   """Raw UMAP coordinates; the ``fit_sample`` path resumes from ``partial/``."""
   config, partial = job.config, job.out / PARTIAL_DIR
   if not (config.fit_sample and config.fit_sample < len(features)):
@@ -308,7 +355,7 @@ def _embed(job: _Job, features: np.ndarray) -> np.ndarray:
                              config.n_epochs, state_dir=partial)
 
 
-def _save(job: _Job, raw: np.ndarray, whitening, elapsed: float) -> dict:
+def _save(job: LayoutPlan, raw: np.ndarray, whitening, elapsed: float) -> dict:
   """Writes every output atomically, ``layout.json`` (which vouches for them) last."""
   config, out, collection = job.config, job.out, job.collection
   xy = normalize_layout(raw, margin=config.margin)
@@ -345,7 +392,7 @@ def run(config: LayoutConfig, workdir: os.PathLike | str,
   crash never leaves it vouching for new, half-written files.
   """
   workdir = pathlib.Path(workdir)
-  job = _plan(config, workdir, out_name, indices, model)
+  job = plan(config, workdir, out_name, indices, model)
   with workdir_lib.lock(workdir):
     info = _current(job)
     if info is not None:

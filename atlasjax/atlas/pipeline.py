@@ -60,8 +60,13 @@ def run(config: PipelineConfig, model: base.Model, params,
   # Many processes: all collect and render their shares; process 0 alone runs
   # the layout (one UMAP fit), holds the lock and writes shared files.
   lay = distributed.layout()
-  # Validate the collection's inputs before anything is written.
+  # Validate every stage's settings and the collection's inputs before
+  # anything is written (the layout and icons also need earlier stages'
+  # outputs, which their own plans check when they start).
   collect_lib.plan(config.collect, model, params, images, workdir)
+  for layer in config.collect.layers:
+    layout_lib.check_config(dataclasses.replace(config.layout, layer=layer))
+    render_atlas.check_config(dataclasses.replace(config.atlas, layer=layer), model)
   with workdir_lib.lock(workdir, take=lay.is_main):
     return _run_locked(config, model, params, images, workdir, labels, lay)
 

@@ -46,7 +46,9 @@ from atlasjax.atlas import grid as grid_lib
 from atlasjax.atlas import layout as layout_lib
 from atlasjax.models import base
 from atlasjax.optvis import objectives
+from atlasjax.optvis import param as param_lib
 from atlasjax.optvis import render as render_lib
+from atlasjax.optvis import transform as transform_lib
 
 ATLAS_JSON = "atlas.json"
 CLASS_NAMES = "class_names.json"
@@ -126,6 +128,9 @@ def render_icons(model: base.Model, params, layer: str, directions: np.ndarray,
 
   With ``chunk_dir``, finished chunks are saved there and reused on rerun.
   Item ``i`` uses key ``fold_in(key, i)``, so chunking does not change icons.
+  An icon whose objective or image is not finite is an error naming it
+  (:func:`checked_icons`), on one process as on many, before its chunk is
+  saved.
   """
   n = len(directions)
   # Equal chunks (131 icons → 3 × 44, not 64 + 64 + 3 padded to 64): one
@@ -140,12 +145,12 @@ def render_icons(model: base.Model, params, layer: str, directions: np.ndarray,
   spans = [(lo, min(n, lo + chunk)) for lo in range(0, n, chunk)]
   paths = [chunk_dir / f"chunk_{c:04d}_{lo}_{hi}.npy" if chunk_dir else None
            for c, (lo, hi) in enumerate(spans)]
-  # Chunks saved by an earlier run count as done, so the ETA covers the rest.
-  cached = sum(hi - lo for (lo, hi), p in zip(spans, paths)
-               if p is not None and p.exists())
   if jax.process_count() > 1:
     return _render_icons_global(model, params, make, directions, render_config,
                                 key, spans, paths, layer)
+  # Chunks saved by an earlier run count as done, so the ETA covers the rest.
+  cached = sum(hi - lo for (lo, hi), p in zip(spans, paths)
+               if p is not None and p.exists())
   out = []
   with progress.bar(n, f"icons {layer}", unit="icon", initial=cached) as bar:
     for (lo, hi), path in zip(spans, paths):
@@ -154,13 +159,35 @@ def render_icons(model: base.Model, params, layer: str, directions: np.ndarray,
         continue
       result = render_lib.render(
           model, params, make, args=jnp.asarray(directions[lo:hi]),
-          config=render_config, key=key, item_ids=np.arange(lo, hi))
-      icons = _to_uint8(result.images)
+          config=render_config, key=key, item_ids=np.arange(lo, hi),
+          check_finite=False)   # Checked below, as the multi-process path does.
+      icons = checked_icons(result.images, result.values, lo, layer)
       if path is not None:
         workdir_lib.save_npy(path, icons)
       out.append(icons)
       bar.update(hi - lo)
   return np.concatenate(out)
+
+
+def checked_icons(images, values, first: int, layer: str) -> np.ndarray:
+  """Rendered icons ``[M, H, W, 3]`` in [0, 1] as uint8, if all are finite.
+
+  ``values [M]`` are their objectives; the icons are items ``first …
+  first + M − 1``. The one finiteness check of both icon paths (one process
+  or many): an icon whose objective or any pixel is NaN or infinite raises
+  :class:`~atlasjax.optvis.render.RenderError` naming it, so it is never
+  saved or assembled as a (black) image.
+  """
+  bad = render_lib.nonfinite_items(
+      render_lib.RenderResult(images, values, None, None))
+  if len(bad):
+    names = ", ".join(str(first + int(i)) for i in bad[:10])
+    raise render_lib.RenderError(
+        f"icons {layer}: non-finite objective or image for icon {names}"
+        f"{' …' if len(bad) > 10 else ''} ({len(bad)} of {len(values)} in its "
+        "chunk); check that icon's direction (its row of the grid's "
+        "directions.npy) or lower --lr.")
+  return _to_uint8(images)
 
 
 def _to_uint8(images) -> np.ndarray:
@@ -175,6 +202,76 @@ def _global(mesh, spec, local):
       local)
 
 
+# The batch axis of the one-device mesh (a renderer with several devices
+# brings its own).
+_ICON_AXIS = "icons"
+
+
+@dataclasses.dataclass(frozen=True)
+class _GlobalJob:
+  """What every step of a multi-process icon render shares.
+
+  ``rows`` is a chunk's height after padding, as :func:`render_lib.render`
+  pads ``chunk_size`` items on this process's devices.
+  """
+  renderer: render_lib.Renderer
+  mesh: jax.sharding.Mesh
+  params: object
+  key: jax.Array
+  directions: np.ndarray
+  spans: list
+  rows: int
+  count: int
+  me: int
+  layer: str
+
+
+def _global_job(model, params, make, directions, render_config, key, spans,
+                layer) -> _GlobalJob:
+  """Builds the renderer over every device of every process, and the mesh."""
+  lay = distributed.layout()
+  devices = tuple(sorted(jax.devices(), key=lambda d: (d.process_index, d.id)))
+  renderer = render_lib.build(model, make, render_config, devices=devices)
+  mesh = renderer.mesh or jax.sharding.Mesh(np.asarray(devices), (_ICON_AXIS,))
+  local = lay.local_devices
+  rows = local * -(-render_config.chunk_size // local)
+  replicated = jax.sharding.PartitionSpec()
+  return _GlobalJob(renderer, mesh, _global(mesh, replicated, params),
+                    _global(mesh, replicated, key),
+                    np.asarray(directions, np.float32), spans, rows,
+                    lay.process_count, lay.process_index, layer)
+
+
+def _render_group(job: _GlobalJob, g: int) -> dict[int, np.ndarray]:
+  """Renders chunk group ``g`` (one chunk per process) as one sharded program.
+
+  Returns every chunk of the group as checked uint8 icons: each process
+  checks all of them (:func:`checked_icons`), so a non-finite icon stops
+  every process at the same step instead of leaving the others waiting at
+  the next collective.
+  """
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  n_chunks = len(job.spans)
+  c = g * job.count + job.me
+  lo, hi = job.spans[c] if c < n_chunks else job.spans[-1]
+  index = lo + np.minimum(np.arange(job.rows), hi - lo - 1)
+  batch = jax.sharding.PartitionSpec(job.mesh.axis_names[0])
+  out = job.renderer.fn(job.params, job.key,
+                        _global(job.mesh, batch, index.astype(np.int32)),
+                        _global(job.mesh, batch, job.directions[index]),
+                        _global(job.mesh, jax.sharding.PartitionSpec(), np.int32(g)))
+  images, values = (np.asarray(x) for x in multihost_utils.process_allgather(
+      (out[0], out[1]), tiled=True))
+  icons = {}
+  for q in range(job.count):
+    cq = g * job.count + q
+    if cq < n_chunks:
+      qlo, qhi = job.spans[cq]
+      rows = slice(q * job.rows, q * job.rows + qhi - qlo)
+      icons[cq] = checked_icons(images[rows], values[rows], qlo, job.layer)
+  return icons
+
+
 def _render_icons_global(model, params, make, directions, render_config, key,
                          spans, paths, layer) -> np.ndarray:
   """:func:`render_icons` over the global device mesh of a multi-process job.
@@ -185,51 +282,29 @@ def _render_icons_global(model, params, make, directions, render_config, key,
   chunk (padded as a single-process run pads it), so every device runs the
   same per-device batch shape as in a single-process run with as many local
   devices, and the icons are bit-identical to it on CPU. Every process gets
-  all icons back (an all-gather of a step's outputs, or the saved chunks).
+  all icons back (an all-gather of a step's outputs, or the saved chunks),
+  checked for finiteness as on one process.
   """
-  lay = distributed.layout()
-  count, me = lay.process_count, lay.process_index
-  devices = tuple(sorted(jax.devices(), key=lambda d: (d.process_index, d.id)))
-  renderer = render_lib.build(model, make, render_config, devices=devices)
-  # Rows of one chunk after padding, as render_lib.render pads it for
-  # ``render_config.chunk_size`` items on this process's devices.
-  local = lay.local_devices
-  rows = local * -(-render_config.chunk_size // local)
-  n, n_chunks = len(directions), len(spans)
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  job = _global_job(model, params, make, directions, render_config, key, spans,
+                    layer)
+  n, n_chunks = len(directions), len(spans)
   # Process 0 decides what is left, so that every process runs the same steps
   # even if a shared file system shows them different listings.
   done = np.array([p is not None and p.exists() for p in paths], np.int32)
   done = np.asarray(multihost_utils.broadcast_one_to_all(done)).astype(bool)
-  groups = [g for g in range(-(-n_chunks // count))
-            if not done[g * count:(g + 1) * count].all()]
-  mesh = renderer.mesh
-  batch = jax.sharding.PartitionSpec(render_lib._BATCH_AXIS)  # pylint: disable=protected-access
-  replicated = jax.sharding.PartitionSpec()
-  params_g = _global(mesh, replicated, params)
-  key_g = _global(mesh, replicated, key)
+  groups = [g for g in range(-(-n_chunks // job.count))
+            if not done[g * job.count:(g + 1) * job.count].all()]
   icons: dict[int, np.ndarray] = {}
   cached = int(sum(hi - lo for (lo, hi), d in zip(spans, done) if d))
   with progress.bar(n, f"icons {layer}", unit="icon", initial=cached) as bar:
     for g in groups:
-      c = g * count + me
-      lo, hi = spans[c] if c < n_chunks else spans[-1]
-      index = lo + np.minimum(np.arange(rows), hi - lo - 1)
-      out = renderer.fn(params_g,
-                        key_g, _global(mesh, batch, index.astype(np.int32)),
-                        _global(mesh, batch,
-                                np.asarray(directions, np.float32)[index]),
-                        _global(mesh, replicated, np.int32(g)))
-      images = np.asarray(multihost_utils.process_allgather(out[0], tiled=True))
-      for q in range(count):
-        cq = g * count + q
-        if cq < n_chunks:
-          qlo, qhi = spans[cq]
-          icons[cq] = _to_uint8(images[q * rows:q * rows + qhi - qlo])
+      icons.update(_render_group(job, g))
+      c = g * job.count + job.me
       if c < n_chunks and paths[c] is not None and not done[c]:
         workdir_lib.save_npy(paths[c], icons[c])   # The chunk it owns.
-      bar.update(sum(spans[cq][1] - spans[cq][0]
-                     for cq in range(g * count, min((g + 1) * count, n_chunks))))
+      bar.update(sum(spans[cq][1] - spans[cq][0] for cq in range(
+          g * job.count, min((g + 1) * job.count, n_chunks))))
   for c in range(n_chunks):
     if c not in icons:
       icons[c] = workdir_lib.load_npy(paths[c])
@@ -303,22 +378,86 @@ class _Inputs:
   weights: str
 
 
-def _check(config: AtlasConfig, model: base.Model, workdir: pathlib.Path,
-           layout_name: str) -> tuple[collect_lib.Collection, str]:
-  """Validates the settings, the collection and the layout; writes nothing."""
-  if config.class_ranking not in grid_lib.CLASS_RANKINGS:
-    raise ValueError(f"--class_ranking={config.class_ranking}: use one of "
-                     f"{', '.join(grid_lib.CLASS_RANKINGS)}.")
+class AtlasError(ValueError):
+  """An atlas setting that cannot run; the message names the flag and the fix."""
+
+
+def _check_numbers(config: AtlasConfig) -> None:
+  """Integer and real settings within their bounds."""
   for field in ("icon_size", "steps", "attempts", "n_examples"):
     if not isinstance(getattr(config, field), int) or getattr(config, field) < 1:
-      raise ValueError(f"--{field}={getattr(config, field)!r}: must be an "
+      raise AtlasError(f"--{field}={getattr(config, field)!r}: must be an "
                        "integer ≥ 1.")
   if not config.grid_sizes or min(config.grid_sizes) < 1 or (
       config.chunk_size is not None and config.chunk_size < 1):
-    raise ValueError(f"--grid_sizes={list(config.grid_sizes)} and --chunk_size="
+    raise AtlasError(f"--grid_sizes={list(config.grid_sizes)} and --chunk_size="
                      f"{config.chunk_size} must be positive integers.")
   for i in range(len(config.grid_sizes)):
     config.density_for(i)
+  if not (np.isfinite(config.lr) and config.lr > 0):
+    raise AtlasError(f"--lr={config.lr!r}: must be a finite number > 0.")
+  if not (np.isfinite(config.cossim_pow) and config.cossim_pow >= 0):
+    raise AtlasError(f"--cossim_pow={config.cossim_pow!r}: must be a finite "
+                     "number ≥ 0.")
+
+
+def _check_names(config: AtlasConfig) -> None:
+  """Named choices: asked of the modules that own them, so the lists stay there."""
+  if config.class_ranking not in grid_lib.CLASS_RANKINGS:
+    raise AtlasError(f"--class_ranking={config.class_ranking}: use one of "
+                     f"{', '.join(grid_lib.CLASS_RANKINGS)}.")
+  for flag, choices, value in (
+      ("param", param_lib.KINDS, config.param),
+      ("transforms", transform_lib.PRESETS, config.transforms)):
+    if value not in choices:
+      raise AtlasError(f"--{flag}={value}: use one of {', '.join(choices)}.")
+  try:
+    # Builds (does not evaluate) the objective, with a whitening matrix
+    # exactly when the icons will have one: some forms refuse it.
+    objectives.direction_neuron_cossim(
+        config.layer, np.zeros(1, np.float32), form=config.objective,
+        whitening=np.eye(1, dtype=np.float32) if config.whiten else None)
+  except ValueError as e:
+    raise AtlasError(f"--objective={config.objective}: {e}.") from None
+
+
+def check_config(config: AtlasConfig, model: base.Model) -> None:
+  """Refuses settings the icons cannot be rendered with; reads nothing.
+
+  Needs no work directory, so a pipeline checks it before its first stage
+  writes anything: bounds of the numbers, the named choices, and that the
+  model sees icons of ``icon_size`` after the transforms.
+  """
+  _check_numbers(config)
+  _check_names(config)
+  render_config = config.render_config()
+  render_lib.check_input_size(model, render_config, render_config.image_param(),
+                              render_config.transform())
+
+
+@dataclasses.dataclass(frozen=True)
+class AtlasPlan:
+  """A validated atlas run: the collection and the layer it renders.
+
+  Attributes:
+    collection: the work directory's finished collection.
+    layer: the collected layer the icons invert.
+    layout_name: the folder of the layout the cells come from.
+  """
+  collection: collect_lib.Collection
+  layer: str
+  layout_name: str
+
+
+def plan(config: AtlasConfig, model: base.Model, workdir: os.PathLike | str,
+         layout_name: str = layout_lib.LAYOUT_DIR) -> AtlasPlan:
+  """Validates the settings, the collection and the layout; writes nothing.
+
+  Scripts call it before they record the run's settings, so a refused run
+  leaves the work directory as it found it; :func:`run` calls it again.
+  """
+  check_config(config, model)
+  workdir = pathlib.Path(workdir)
   collection = collect_lib.Collection.open(workdir)
   layer = collection.check_layer(config.layer)
   if collection.settings["model"] != model.name:
@@ -328,7 +467,7 @@ def _check(config: AtlasConfig, model: base.Model, workdir: pathlib.Path,
   if not (workdir / layout_name / "coords.npy").exists():
     raise collect_lib.CollectError(
         f"No layout in {workdir / layout_name}: run experiments/layout.py first.")
-  return collection, layer
+  return AtlasPlan(collection, layer, layout_name)
 
 
 def _load_inputs(config: AtlasConfig, params, workdir: pathlib.Path,
@@ -501,11 +640,11 @@ def run(config: AtlasConfig, model: base.Model, params, workdir: os.PathLike | s
   """
   workdir = pathlib.Path(workdir)
   main = distributed.layout().is_main
-  collection, layer = _check(config, model, workdir, layout_name)
+  checked = plan(config, model, workdir, layout_name)
   path = workdir / f"{prefix}{ATLAS_JSON}"
   with workdir_lib.lock(workdir, take=main):
-    inputs = _load_inputs(config, params, workdir, collection, layer, layout_name,
-                          main)
+    inputs = _load_inputs(config, params, workdir, checked.collection,
+                          checked.layer, layout_name, main)
     grids = [_render_grid(config, model, params, inputs, gi, workdir, prefix, main,
                           labels) for gi in range(len(config.grid_sizes))]
     if not main:

@@ -228,6 +228,44 @@ def required_samples(atlas: render_atlas.AtlasConfig) -> int:
   return max(MIN_LAYOUT_SAMPLES, max(densities) + 1)
 
 
+def check_config(config: ClassAtlasConfig | CompareClassesConfig,
+                 model: base.Model) -> None:
+  """Refuses a variant's settings before anything is collected or written.
+
+  The icon settings as :func:`render_atlas.check_config`, the UMAP settings
+  as :func:`layout.check_config`, and ``top_k ≥ 0``.
+  """
+  render_atlas.check_config(config.atlas, model)
+  layout_lib.check_config(_layout_config(config))
+  if not isinstance(config.top_k, int) or config.top_k < 0:
+    raise render_atlas.AtlasError(f"--top_k={config.top_k!r}: must be an "
+                                  "integer ≥ 0.")
+
+
+def check_collection(config: collect_lib.CollectConfig, model: base.Model,
+                     params, images: os.PathLike | str,
+                     workdir: os.PathLike | str) -> None:
+  """What :func:`ensure_collection` will do is possible; writes nothing.
+
+  A finished collection is used as it is; otherwise the collection it would
+  start is validated (:func:`collect.plan`).
+  """
+  try:
+    collect_lib.Collection.open(workdir)
+  except collect_lib.CollectError:
+    collect_lib.plan(config, model, params, images, workdir)
+
+
+def _layout_config(config: ClassAtlasConfig | CompareClassesConfig
+                   ) -> layout_lib.LayoutConfig:
+  """The layout of a variant's selected samples (no whitening: the icons
+  use the global atlas' whitening, saved beside it)."""
+  return layout_lib.LayoutConfig(
+      layer=config.atlas.layer, seed=config.atlas.seed, whiten=False,
+      n_neighbors=config.umap.n_neighbors, min_dist=config.umap.min_dist,
+      metric=config.umap.metric, n_epochs=config.n_epochs)
+
+
 def check_enough(indices: np.ndarray, atlas: render_atlas.AtlasConfig,
                  what: str) -> None:
   """Raises :class:`NotEnoughSamplesError` (naming the fixes) when too few samples were selected.
@@ -346,6 +384,7 @@ def class_atlas(config: ClassAtlasConfig, model: base.Model, params,
   the selection). Raises :class:`NotEnoughSamplesError` before any UMAP or
   rendering when the class has too few samples for the grid.
   """
+  check_config(config, model)
   workdir = pathlib.Path(workdir)
   layer = config.atlas.layer
   collection = collect_lib.Collection.open(workdir)
@@ -363,11 +402,8 @@ def class_atlas(config: ClassAtlasConfig, model: base.Model, params,
   layout_name = f"{folder}/{layout_lib.LAYOUT_DIR}"
   progress.note(f"class atlas: {name!r} ({class_index}): {len(indices)} samples "
                 f"({winners} argmax winners)")
-  layout_config = layout_lib.LayoutConfig(
-      layer=layer, seed=config.atlas.seed, whiten=False,
-      n_neighbors=config.umap.n_neighbors, min_dist=config.umap.min_dist,
-      metric=config.umap.metric, n_epochs=config.n_epochs)
-  layout_lib.run(layout_config, workdir, out_name=layout_name, indices=indices)
+  layout_lib.run(_layout_config(config), workdir, out_name=layout_name,
+                 indices=indices)
   if config.atlas.whiten:
     _save_global_whitening(collection, layer, workdir / layout_name)
   render_atlas.run(config.atlas, model, params, workdir, labels,
@@ -457,6 +493,7 @@ def compare_classes(config: CompareClassesConfig, model: base.Model, params,
   if len(config.atlas.grid_sizes) != 1:
     raise ValueError("A comparison atlas has one grid size, got "
                      f"{config.atlas.grid_sizes}.")
+  check_config(config, model)
   workdir = pathlib.Path(workdir)
   layer = config.atlas.layer
   collection = collect_lib.Collection.open(workdir)

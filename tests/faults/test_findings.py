@@ -5,6 +5,7 @@ Data-copy findings (pinned hashes, ``--data``, manifest names) are in
 tests/test_data.py; the kill -9 harness is tests/faults/test_kill_and_resume.py.
 """
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -247,6 +248,48 @@ def test_argmax_over_attempts_ignores_non_finite_ones():
   images = jnp.ones((6, 2, 2, 3))
   best = render_lib.best_finite_attempt(values, images.reshape(2, 3, 2, 2, 3))
   assert best.tolist() == [2, 0]
+
+
+ICONS = render_atlas.AtlasConfig(layer="conv2", icon_size=16, steps=2,
+                                 transforms="none", param="pixel", chunk_size=2,
+                                 whiten=False, objective="cosine")
+
+
+def _global_icons(directions, chunk_dir):
+  """The multi-process icon path, run in this one process (two chunks)."""
+  make = render_atlas.make_atlas_objective("conv2", None, ICONS.cossim_pow,
+                                           ICONS.objective)
+  spans = [(0, 2), (2, len(directions))]
+  paths = [chunk_dir / f"chunk_{c}.npy" for c in range(len(spans))]
+  return render_atlas._render_icons_global(  # pylint: disable=protected-access
+      toy_model.TOY_MODEL, toy_model.toy_params(), make, directions,
+      dataclasses.replace(ICONS.render_config(), chunk_size=2),
+      jax.random.PRNGKey(0), spans, paths, "conv2")
+
+
+def test_both_icon_paths_refuse_a_non_finite_icon_naming_it(tmp_path):
+  """The multi-process path used to save and return NaN icons as black images."""
+  model, params = toy_model.TOY_MODEL, toy_model.toy_params()
+  dirs = np.ones((3, 16), np.float32)
+  dirs[:, 0] = [1.0, 2.0, 3.0]
+  # One process, one chunk after another; the multi-process path, one group
+  # of chunks per step: the same icons (the refactor kept them bit-identical).
+  single = render_atlas.render_icons(model, params, "conv2", dirs, None, ICONS,
+                                     jax.random.PRNGKey(0))
+  (tmp_path / "ok").mkdir()
+  np.testing.assert_array_equal(_global_icons(dirs, tmp_path / "ok"), single)
+  dirs[2, 3] = np.nan
+  for path, render in (
+      ("global", lambda d: _global_icons(dirs, d)),
+      ("single", lambda d: render_atlas.render_icons(
+          model, params, "conv2", dirs, None, ICONS, jax.random.PRNGKey(0), d))):
+    chunk_dir = tmp_path / path
+    chunk_dir.mkdir()
+    with pytest.raises(render_lib.RenderError, match=r"for icon 2\b"):
+      render(chunk_dir)
+    # The finite first chunk was saved; the one holding the NaN never was.
+    assert [p.name for p in chunk_dir.iterdir()] == [
+        "chunk_0.npy" if path == "global" else "chunk_0000_0_2.npy"], path
 
 
 # ------------------------------------------------------ 6. one run per workdir
