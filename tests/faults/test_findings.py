@@ -250,46 +250,70 @@ def test_argmax_over_attempts_ignores_non_finite_ones():
   assert best.tolist() == [2, 0]
 
 
-ICONS = render_atlas.AtlasConfig(layer="conv2", icon_size=16, steps=2,
+ICONS = render_atlas.AtlasConfig(layer="conv2", icon_size=4, steps=1,
                                  transforms="none", param="pixel", chunk_size=2,
-                                 whiten=False, objective="cosine")
+                                 whiten=False)
 
 
-def _global_icons(directions, chunk_dir):
-  """The multi-process icon path, run in this one process (two chunks)."""
-  make = render_atlas.make_atlas_objective("conv2", None, ICONS.cossim_pow,
-                                           ICONS.objective)
-  spans = [(0, 2), (2, len(directions))]
-  paths = [chunk_dir / f"chunk_{c}.npy" for c in range(len(spans))]
+def _fake_render(directions):
+  """Stands in for an icon render (no compile): item i's image is the sigmoid
+  of its direction's first three entries, its value their sum, so a NaN
+  direction entry gives a NaN image and value, as a diverged render does."""
+  d = jnp.asarray(directions, jnp.float32)
+  images = jnp.broadcast_to(jax.nn.sigmoid(d[:, None, None, :3]),
+                            (len(d), 4, 4, 3))
+  return images, d[:, :3].sum(axis=1)
+
+
+class _FakeRenderer:
+  """:class:`render_lib.Renderer`'s ``fn`` and ``mesh`` over :func:`_fake_render`."""
+  mesh = None
+
+  def fn(self, params, key, item_ids, args, chunk_index):
+    del params, key, item_ids, chunk_index
+    return (*_fake_render(args), None, None, None)
+
+
+def _icons(path, directions, chunk_dir):
+  """Icons by the one-process path or the multi-process path (run here in
+  one process: chunk groups of one chunk, gathered from this process)."""
+  if path == "single":
+    return render_atlas.render_icons(toy_model.TOY_MODEL, None, "conv2",
+                                     directions, None, ICONS,
+                                     jax.random.PRNGKey(0), chunk_dir)
+  n = len(directions)
+  spans = [(lo, min(n, lo + 2)) for lo in range(0, n, 2)]
+  paths = [chunk_dir / f"chunk_{c:04d}_{lo}_{hi}.npy"
+           for c, (lo, hi) in enumerate(spans)]
+  make = render_atlas.make_atlas_objective("conv2", None, 1.0, "cosine")
   return render_atlas._render_icons_global(  # pylint: disable=protected-access
-      toy_model.TOY_MODEL, toy_model.toy_params(), make, directions,
+      toy_model.TOY_MODEL, {}, make, directions,
       dataclasses.replace(ICONS.render_config(), chunk_size=2),
       jax.random.PRNGKey(0), spans, paths, "conv2")
 
 
-def test_both_icon_paths_refuse_a_non_finite_icon_naming_it(tmp_path):
-  """The multi-process path used to save and return NaN icons as black images."""
-  model, params = toy_model.TOY_MODEL, toy_model.toy_params()
-  dirs = np.ones((3, 16), np.float32)
-  dirs[:, 0] = [1.0, 2.0, 3.0]
-  # One process, one chunk after another; the multi-process path, one group
-  # of chunks per step: the same icons (the refactor kept them bit-identical).
-  single = render_atlas.render_icons(model, params, "conv2", dirs, None, ICONS,
-                                     jax.random.PRNGKey(0))
-  (tmp_path / "ok").mkdir()
-  np.testing.assert_array_equal(_global_icons(dirs, tmp_path / "ok"), single)
-  dirs[2, 3] = np.nan
-  for path, render in (
-      ("global", lambda d: _global_icons(dirs, d)),
-      ("single", lambda d: render_atlas.render_icons(
-          model, params, "conv2", dirs, None, ICONS, jax.random.PRNGKey(0), d))):
-    chunk_dir = tmp_path / path
+def test_both_icon_paths_refuse_a_non_finite_icon_naming_it(tmp_path,
+                                                             monkeypatch):
+  """The multi-process path used to save and return a NaN icon as pixels
+  (a two-device probe of the old code: values 0…129, chunk saved)."""
+  monkeypatch.setattr(render_lib, "render", lambda model, params, make, args,
+                      **kw: render_lib.RenderResult(*_fake_render(args), None,
+                                                    None))
+  monkeypatch.setattr(render_lib, "build", lambda *a, **k: _FakeRenderer())
+  dirs = np.linspace(-1, 1, 5 * 16, dtype=np.float32).reshape(5, 16)
+  expected = np.asarray(render_atlas.checked_icons(*_fake_render(dirs), 0, "c"))
+  dirs_nan = dirs.copy()
+  dirs_nan[2, 0] = np.nan
+  for path in ("single", "global"):
+    # Both paths put every icon in its place (chunks of 2, 2, 1) …
+    (tmp_path / path).mkdir()
+    np.testing.assert_array_equal(_icons(path, dirs, tmp_path / path), expected)
+    # … and refuse the NaN one by name, before its chunk is saved.
+    chunk_dir = tmp_path / f"{path}_nan"
     chunk_dir.mkdir()
     with pytest.raises(render_lib.RenderError, match=r"for icon 2\b"):
-      render(chunk_dir)
-    # The finite first chunk was saved; the one holding the NaN never was.
-    assert [p.name for p in chunk_dir.iterdir()] == [
-        "chunk_0.npy" if path == "global" else "chunk_0000_0_2.npy"], path
+      _icons(path, dirs_nan, chunk_dir)
+    assert [p.name for p in chunk_dir.iterdir()] == ["chunk_0000_0_2.npy"], path
 
 
 # ------------------------------------------------------ 6. one run per workdir
