@@ -18,6 +18,7 @@ point here; outcomes are.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import re
 import subprocess
@@ -89,6 +90,49 @@ def run_probes() -> list[dict]:
   return rows
 
 
+# The multi-process icon path on a real two-device mesh (one process): a NaN
+# direction among 4 icons in chunks of 2. Run in a child (the device count is
+# fixed when JAX starts); prints the error line or the pixels returned.
+GLOBAL_NAN_PROBE = """
+import dataclasses, pathlib, sys, tempfile
+import jax, numpy as np
+import toy_model
+from atlasjax.atlas import render_atlas
+cfg = render_atlas.AtlasConfig(layer="conv2", icon_size=16, steps=2,
+                               transforms="none", param="pixel", whiten=False)
+dirs = np.ones((4, 16), np.float32)
+dirs[2, 3] = np.nan
+make = render_atlas.make_atlas_objective("conv2", None, 1.0, "cosine")
+folder = pathlib.Path(tempfile.mkdtemp())
+paths = [folder / "chunk_0.npy", folder / "chunk_1.npy"]
+try:
+  icons = render_atlas._render_icons_global(
+      toy_model.TOY_MODEL, toy_model.toy_params(), make, dirs,
+      dataclasses.replace(cfg.render_config(), chunk_size=2),
+      jax.random.PRNGKey(0), [(0, 2), (2, 4)], paths, "conv2")
+  print("returned", jax.device_count(), int(icons[2].min()), int(icons[2].max()))
+except Exception as e:
+  print("refused", jax.device_count(), type(e).__name__, str(e))
+print("saved", sorted(p.name for p in folder.iterdir()))
+"""
+
+
+def run_global_nan_probe() -> dict:
+  env = {**os.environ, "JAX_PLATFORMS": "cpu",
+         "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+         "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)])}
+  out = subprocess.run([sys.executable, "-c", GLOBAL_NAN_PROBE], cwd=REPO,
+                       env=env, capture_output=True, text=True, check=False)
+  lines = [l for l in out.stdout.splitlines() if l.startswith(("refused", "returned",
+                                                               "saved"))]
+  refused = bool(lines) and lines[0].startswith("refused 2 RenderError")
+  row = {"workload": "issue22_probe", "test": "global_icon_path_nan_2_devices",
+         "outcome": "PASSED" if refused and lines[-1] == "saved ['chunk_0.npy']"
+         else "FAILED", "output": lines or out.stderr[-500:]}
+  _emit(row)
+  return row
+
+
 def table(trials: list[dict], probes: list[dict]) -> str:
   lines = ["| stage | kills | killed mid-stage | temporaries left by the kill | "
            "reruns byte-identical |", "|---|---|---|---|---|"]
@@ -115,7 +159,7 @@ def main(argv):
   rng = np.random.default_rng(_SEED.value)
   with tempfile.TemporaryDirectory() as tmp:
     trials = run_trials(pathlib.Path(tmp), rng)
-  probes = run_probes() if _PROBES.value else []
+  probes = run_probes() + [run_global_nan_probe()] if _PROBES.value else []
   _emit({"workload": "fault_injection_summary", "kills": len(trials),
          "identical": sum(r["identical"] for r in trials),
          "probes": len(probes),
