@@ -172,8 +172,8 @@ def render_icons(model: base.Model, params, layer: str, directions: np.ndarray,
 def checked_icons(images, values, first: int, layer: str) -> np.ndarray:
   """Rendered icons ``[M, H, W, 3]`` in [0, 1] as uint8, if all are finite.
 
-  ``values [M]`` are their objectives; the icons are items ``first …
-  first + M − 1``. The one finiteness check of both icon paths (one process
+  ``values [M]`` are their objectives; the icons are the items from
+  ``first`` on. The one finiteness check of both icon paths (one process
   or many): an icon whose objective or any pixel is NaN or infinite raises
   :class:`~atlasjax.optvis.render.RenderError` naming it, so it is never
   saved or assembled as a (black) image.
