@@ -32,14 +32,19 @@ def main(argv):
   model, params, labels = af.load_model()
   left, right = labels.lookup(_LEFT.value), labels.lookup(_RIGHT.value)
   config = af.pipeline_config(model, SCRIPT_DEFAULTS)
-  workdir = cli.output_dir(af.workdir(model, config), "--workdir")
-  run_config.record(workdir, {"model": model.name})
-  variants.ensure_collection(config.collect, model, params, af.images_folder(),
-                             workdir, labels)
   compare_config = variants.CompareClassesConfig(
       atlas=config.atlas, top_k=_TOP_K.value,
       umap=variants.umap_preset(config.layout.n_neighbors,
                                 config.layout.min_dist, config.layout.metric))
+  workdir = cli.output_dir(af.workdir(model, config), "--workdir")
+  # Every setting is checked before the record is written: a refused run
+  # leaves the work directory as it found it.
+  variants.check_config(compare_config, model)
+  variants.check_collection(config.collect, model, params, af.images_folder(),
+                            workdir)
+  run_config.record(workdir, {"model": model.name})
+  variants.ensure_collection(config.collect, model, params, af.images_folder(),
+                             workdir, labels)
   result = variants.compare_classes(compare_config, model, params, workdir,
                                     left, right, labels)
   print(f"Comparison ready: {workdir}/{result['png']} "

@@ -21,7 +21,9 @@ from absl import app
 
 import cli
 import atlas_flags as af
+from atlasjax.atlas import layout
 from atlasjax.atlas import pipeline
+from atlasjax.atlas import render_atlas
 from atlasjax.atlas import variants
 
 
@@ -35,6 +37,13 @@ def main(argv):
                          f"{model.default_layer},{model.cam_layer}.")
   layer_a, layer_b = config.collect.layers
   workdir = cli.output_dir(af.workdir(model, config), "--workdir")
+  # Every setting is checked before anything is collected or written.
+  for layer in (layer_a, layer_b):
+    layout.check_config(dataclasses.replace(config.layout, layer=layer))
+    render_atlas.check_config(dataclasses.replace(config.atlas, layer=layer),
+                              model)
+  variants.check_collection(config.collect, model, params, af.images_folder(),
+                            workdir)
   collection = variants.ensure_collection(
       config.collect, model, params, af.images_folder(), workdir, labels)
   if not {layer_a, layer_b} <= set(collection.layers):

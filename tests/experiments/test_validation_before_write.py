@@ -6,7 +6,8 @@ run changed the work directory. Each case here hashes every file of a real
 GoogLeNet work directory (collected by ``collect.py`` on four photos), runs a
 script with a bad setting, and checks: one ``error:`` line, exit status 2,
 and the work directory byte-identical; then the corrected run succeeds.
-``atlas.py`` and ``class_atlas.py`` are checked the same way.
+``atlas.py``, ``class_atlas.py``, ``compare_classes.py`` and
+``compare_layers.py`` are checked the same way.
 """
 
 import hashlib
@@ -107,6 +108,12 @@ def _atlas_and_class_atlas_refused(run_script, work, photos):
                            before, "--fit_sample=2")
   assert_refused_untouched(run_script("class_atlas", *common, "--class=goldfish",
                                       "--top_k=-1"), work, before, "--top_k")
+  assert_refused_untouched(run_script("compare_classes", *common, "--left=goldfish",
+                                      "--right=wok", "--top_k=-1"), work, before,
+                           "--top_k")
+  assert_refused_untouched(run_script("compare_layers", f"--workdir={work}",
+                                      f"--images={photos}", "--layers=mixed3a,mixed3b",
+                                      "--steps=0"), work, before, "--steps=0")
   # A data problem found later (no attributions collected) also leaves it.
   assert_refused_untouched(run_script("class_atlas", *common, "--class=goldfish"),
                            work, before, "attributions")
