@@ -23,6 +23,7 @@ import numpy as np
 
 import cli
 from atlasjax import images as images_lib
+from atlasjax import workdir as workdir_lib
 from atlasjax.classic import examples
 from atlasjax.optvis import objectives
 from atlasjax.optvis import render as render_lib
@@ -126,8 +127,8 @@ def main(argv):
                      for q, i in zip(quantiles, spectrum)],
         "mean_score": float(np.nanmean(found.scores[:, d])),
     }
-  with open(os.path.join(out_dir, f"examples_{layer.name}.json"), "w") as f:
-    json.dump(summary, f, indent=2)
+  workdir_lib.write_json(os.path.join(out_dir, f"examples_{layer.name}.json"),
+                         summary, indent=2)
   print(json.dumps({k: summary[k] for k in
                     ("layer", "stride", "crop", "n_images", "skipped")}))
 
