@@ -18,6 +18,7 @@ import vit_toy as toy
 from atlasjax import models
 from atlasjax.atlas import collect
 from atlasjax.models import base, flax_adapter
+from atlasjax.models import vit as vit_zoo
 
 # Layer names per dialect: (block output, MLP hidden = gelu(fc1), fc1, block prefix).
 NAMES = {
@@ -234,3 +235,28 @@ def test_big_vision_tuple_of_nested_outputs_is_read_as_is():
   np.testing.assert_allclose(model.apply(params, x)["encoder/block00/+mlp"],
                              out["encoder"]["block00"]["+mlp"].reshape(2, toy.GRID, toy.GRID, -1),
                              rtol=1e-6)
+
+
+def test_default_layer_is_the_middle_mlp_hidden_layer(vit):
+  """Ghiasi's unit in the middle block, as the zoo's ViTs (not a LayerNorm)."""
+  kind, (model, _, _, _) = vit
+  assert model.default_layer == _name(kind, "hidden", toy.DEPTH // 2)
+
+
+def test_default_layer_without_mlp_hidden_layers_is_the_middle_block(linen_vit):
+  """With no ``:input`` MLP hidden layer, the residual stream: the blocks'
+  outputs (not their sub-layers, not the final norm)."""
+  _, _, module, variables = linen_vit
+  model, _ = models.from_flax(
+      module, variables, input_size=toy.SIZE,
+      layers=("patch_embed", "block0", "block0/fc1", "block1/ln2", "block1",
+              "block2", "norm", "logits"))
+  assert model.default_layer == "block1"
+
+
+def test_zoo_vit_default_is_the_adapters_rule():
+  """vit.build gives no default layer: the adapter's rule finds
+  ``block{depth//2}/mlp/fc2:input`` (an odd depth: the middle block)."""
+  spec = vit_zoo.ViTSpec(name="vit_default_test", width=16, depth=5, mlp_dim=32,
+                         num_heads=2, patch=8, image_size=16, num_classes=3)
+  assert vit_zoo.build(spec).default_layer == "block2/mlp/fc2:input"
