@@ -17,6 +17,7 @@ from flax import nnx
 import vit_toy as toy
 from atlasjax import models
 from atlasjax.atlas import collect
+from atlasjax.classic import attribution
 from atlasjax.models import base, flax_adapter
 from atlasjax.models import vit as vit_zoo
 
@@ -26,6 +27,7 @@ NAMES = {
     "nnx": dict(block="blocks/{}", hidden="blocks/{}/mlp/fc2:input", fc1="blocks/{}/mlp/fc1"),
 }
 STRIDE = toy.SIZE // toy.GRID
+_LAST = f"block{toy.DEPTH - 1}"             # the linen ViT's last block
 
 
 @pytest.fixture(scope="module")
@@ -260,3 +262,39 @@ def test_zoo_vit_default_is_the_adapters_rule():
   spec = vit_zoo.ViTSpec(name="vit_default_test", width=16, depth=5, mlp_dim=32,
                          num_heads=2, patch=8, image_size=16, num_classes=3)
   assert vit_zoo.build(spec).default_layer == "block2/mlp/fc2:input"
+
+
+def test_grad_cam_reached_layers_agree_with_large_perturbations(linen_vit):
+  """With a CLS-token head the last block's patch tokens reach no logit (only
+  the final per-token LayerNorm reads them), so Grad-CAM there is zero by
+  construction. Checked independently of gradients: a large offset on a
+  layer the logits do not depend on leaves them as they are; on a reached
+  layer it moves them."""
+  model, params, _, _ = linen_vit
+  images, classes = _images(), jnp.array([1, 4])
+  layers = (_LAST, f"{_LAST}/ln1", f"{_LAST}/attn", "block1", "norm")
+  reached = attribution.reached_layers(model, params, images, classes, layers)
+  assert reached == (f"{_LAST}/ln1", "block1")
+
+  @jax.jit
+  def moved(params, images):
+    plain = model.apply(params, images, layers=("logits",))["logits"]
+    grids = model.apply(params, images, layers=layers)
+    return {l: jnp.abs(model.apply(
+        params, images, layers=("logits",),
+        perturb={l: 10.0 * jax.random.normal(jax.random.PRNGKey(4), g.shape)}
+    )["logits"] - plain).max() for l, g in grids.items()}
+
+  for layer, change in moved(params, images).items():
+    assert (change > 1e-2) == (layer in reached) and (change < 1e-5 or change > 1e-2), (
+        layer, change)
+
+
+def test_grad_cam_deepest_reached_layer_is_the_last_blocks_ln1(linen_vit, toy):
+  model, params, _, _ = linen_vit
+  images, classes = _images(), jnp.array([1, 4])
+  assert attribution.deepest_reached_layer(model, params, images, classes) == f"{_LAST}/ln1"
+  # A GAP-head CNN: its last spatial (perturbable) layer, as Grad-CAM's paper.
+  cnn, cnn_params = toy
+  x = jax.random.uniform(jax.random.PRNGKey(5), (2, 16, 16, 3))
+  assert attribution.deepest_reached_layer(cnn, cnn_params, x, classes) == "conv2"
