@@ -556,6 +556,9 @@ def from_flax(module, variables=None, *, layers: Sequence[str] | None = None,
       linen/NNX modules (interception perturbs any of them), whatever the module
       declares for native ones (``None`` = let the module check).
     default_layer, cam_layer, classifier: see :class:`~atlasjax.models.base.Model`.
+      ``default_layer`` defaults to a mid-network layer: on a transformer the
+      middle block's MLP hidden layer after its nonlinearity (else the middle
+      block's output), otherwise the middle stride-16 spatial output.
     metadata_params: params to trace the metadata with when ``variables`` is
       None (native modules registered before their weights are loaded).
     token_grid: ``(h, w)``, the patch grid of a transformer's ``[B, P + h·w, D]``
