@@ -44,11 +44,11 @@ _CMAP = flags.DEFINE_string("cmap", plotting.DEFAULT_CMAP, "Colormap.")
 def _probabilities(model, params, image):
   """``(logits, probs)`` of one image; ``probs`` is softmax(logits) for a
   model without a ``probs`` output (a ViT's head gives logits only)."""
-  if "probs" in model.layer_names:
-    out = model.apply(params, image, layers=("logits", "probs"))
-    return out["logits"][0], out["probs"][0]
-  logits = model.apply(params, image, layers=("logits",))["logits"][0]
-  return logits, jax.nn.softmax(logits)
+  has_probs = "probs" in model.layer_names
+  layers = ("logits", "probs") if has_probs else ("logits",)
+  out = jax.jit(lambda p, x: model.apply(p, x, layers=layers))(params, image)
+  logits = out["logits"][0]
+  return logits, out["probs"][0] if has_probs else jax.nn.softmax(logits)
 
 
 def _grad_cam_layers(model, params, image, classes):

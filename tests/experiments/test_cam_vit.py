@@ -20,12 +20,19 @@ from atlasjax.models import vit
 DEPTH = vit.DISTILLED.depth
 
 
+def _random_variables(spec, seed=0):
+  """Random weights of the zoo ViT without compiling its init (NumPy draws in
+  the parameter shapes; LayerNorm scales 1; the head random, not big_vision's
+  zeros, so that gradients reach the layers)."""
+  rng = np.random.default_rng(seed)
+  return jax.tree_util.tree_map_with_path(
+      lambda path, s: (np.ones(s.shape, s.dtype) if "scale" in jax.tree_util.keystr(path)
+                       else (0.1 * rng.standard_normal(s.shape)).astype(s.dtype)),
+      vit.param_shapes(spec))
+
+
 def test_cam_on_a_cls_token_vit(run_script, tmp_path, sample_dir):
-  variables = vit.init(jax.random.PRNGKey(0), vit.DISTILLED)
-  head = variables["params"]["head"]["kernel"]  # big_vision initialises it to zeros
-  variables["params"]["head"]["kernel"] = 0.1 * jax.random.normal(jax.random.PRNGKey(1),
-                                                                  head.shape)
-  weights = vit.save_npz(variables, tmp_path / "distilled.npz")
+  weights = vit.save_npz(_random_variables(vit.DISTILLED), tmp_path / "distilled.npz")
   photo = sorted(sample_dir.glob("*.jpg"))[0]
   out = tmp_path / "cam"
   r = run_script("cam", "--model=vit_distilled", f"--weights={weights}",
@@ -42,8 +49,8 @@ def test_cam_on_a_cls_token_vit(run_script, tmp_path, sample_dir):
   # softmax(logits) of the same forward pass, recomputed independently.
   model, params = models.load("vit_distilled", weights=weights)
   image = images_lib.load_for_model(str(photo), model.input_size)[None]
-  logits = np.asarray(model.apply(params, image, layers=("logits",))["logits"][0],
-                      np.float64)
+  forward = jax.jit(lambda p, x: model.apply(p, x, layers=("logits",))["logits"])
+  logits = np.asarray(forward(params, image)[0], np.float64)
   probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
   assert info["class"] == int(np.argmax(logits))
   np.testing.assert_allclose(info["prob"], probs[info["class"]], rtol=1e-4)
