@@ -32,9 +32,18 @@ dimension numbers are not canonical becomes ``transpose → canonical
 convolution → transpose`` (identity transposes omitted). The values are the
 same convolution; only the memory layout of the operands changes.
 Transposes of loop-invariant kernels (the network's weights) are hoisted out
-of the loop by XLA. Grouped (depthwise) convolutions are left as written:
-XLA:CPU has no fast kernel for them in either layout, and transposing their
-operands measured 2.4× slower on EfficientNet-Lite0.
+of the loop by XLA. Two kinds of convolution are left as written, because
+the canonical layout measured slower for them (bench/RESULTS.md):
+
+* grouped (depthwise) convolutions: XLA:CPU has no fast kernel for them in
+  either layout, and transposing their operands made EfficientNet-Lite0's
+  render step 2.4× slower;
+* the input gradient of a *patchify* convolution (a Vision Transformer's
+  patch embedding: stride equal to the kernel size), which JAX's transpose
+  rule emits as a convolution whose input dilation equals its kernel's
+  spatial size (:func:`is_patchify_transpose`). Its input is mostly the
+  zeros of the dilation; in the canonical layout it cost ViT-Ti's gradient
+  in a scan 9–17 %, and it is the only convolution in a ViT's gradient.
 
 Max pooling's gradient
 ----------------------
@@ -102,6 +111,21 @@ def is_canonical(dimension_numbers) -> bool:
   io = (*range(nd),)
   return (_canonical_order(lhs) == io and _canonical_order(out) == io
           and _kernel_order(rhs) == io)
+
+
+def is_patchify_transpose(eqn) -> bool:
+  """Whether a convolution is the input gradient of a patchify convolution.
+
+  A convolution with stride ``s`` equal to its kernel size ``k`` (each patch
+  read once, as a ViT's patch embedding) has as input gradient a convolution
+  over the cotangent dilated by ``s`` with the flipped ``k``-sized kernel:
+  ``lhs_dilation`` equal to the kernel's spatial shape, above 1.
+  """
+  p = eqn.params
+  rhs_spec = p["dimension_numbers"].rhs_spec
+  kernel = tuple(eqn.invars[1].aval.shape[d] for d in rhs_spec[2:])
+  dilation = tuple(p["lhs_dilation"] or (1,) * len(kernel))
+  return dilation == kernel and any(k > 1 for k in kernel)
 
 
 def _canonical_conv(eqn, lhs, rhs):
@@ -199,11 +223,11 @@ def _evaluate(jaxpr, consts, args, rules, prefix) -> list:
 
 def _conv_rule(eqn, lhs, rhs):
   p = eqn.params
-  # Grouped (e.g. depthwise) convolutions are left as they are: XLA:CPU has
-  # no fast kernel for them in either layout, and transposing their operands
-  # made EfficientNet-Lite0's render step 2.4x slower (bench/RESULTS.md).
+  # Grouped (e.g. depthwise) convolutions and patchify input gradients are
+  # left as they are: in the canonical layout they ran slower (EfficientNet-
+  # Lite0's render step 2.4x, ViT-Ti's gradient 9-17 %; bench/RESULTS.md).
   if (is_canonical(p["dimension_numbers"]) or p["feature_group_count"] != 1
-      or p["batch_group_count"] != 1):
+      or p["batch_group_count"] != 1 or is_patchify_transpose(eqn)):
     return jaxprs.bind(eqn, [lhs, rhs])
   return _canonical_conv(eqn, lhs, rhs)
 

@@ -12,6 +12,7 @@ from atlasjax import xla_cpu
 from atlasjax.optvis import objectives as obj
 from atlasjax.optvis import render
 import toy_model
+import vit_toy
 
 # dim_labels of every convolution in XLA's optimised HLO, e.g. "b01f_01io->b01f".
 _DIM_LABELS = re.compile(r"convolution\(.*?dim_labels=([a-z0-9]+_[a-z0-9]+->[a-z0-9]+)")
@@ -22,18 +23,22 @@ def _conv_labels(compiled) -> list[str]:
   return _DIM_LABELS.findall(compiled.as_text())
 
 
-def _jaxpr_convs(fn, *args):
+def _jaxpr_conv_eqns(fn, *args):
   found = []
 
   def walk(jaxpr):
     for eqn in jaxpr.eqns:
       if eqn.primitive.name == "conv_general_dilated":
-        found.append(eqn.params["dimension_numbers"])
+        found.append(eqn)
       for v in eqn.params.values():
         if isinstance(v, jax.extend.core.ClosedJaxpr):
           walk(v.jaxpr)
   walk(jax.make_jaxpr(fn)(*args).jaxpr)
   return found
+
+
+def _jaxpr_convs(fn, *args):
+  return [e.params["dimension_numbers"] for e in _jaxpr_conv_eqns(fn, *args)]
 
 
 CASES = [
@@ -186,3 +191,56 @@ def test_renderer_with_and_without_the_cpu_rewrite_agree():
                       config=cfg.__class__(**{**cfg.__dict__, "cpu_rewrite": False}))
   np.testing.assert_allclose(on.images, off.images, atol=1e-5)
   np.testing.assert_allclose(on.losses, off.losses, rtol=1e-5, atol=1e-6)
+
+
+def test_patchify_input_gradient_is_left_as_written():
+  """A ViT's only gradient convolution (the patch embedding's) stays as JAX wrote it.
+
+  In XLA:CPU's canonical layout it ran slower (ViT-Ti's gradient in a scan
+  9-17 %, bench/RESULTS.md), unlike GoogLeNet's convolutions. Traced with
+  abstract weights (nothing compiled) on the toy ViT.
+  """
+  module = vit_toy.LinenViT()
+  x = jax.ShapeDtypeStruct((2, vit_toy.SIZE, vit_toy.SIZE, 3), jnp.float32)
+  variables = jax.eval_shape(module.init, jax.random.PRNGKey(0), x)
+  grad = jax.grad(lambda x, v: module.apply(v, x)[:, 3].sum())
+  before = _jaxpr_conv_eqns(grad, x, variables)
+  after = _jaxpr_conv_eqns(xla_cpu.rewrite(grad), x, variables)
+  transposes = [e for e in before if xla_cpu.is_patchify_transpose(e)]
+  assert len(transposes) == 1 and not xla_cpu.is_canonical(
+      transposes[0].params["dimension_numbers"])
+  assert transposes[0].params["lhs_dilation"] == (vit_toy.PATCH, vit_toy.PATCH)
+  assert ([e.params["dimension_numbers"] for e in after]
+          == [e.params["dimension_numbers"] for e in before])
+
+
+@pytest.mark.parametrize("stride", [4, 2])
+def test_only_the_transpose_of_a_patchify_convolution_is_exempt(stride):
+  """Kernel 4: stride 4 is a patchify (left as written), stride 2 overlaps (rewritten)."""
+  k = jax.random.split(jax.random.PRNGKey(5))
+  x = jax.random.normal(k[0], (2, 12, 8, 3))
+  w = jax.random.normal(k[1], (4, 4, 3, 5))
+  conv = lambda x: lax.conv_general_dilated(x, w, (stride, stride), "VALID",
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  grad = jax.grad(lambda x: jnp.sin(conv(x)).sum())
+  (transpose,) = _jaxpr_conv_eqns(grad, x)[1:]    # [forward, input gradient]
+  assert xla_cpu.is_patchify_transpose(transpose) == (stride == 4)
+  (rewritten,) = _jaxpr_convs(xla_cpu.rewrite(grad), x)[1:]
+  assert xla_cpu.is_canonical(rewritten) == (stride != 4)
+  np.testing.assert_allclose(jax.jit(xla_cpu.rewrite(grad))(x), jax.jit(grad)(x),
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_googlenet_gradient_convolutions_are_all_still_rewritten(googlenet):
+  """The patchify exception changes nothing for GoogLeNet: every convolution of
+  its input gradient (the stride-2 7x7 stem's ``lhs_dilation=2`` one included)
+  is non-canonical as JAX writes it and canonical after the rewrite."""
+  model, params = googlenet
+  x = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
+  grad = jax.grad(lambda x: model.apply(params, x, layers=("mixed3b",))["mixed3b"].mean())
+  before, after = _jaxpr_conv_eqns(grad, x), _jaxpr_conv_eqns(xla_cpu.rewrite(grad), x)
+  assert not any(xla_cpu.is_patchify_transpose(e) for e in before)
+  assert any(e.params["lhs_dilation"] == (2, 2) for e in before)
+  assert sum(not xla_cpu.is_canonical(e.params["dimension_numbers"]) for e in before) > 0
+  assert len(after) == len(before)
+  assert all(xla_cpu.is_canonical(e.params["dimension_numbers"]) for e in after)

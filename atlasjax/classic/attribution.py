@@ -13,6 +13,10 @@ All functions are pure, take a batch (``images [B, H, W, 3]`` RGB in [0, 1],
   head. Its mean over positions plus the class bias is exactly the logit.
 * :func:`grad_cam`: ``relu(sum_k alpha_k A_k)`` with ``alpha_k`` the spatial mean
   of ``d logit_c / d A_k`` (Selvaraju et al. 2017), at any spatial layer.
+  :func:`reached_layers` tells which layers the class logits depend on at
+  all: with a CLS-token head (a ViT) the last block's patch tokens reach no
+  logit, so Grad-CAM there is zero by construction;
+  :func:`deepest_reached_layer` is the deepest layer where it is not.
 
 Gradients w.r.t. a layer use the model protocol's ``perturb`` argument: an
 additive offset on the layer's output, whose derivative at zero is the gradient
@@ -103,6 +107,65 @@ def saliency_map(gradients, reduce: str = "max_abs"):
 
 # ---------------------------------------------------------------------------
 # Gradients w.r.t. an intermediate layer.
+
+@functools.partial(jax.jit, static_argnames=("model", "layers"))
+def _reach(model: base.Model, params, images, classes, layers: tuple[str, ...]):
+  shapes = jax.eval_shape(lambda p, x: model.apply(p, x, layers=layers), params, images)
+
+  def score(offsets):
+    outputs = model.apply(params, images, layers=(*layers, LOGITS), perturb=offsets)
+    return _class_scores(outputs[LOGITS], classes).sum()
+
+  grads = jax.grad(score)({n: jnp.zeros(s.shape, s.dtype) for n, s in shapes.items()})
+  return {n: jnp.any(g != 0) for n, g in grads.items()}
+
+
+def reached_layers(model: base.Model, params, images, classes,
+                   layers=None) -> tuple[str, ...]:
+  """Those of ``layers`` whose gradient of the class logits is not all zero.
+
+  One backward pass with a zero ``perturb`` offset on every layer at once.
+  A layer that no logit reads (exactly zero gradient: JAX's derivative of
+  an unused value) gets a Grad-CAM that is zero by construction — a
+  CLS-token ViT's last block, whose patch tokens only the final per-token
+  LayerNorm reads before the head takes the CLS token.
+
+  Args:
+    model, params, images, classes: as for :func:`grad_cam`.
+    layers: layer names (default: every perturbable spatial layer).
+
+  Returns:
+    The reached layers, in the order given (network order by default).
+  """
+  if layers is None:
+    perturbable = model.perturbable
+    layers = tuple(l.name for l in model.layers if l.spatial
+                   and (perturbable is None or l.name in perturbable))
+  layers = model.check_perturbable(tuple(layers))
+  reached = _reach(model, params, images, classes, layers)
+  return tuple(n for n in layers if bool(reached[n]))
+
+
+def deepest_reached_layer(model: base.Model, params, images, classes,
+                          reached: tuple[str, ...] | None = None) -> str:
+  """The deepest perturbable spatial layer the class logits depend on.
+
+  Grad-CAM's usual layer is the last convolutional one (Selvaraju et al.
+  2017); this generalises it to networks whose last spatial layers do not
+  reach the logits. On a CLS-token ViT it is the last block's first
+  LayerNorm (the keys and values the CLS token attends to, the layer
+  pytorch-grad-cam recommends for ViTs); on a GAP-head CNN, the last
+  spatial layer. ``reached``: :func:`reached_layers`' answer for every
+  perturbable spatial layer, where the caller already has it.
+  """
+  if reached is None:
+    reached = reached_layers(model, params, images, classes)
+  if not reached:
+    raise ValueError(f"No spatial layer of {model.name!r} reaches the logits "
+                     "(is its classifier all zeros, e.g. an untrained big_vision "
+                     "head?); pass Grad-CAM layers explicitly.")
+  return reached[-1]
+
 
 def layer_gradient(model: base.Model, params, images, layer: str,
                    score_fn):

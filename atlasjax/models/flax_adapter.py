@@ -75,9 +75,11 @@ programs compiled before.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import inspect
+import re
 from typing import Any, Callable, Hashable, Sequence
 
 import flax.linen as nn
@@ -99,6 +101,8 @@ MAX_PREFIX_TOKENS = 32
 # The fixed-input-size probe: a module that fails at this multiple of its
 # input size accepts only that size.
 FIXED_SIZE_PROBE = 2
+# A block's index at the end of its name: ``block7``, ``blocks/7``.
+_BLOCK_NUMBER = re.compile(r"\d+$")
 # How a fixed-size model resamples other sizes (antialiased when shrinking).
 RESAMPLE_METHOD = "linear"
 
@@ -456,14 +460,46 @@ def is_fixed_input_size(apply, params, input_size: int) -> bool:
   return not _runs(apply, params, FIXED_SIZE_PROBE * input_size)
 
 
-def _default_layer(layers: tuple[base.Layer, ...]) -> str | None:
-  """A mid-network spatial layer: the middle one of the stride-16 outputs."""
+def _default_layer(layers: tuple[base.Layer, ...], token_layers) -> str | None:
+  """A mid-network layer: the middle one of the first rule that finds any.
+
+  1. A transformer's MLP hidden layers after their nonlinearity (Ghiasi et
+     al. 2022's unit): token-grid module inputs (``"<path>:input"``, values
+     computed by a function between modules) wider than the first token
+     layer (the residual stream's width) — ``block{depth//2}/…/fc2:input``,
+     as for the zoo's ViTs.
+  2. A transformer's residual stream: the blocks' outputs, i.e. token-grid
+     outputs with no token-grid ancestor in their module path whose names
+     differ only by a trailing number (``block0``…, ``blocks/0``…; the
+     final ``norm`` is not a block).
+  3. Any other network: the middle stride-16 spatial output (GoogLeNet's
+     ``mixed4c`` depth).
+
+  ``token_layers`` are the names of the token-grid layers.
+  """
+  tokens = [l for l in layers if l.name in token_layers]
+  if tokens:
+    hidden = [l.name for l in tokens
+              if l.name.endswith(INPUT_SUFFIX) and l.depth > tokens[0].depth]
+    names = {l.name for l in tokens}
+    stream = [l.name for l in tokens if not l.name.endswith(INPUT_SUFFIX)
+              and not any(a in names for a in _ancestors(l.name))]
+    stems = collections.Counter(_BLOCK_NUMBER.sub("", n) for n in stream)
+    blocks = [n for n in stream if stems[_BLOCK_NUMBER.sub("", n)] > 1]
+    candidates = hidden or blocks or stream or [l.name for l in tokens]
+    return candidates[len(candidates) // 2]
   spatial = [l for l in layers if l.spatial]
   if not spatial:
     return None
   target = min({l.stride for l in spatial}, key=lambda s: abs(s - 16))
   candidates = [l.name for l in spatial if l.stride == target]
   return candidates[len(candidates) // 2]
+
+
+def _ancestors(name: str) -> list[str]:
+  """Module paths above ``name``: ``"a/b/c"`` -> ``["a", "a/b"]``."""
+  parts = name.split(PATH_SEP)
+  return [PATH_SEP.join(parts[:i]) for i in range(1, len(parts))]
 
 
 # ---------------------------------------------------------------------------
@@ -520,6 +556,9 @@ def from_flax(module, variables=None, *, layers: Sequence[str] | None = None,
       linen/NNX modules (interception perturbs any of them), whatever the module
       declares for native ones (``None`` = let the module check).
     default_layer, cam_layer, classifier: see :class:`~atlasjax.models.base.Model`.
+      ``default_layer`` defaults to a mid-network layer: on a transformer the
+      middle block's MLP hidden layer after its nonlinearity (else the middle
+      block's output), otherwise the middle stride-16 spatial output.
     metadata_params: params to trace the metadata with when ``variables`` is
       None (native modules registered before their weights are loaded).
     token_grid: ``(h, w)``, the patch grid of a transformer's ``[B, P + h·w, D]``
@@ -562,7 +601,7 @@ def from_flax(module, variables=None, *, layers: Sequence[str] | None = None,
       input_size=input_size, min_size=min_size, fixed_input_size=fixed_input_size,
       relu_twins=tuple(tuple(p) for p in relu_twins),
       perturbable=None if perturbable is None else tuple(perturbable),
-      default_layer=default_layer or _default_layer(model_layers),
+      default_layer=default_layer or _default_layer(model_layers, grids),
       cam_layer=cam_layer, classifier=tuple(classifier) if classifier else None,
       key=key)
   return model, params

@@ -251,19 +251,20 @@ def build(spec: ViTSpec) -> base.Model:
   Layers, strides and the token grid are inferred by
   :func:`~atlasjax.models.from_flax` (no layer table): each ``[B, P + h·w, D]``
   token output becomes a ``[B, h, w, D]`` layer with the prefix tokens
-  dropped, and any input size is resized to ``image_size``. The default layer is
-  the middle block's MLP hidden layer after GELU; CAM applies only to a GAP
-  head (with a CLS head the logits do not average the token grid).
+  dropped, and any input size is resized to ``image_size``. The default layer,
+  inferred by the adapter's rule for any transformer, is the middle block's
+  MLP hidden layer after GELU, ``block{depth//2}/mlp/fc2:input``; CAM applies
+  only to a GAP head (with a CLS head the logits do not average the token
+  grid).
   """
   from atlasjax.models import flax_adapter  # imports models' users
-  middle = f"block{spec.depth // 2}/mlp/fc2:input"
   return flax_adapter.from_flax(
       ViT(spec), None, name=spec.name, input_size=spec.image_size,
       # The learned position embedding fixes the grid: the adapter resizes
       # every other input size to image_size.
       fixed_input_size=True,
       input_convention=flax_adapter.Normalize(mean=INPUT_MEAN, std=INPUT_STD),
-      default_layer=middle, cam_layer=NORM if spec.pool == "gap" else None,
+      cam_layer=NORM if spec.pool == "gap" else None,
       classifier=("params", HEAD),
       metadata_params=param_shapes(spec))[0]
 

@@ -17,7 +17,9 @@ from flax import nnx
 import vit_toy as toy
 from atlasjax import models
 from atlasjax.atlas import collect
+from atlasjax.classic import attribution
 from atlasjax.models import base, flax_adapter
+from atlasjax.models import vit as vit_zoo
 
 # Layer names per dialect: (block output, MLP hidden = gelu(fc1), fc1, block prefix).
 NAMES = {
@@ -25,6 +27,7 @@ NAMES = {
     "nnx": dict(block="blocks/{}", hidden="blocks/{}/mlp/fc2:input", fc1="blocks/{}/mlp/fc1"),
 }
 STRIDE = toy.SIZE // toy.GRID
+_LAST = f"block{toy.DEPTH - 1}"             # the linen ViT's last block
 
 
 @pytest.fixture(scope="module")
@@ -234,3 +237,64 @@ def test_big_vision_tuple_of_nested_outputs_is_read_as_is():
   np.testing.assert_allclose(model.apply(params, x)["encoder/block00/+mlp"],
                              out["encoder"]["block00"]["+mlp"].reshape(2, toy.GRID, toy.GRID, -1),
                              rtol=1e-6)
+
+
+def test_default_layer_is_the_middle_mlp_hidden_layer(vit):
+  """Ghiasi's unit in the middle block, as the zoo's ViTs (not a LayerNorm)."""
+  kind, (model, _, _, _) = vit
+  assert model.default_layer == _name(kind, "hidden", toy.DEPTH // 2)
+
+
+def test_default_layer_without_mlp_hidden_layers_is_the_middle_block(linen_vit):
+  """With no ``:input`` MLP hidden layer, the residual stream: the blocks'
+  outputs (not their sub-layers, not the final norm)."""
+  _, _, module, variables = linen_vit
+  model, _ = models.from_flax(
+      module, variables, input_size=toy.SIZE,
+      layers=("patch_embed", "block0", "block0/fc1", "block1/ln2", "block1",
+              "block2", "norm", "logits"))
+  assert model.default_layer == "block1"
+
+
+def test_zoo_vit_default_is_the_adapters_rule():
+  """vit.build gives no default layer: the adapter's rule finds
+  ``block{depth//2}/mlp/fc2:input`` (an odd depth: the middle block)."""
+  spec = vit_zoo.ViTSpec(name="vit_default_test", width=16, depth=5, mlp_dim=32,
+                         num_heads=2, patch=8, image_size=16, num_classes=3)
+  assert vit_zoo.build(spec).default_layer == "block2/mlp/fc2:input"
+
+
+def test_grad_cam_reached_layers_agree_with_large_perturbations(linen_vit):
+  """With a CLS-token head the last block's patch tokens reach no logit (only
+  the final per-token LayerNorm reads them), so Grad-CAM there is zero by
+  construction. Checked independently of gradients: a large offset on a
+  layer the logits do not depend on leaves them as they are; on a reached
+  layer it moves them."""
+  model, params, _, _ = linen_vit
+  images, classes = _images(), jnp.array([1, 4])
+  layers = (_LAST, f"{_LAST}/ln1", "norm")
+  reached = attribution.reached_layers(model, params, images, classes, layers)
+  assert reached == (f"{_LAST}/ln1",)
+
+  @jax.jit
+  def moved(params, images):
+    plain = model.apply(params, images, layers=("logits",))["logits"]
+    grids = model.apply(params, images, layers=layers)
+    return {l: jnp.abs(model.apply(
+        params, images, layers=("logits",),
+        perturb={l: 10.0 * jax.random.normal(jax.random.PRNGKey(4), g.shape)}
+    )["logits"] - plain).max() for l, g in grids.items()}
+
+  for layer, change in moved(params, images).items():
+    assert (change > 1e-2) == (layer in reached) and (change < 1e-5 or change > 1e-2), (
+        layer, change)
+
+
+def test_grad_cam_deepest_reached_layer_is_the_last_blocks_ln1(linen_vit, toy):
+  model, params, _, _ = linen_vit
+  images, classes = _images(), jnp.array([1, 4])
+  assert attribution.deepest_reached_layer(model, params, images, classes) == f"{_LAST}/ln1"
+  # A GAP-head CNN: its last spatial (perturbable) layer, as Grad-CAM's paper.
+  cnn, cnn_params = toy
+  x = jax.random.uniform(jax.random.PRNGKey(5), (2, 16, 16, 3))
+  assert attribution.deepest_reached_layer(cnn, cnn_params, x, classes) == "conv2"
