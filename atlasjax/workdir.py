@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 import secrets
 from typing import Any, Callable, Iterator, Sequence
 
@@ -51,6 +52,17 @@ class WorkdirError(RuntimeError):
 
 # ---------------------------------------------------------------------------
 # Atomic writes.
+
+def file_name(name: str) -> str:
+  """``name`` (e.g. a layer ``block1/fc2:input``) as one safe path component.
+
+  Every character outside ``[A-Za-z0-9_.-]`` becomes ``~`` and its code in
+  hex (``block1~2ffc2~3ainput``): injective (``~`` itself is escaped), a
+  single component (no ``/``), and URL-safe, so the viewer can load it as is.
+  GoogLeNet's names (``mixed4c``) are unchanged.
+  """
+  return re.sub(r"[^A-Za-z0-9_.-]", lambda m: f"~{ord(m.group()):02x}", name)
+
 
 def temporary_name(path: os.PathLike | str) -> pathlib.Path:
   """A temporary name beside ``path``, unique across processes and threads."""

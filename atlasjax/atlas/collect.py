@@ -658,7 +658,7 @@ class Collection:
     Written once by streaming the shards, so memory stays bounded.
     """
     self.check_layer(layer)
-    path = self.folder / f"vectors_{layer}.npy"
+    path = self.folder / f"vectors_{workdir_lib.file_name(layer)}.npy"
     n = self.manifest["samples"]
     if not path.exists():
       depth = None

@@ -49,7 +49,8 @@ def _atlas_is_current(path: pathlib.Path, config: render_atlas.AtlasConfig,
 
 def layer_paths(layer: str, main: bool) -> tuple[str, str]:
   """(layout folder, file prefix) of a layer's outputs in the work directory."""
-  return (layout_lib.LAYOUT_DIR, "") if main else (f"layout_{layer}", f"{layer}.")
+  safe = workdir_lib.file_name(layer)
+  return (layout_lib.LAYOUT_DIR, "") if main else (f"layout_{safe}", f"{safe}.")
 
 
 def run(config: PipelineConfig, model: base.Model, params,

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from atlasjax import display
+from atlasjax import workdir as workdir_lib
 from atlasjax.atlas import render_atlas
 
 
@@ -37,7 +38,7 @@ class Atlas:
     workdir = pathlib.Path(workdir)
     path = workdir / render_atlas.ATLAS_JSON
     if layer is not None and not _is_main(path, layer):
-      path = workdir / f"{layer}.{render_atlas.ATLAS_JSON}"
+      path = workdir / f"{workdir_lib.file_name(layer)}.{render_atlas.ATLAS_JSON}"
     if not path.exists():
       raise FileNotFoundError(f"No atlas at {path}; build one with "
                               "experiments/atlas.py --workdir=" f"{workdir}")

@@ -162,3 +162,39 @@ def test_microscope_pages_skip_connections_through_attention(vit, tmp_path):
   index = microscope.write_site(model, config, tmp_path, layers, weights, [])
   assert index.is_file()
   assert (tmp_path / "microscope" / "data" / "block1" / "attn" / "out.js").is_file()
+
+
+class _LinearUmap:
+  """A deterministic stand-in for umap.UMAP: the layout's own numerics are
+  tested in tests/atlas; here only the ViT's path through the stages is."""
+
+  def __init__(self, **kwargs):
+    del kwargs
+
+  def fit_transform(self, x):
+    return np.asarray(x)[:, :2].astype(np.float32)
+
+
+def test_atlas_and_viewer_on_the_patch_grid(vit, photos, tmp_path, monkeypatch):
+  """pipeline.run on the MLP hidden layer of a ViT: collect (attributions) →
+  layout → grid → icons (rendered through the fixed-size resampling) → viewer."""
+  from atlasjax.atlas import layout, pipeline, render_atlas  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(layout, "_reducer", lambda *a, **k: _LinearUmap())
+  model, params = vit[:2]
+  config = pipeline.PipelineConfig(
+      collect=collect.CollectConfig(layers=(HIDDEN,), crops_per_image=2,
+                                    image_size=48, batch_size=16, shard_images=8),
+      layout=layout.LayoutConfig(layer=HIDDEN, n_neighbors=4),
+      atlas=render_atlas.AtlasConfig(layer=HIDDEN, grid_sizes=(2,),
+                                     min_density=(1,), icon_size=toy.SIZE,
+                                     steps=4, attempts=1, chunk_size=4),
+      viewer=True)
+  work = tmp_path / "work"
+  path = pipeline.run(config, model, params, pathlib.Path(photos[0]).parent, work)
+  import json  # pylint: disable=g-import-not-at-top
+  atlas = json.loads(path.read_text())
+  (grid,) = atlas["grids"]
+  assert atlas["layer"] == HIDDEN and len(grid["cells"]) >= 2
+  icons = [np.asarray(Image.open(work / c["icon"])) for c in grid["cells"]]
+  assert all(i.shape[:2] == (toy.SIZE, toy.SIZE) and i.std() > 0 for i in icons)
+  assert (work / "index.html").is_file()
