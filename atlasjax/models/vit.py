@@ -152,22 +152,16 @@ SPECS = {spec.name: spec for spec in (variant(s, p) for s in VARIANTS
 
 # A ViT small enough to train on a CPU in half an hour (bench/distill_vit.py
 # distils GoogLeNet into it): ViT-Ti's width and heads, 6 blocks, 16 px
-# patches at 112 px (a 7×7 token grid, GoogLeNet's mixed5b grid at 224 px), and
-# a GAP head, which the distillation folds from GoogLeNet's own classifier.
+# patches at 112 px (a 7×7 token grid), CLS head.
 DISTILLED = ViTSpec(name="vit_distilled", width=192, depth=6, mlp_dim=768,
-                    num_heads=3, patch=16, image_size=112, pool="gap")
+                    num_heads=3, patch=16, image_size=112)
 DISTILLED_FILE = "vit_distilled.npz"
 
 
 def distilled_dir() -> pathlib.Path:
-  """Where bench/distill_vit.py works and writes :data:`DISTILLED_FILE`.
-
-  ``vit_distilled_v2``: the session-6 student (dense feature distillation, GAP
-  head); the first one's folder, ``vit_distilled``, held a CLS-head student
-  that memorised its crops.
-  """
+  """Where bench/distill_vit.py works and writes :data:`DISTILLED_FILE`."""
   from atlasjax import data as data_lib  # data imports pooch; only here
-  return data_lib.cache_dir() / f"{DISTILLED.name}_v2"
+  return data_lib.cache_dir() / DISTILLED.name
 
 
 # ----------------------------------------------------------------------------
