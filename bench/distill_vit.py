@@ -332,7 +332,7 @@ def make_loss(spec, dense, fold_head, stats, classifier, temperature,
     logits, state = module.apply(
         params["vit"], vit_input(images),
         capture_intermediates=lambda m, _: m.name in wanted)
-    inter = state["intermediates"]
+    inter = state.get("intermediates", {})
     parts = {}
     for block, layer in dense.items():
       tokens = layer_norm(inter[block]["__call__"][0][:, spec.prefix_tokens:])
