@@ -29,6 +29,10 @@ student also learns *dense* targets, and sees mixed images:
   sees the mixed image, so every target is the teacher's answer to exactly
   what the student sees.
 
+Measured on the shared 2-core CPU (bench/RESULTS.md, issue 19 item 3,
+session 6): within half an hour neither the dense targets nor the mixed crops
+made the student generalise (held-out agreement 0/160, as for logits alone).
+
 Four phases, each resumable:
 
 1. **split**: a seeded permutation of the photos holds ``--holdout`` of them
