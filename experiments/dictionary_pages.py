@@ -7,8 +7,11 @@ Reads ``W/dictionary.npz`` and ``W/metrics.json`` (its layer), renders the
 chosen features (decoder directions, one batch), finds their top photos by
 code, and writes ``OUT/dictionary/<layer>/index.html`` plus one page per
 feature whose neuron links point at ``OUT/index.html#/unit/<layer>/<c>`` (a
-Microscope built in the same folder). ``--atlas`` also labels every grid of
-that atlas by its cells' strongest features.
+Microscope built in the same folder). The unit pages of that Microscope link
+back: each lists the features whose decoder rows weigh most on it (added to a
+site already there, or by the next ``experiments/microscope.py`` run).
+``--atlas`` also labels every grid of that atlas by its cells' strongest
+features.
 """
 
 import re

@@ -9,6 +9,9 @@ Microscope gives a neuron:
   running top-``k`` per feature;
 * :func:`strongest_neurons`: the channels its decoder row writes most
   (each a link to that unit's Microscope page, ``#/unit/<layer>/<c>``);
+* :func:`unit_features`: the other direction, the features whose decoder
+  rows weigh most on each channel, which the Microscope's unit pages list
+  (:func:`atlasjax.microscope.site.unit_feature_links`);
 * :func:`write_pages`: static HTML (no script, opens from disk): an index
   grid of every feature's render and one page per feature with its render,
   its top dataset crops and its strongest neurons;
@@ -35,12 +38,15 @@ from atlasjax import progress
 from atlasjax.classic import examples as examples_lib
 from atlasjax.features import sae
 from atlasjax.features import store
+from atlasjax.microscope import site
 from atlasjax.models import base
 
-PAGES_DIR = "dictionary"
+PAGES_DIR = site.FEATURE_PAGES_DIR
 LABELS_FILE = "dictionary_labels.json"
 DEFAULT_EXAMPLES = 9
 DEFAULT_NEURONS = 8
+# Dictionary features listed on each unit page.
+DEFAULT_UNIT_FEATURES = 8
 TILE = 96
 # Photos per forward pass in top_examples.
 BATCH = 8
@@ -102,6 +108,20 @@ def strongest_neurons(d: sae.Dictionary, feature: int,
   return [(int(c), float(row[c])) for c in order]
 
 
+def unit_features(d: sae.Dictionary, n: int = DEFAULT_UNIT_FEATURES
+                  ) -> list[list[tuple[int, float]]]:
+  """Per channel, ``(feature, weight)`` of the ``n`` largest ``|decoder[:, c]|``.
+
+  The weights are in the layer's units (``decoder · input_scale``), the
+  same numbers :func:`strongest_neurons` gives from the feature's side;
+  ties keep the lower feature first.
+  """
+  columns = np.asarray(d.decoder).T * d.input_scale        # [C, F]
+  order = np.argsort(-np.abs(columns), axis=1, kind="stable")[:, :n]
+  return [[(int(f), round(float(columns[c, f]), site.KERNEL_DECIMALS))
+           for f in order[c]] for c in range(len(columns))]
+
+
 def example_crops(found: TopExamples, feature: int, crop: int,
                   size: int) -> list[np.ndarray]:
   """The feature's top photos cropped around the peak, ``TILE`` px each."""
@@ -122,17 +142,42 @@ def _page(title: str, body: str) -> str:
           "font-size:11px}</style>" + body)
 
 
+def _site_index(layer: str) -> str:
+  """``out/index.html`` relative to ``out/dictionary/<layer>/``."""
+  return "../" * (1 + len(pathlib.PurePosixPath(layer).parts)) + "index.html"
+
+
+def write_unit_links(out: os.PathLike | str, layer: str, d: sae.Dictionary,
+                     n: int = DEFAULT_UNIT_FEATURES) -> pathlib.Path:
+  """Writes ``links.json``, each unit's strongest features, for the site.
+
+  Every feature with a page in the folder is marked as such (pages written
+  by earlier calls count too), and a Microscope site already in ``out``
+  gets the links at once (:func:`atlasjax.microscope.site.add_feature_links`).
+  """
+  folder = pathlib.Path(out) / PAGES_DIR / layer
+  pages = sorted(f for f in range(d.features) if (folder / f"f{f}.html").is_file())
+  path = site.feature_links_path(out, layer)
+  store.save_json(path, {"layer": layer, "pages": pages,
+                         "units": unit_features(d, n)})
+  site.add_feature_links(out, layer)
+  return path
+
+
 def write_pages(out: os.PathLike | str, layer: str, d: sae.Dictionary,
                 renders: np.ndarray, found: TopExamples, crop: int, size: int,
-                unit_link: str = "../index.html#/unit/{layer}/{channel}",
+                unit_link: str | None = None,
                 features: Sequence[int] | None = None) -> pathlib.Path:
   """Writes ``out/dictionary/<layer>/index.html`` and one page per feature.
 
   ``renders[i]`` is ``features[i]``'s render (``[N, S, S, 3]`` in [0, 1]);
-  ``unit_link`` formats a neuron's Microscope URL relative to the pages.
+  ``unit_link`` formats a neuron's Microscope URL relative to the pages
+  (default: the unit page of a Microscope site in ``out``). The unit pages
+  of that site link back through :func:`write_unit_links`.
   """
   folder = pathlib.Path(out) / PAGES_DIR / layer
   features = list(range(d.features)) if features is None else list(features)
+  unit_link = unit_link or _site_index(layer) + "#/unit/{layer}/{channel}"
   cells = []
   for i, f in enumerate(features):
     store.save_png(folder / f"f{f}.png", renders[i])
@@ -153,6 +198,7 @@ def write_pages(out: os.PathLike | str, layer: str, d: sae.Dictionary,
   index = (f"<h1>{html.escape(layer)}: {d.features} dictionary features "
            f"(k = {d.k})</h1><div class=grid>{''.join(cells)}</div>")
   (folder / "index.html").write_text(_page(f"{layer} dictionary", index))
+  write_unit_links(out, layer, d)
   return folder / "index.html"
 
 

@@ -51,7 +51,7 @@ def test_top_examples_pages_and_atlas_labels(tmp_path):
                             crop=16, size=32)
   page = (index.parent / "f2.html").read_text()
   channel = pages.strongest_neurons(d, 2)[0][0]
-  assert f'href="../index.html#/unit/conv2/{channel}"' in page
+  assert f'href="../../index.html#/unit/conv2/{channel}"' in page
   assert page.count("<img") == 1 + 3
   assert 'href="f5.html"' in index.read_text()
 
