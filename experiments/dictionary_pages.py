@@ -11,9 +11,11 @@ Microscope built in the same folder). The unit pages of that Microscope link
 back: each lists the features whose decoder rows weigh most on it (added to a
 site already there, or by the next ``experiments/microscope.py`` run).
 ``--atlas`` also labels every grid of that atlas by its cells' strongest
-features.
+features, and rewrites its viewer (if it has one) so that each cell shows them,
+linked to these pages.
 """
 
+import pathlib
 import re
 
 from absl import flags
@@ -21,6 +23,7 @@ import jax
 
 import cli
 from atlasjax import images as images_lib
+from atlasjax import viewer
 from atlasjax.classic import examples as examples_lib
 from atlasjax.features import objectives as feature_objectives
 from atlasjax.features import pipeline
@@ -74,8 +77,10 @@ def main(argv):
                             model.input_size, features=features)
   print(f"wrote {len(features)} feature pages: {index}")
   if _ATLAS.value:
-    for path in pages.label_atlas(_ATLAS.value, d, layer):
+    for path in pages.label_atlas(_ATLAS.value, d, layer, pages=index.parent):
       print(f"wrote {path}")
+    if (pathlib.Path(_ATLAS.value) / "index.html").is_file():   # a viewer is there
+      print(f"wrote {viewer.write_viewer(_ATLAS.value)} (cells show their features)")
 
 
 if __name__ == "__main__":

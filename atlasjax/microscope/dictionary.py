@@ -40,9 +40,10 @@ from atlasjax.features import sae
 from atlasjax.features import store
 from atlasjax.microscope import site
 from atlasjax.models import base
+from atlasjax.viewer import writer
 
 PAGES_DIR = site.FEATURE_PAGES_DIR
-LABELS_FILE = "dictionary_labels.json"
+LABELS_FILE = writer.DICTIONARY_LABELS_FILE
 DEFAULT_EXAMPLES = 9
 DEFAULT_NEURONS = 8
 # Dictionary features listed on each unit page.
@@ -212,12 +213,16 @@ def label_cells(d: sae.Dictionary, directions: np.ndarray,
 
 
 def label_atlas(atlas_workdir: os.PathLike | str, d: sae.Dictionary,
-                layer: str | None = None, top: int = 3) -> list[pathlib.Path]:
+                layer: str | None = None, top: int = 3,
+                pages: os.PathLike | str | None = None) -> list[pathlib.Path]:
   """Labels every grid of an atlas by dictionary features.
 
   Writes ``grid_<n>/dictionary_labels.json``: one entry per cell, in the
   order of ``atlas.json``'s cells, with ``x``, ``y`` and the cell's
-  ``features`` (id and code, strongest first).
+  ``features`` (id and code, strongest first), and ``pages``, the folder of
+  the feature pages (:func:`write_pages`) relative to that file, or null.
+  The atlas viewer (:mod:`atlasjax.viewer`) shows the labels of the cell
+  under the pointer, each linked to its page.
   """
   from atlasjax.atlas import result  # pylint: disable=g-import-not-at-top
 
@@ -232,7 +237,10 @@ def label_atlas(atlas_workdir: os.PathLike | str, d: sae.Dictionary,
     entries = [{"x": c["x"], "y": c["y"], "features": labels[c["direction"]]}
                for c in grid["cells"]]
     path = atlas.workdir / pathlib.Path(grid["directions"]).parent / LABELS_FILE
+    rel = (pathlib.Path(os.path.relpath(pathlib.Path(pages).resolve(),
+                                        path.parent.resolve())).as_posix()
+           if pages is not None else None)
     store.save_json(path, {"layer": atlas.layer, "size": grid["size"],
-                           "cells": entries})
+                           "pages": rel, "cells": entries})
     written.append(path)
   return written
