@@ -11,8 +11,10 @@ Microscope built in the same folder). The unit pages of that Microscope link
 back: each lists the features whose decoder rows weigh most on it (added to a
 site already there, or by the next ``experiments/microscope.py`` run).
 ``--atlas`` also labels every grid of that atlas by its cells' strongest
-features, and rewrites its viewer (if it has one) so that each cell shows them,
-linked to these pages.
+features (``grid_<n>/dictionary_labels.json``, and the atlas image with each
+cell's strongest feature printed on it, ``atlas_dictionary_labels.jpg``), and
+rewrites its viewer (if it has one) so that each cell shows them, linked to
+these pages.
 """
 
 import pathlib
@@ -78,7 +80,8 @@ def main(argv):
   print(f"wrote {len(features)} feature pages: {index}")
   if _ATLAS.value:
     for path in pages.label_atlas(_ATLAS.value, d, layer, pages=index.parent):
-      print(f"wrote {path}")
+      size = store.load_json(path)["size"]
+      print(f"wrote {path} and {pages.draw_labels(_ATLAS.value, size, layer)}")
     if (pathlib.Path(_ATLAS.value) / "index.html").is_file():   # a viewer is there
       print(f"wrote {viewer.write_viewer(_ATLAS.value)} (cells show their features)")
 

@@ -17,7 +17,9 @@ Microscope gives a neuron:
   its top dataset crops and its strongest neurons;
 * :func:`label_atlas`: an atlas whose cells are labelled by their strongest
   dictionary features (the codes of each cell's average activation vector),
-  written beside the atlas as ``grid_<n>/dictionary_labels.json``.
+  written beside the atlas as ``grid_<n>/dictionary_labels.json`` (the atlas
+  viewer shows them), and :func:`draw_labels`: the same labels printed on
+  the atlas image.
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from atlasjax import images as images_lib
 from atlasjax import plotting
 from atlasjax import progress
+from atlasjax import workdir as workdir_lib
 from atlasjax.classic import examples as examples_lib
 from atlasjax.features import sae
 from atlasjax.features import store
@@ -49,6 +53,12 @@ DEFAULT_NEURONS = 8
 # Dictionary features listed on each unit page.
 DEFAULT_UNIT_FEATURES = 8
 TILE = 96
+# The labelled atlas image: each cell's icon at least this many px, its
+# strongest feature's id in white on a dark band along the icon's bottom.
+LABELLED_CELL_PX = 48
+LABEL_BAND = (0, 0, 0)
+LABEL_TEXT = (255, 255, 255)
+LABELLED_ATLAS = "atlas_dictionary_labels.jpg"
 # Photos per forward pass in top_examples.
 BATCH = 8
 
@@ -244,3 +254,38 @@ def label_atlas(atlas_workdir: os.PathLike | str, d: sae.Dictionary,
                            "pages": rel, "cells": entries})
     written.append(path)
   return written
+
+
+def draw_labels(atlas_workdir: os.PathLike | str, size: int,
+                layer: str | None = None) -> pathlib.Path:
+  """Prints each cell's strongest feature on grid ``size``'s atlas image.
+
+  Reads ``grid_<size>/dictionary_labels.json`` (:func:`label_atlas`) and
+  the grid's ``atlas`` image, enlarges it so that a cell is at least
+  ``LABELLED_CELL_PX`` px, writes ``f<feature>`` along the bottom of every
+  labelled cell and saves ``grid_<size>/atlas_dictionary_labels.jpg``.
+  """
+  from atlasjax.atlas import result  # pylint: disable=g-import-not-at-top
+
+  atlas = result.Atlas.open(atlas_workdir, layer)
+  grid = next((g for g in atlas.info["grids"] if g["size"] == size), None)
+  if grid is None:
+    raise ValueError(f"{atlas.workdir} has no grid of size {size}; it has "
+                     f"{[g['size'] for g in atlas.info['grids']]}.")
+  folder = atlas.workdir / pathlib.Path(grid["directions"]).parent
+  cells = store.load_json(folder / LABELS_FILE)["cells"]
+  with Image.open(atlas.workdir / grid["atlas"]) as image:
+    cell = max(image.width // size, LABELLED_CELL_PX)
+    image = image.convert("RGB").resize((cell * size, cell * size), Image.NEAREST)
+  draw = ImageDraw.Draw(image)
+  font = ImageFont.load_default(size=max(8, cell // 4))
+  band = cell // 4 + 2
+  for c in cells:
+    if c["features"]:
+      left, bottom = c["x"] * cell, (c["y"] + 1) * cell
+      draw.rectangle((left, bottom - band, left + cell - 1, bottom - 1), fill=LABEL_BAND)
+      draw.text((left + 2, bottom - band + 1), f"f{c['features'][0]['feature']}",
+                fill=LABEL_TEXT, font=font)
+  path = folder / LABELLED_ATLAS
+  workdir_lib.save_image(path, image, quality=site.JPEG_QUALITY)
+  return path
