@@ -101,6 +101,11 @@ def add_feature_links(workdir: os.PathLike | str, layer: str) -> bool:
     return False
   prefix, suffix = _LAYER_CALL.split("%s")
   data = json.loads(script.read_text().strip()[len(prefix):-len(suffix)])
+  if len(links) != len(data["units"]):
+    raise ValueError(
+        f"{feature_links_path(workdir, layer)} lists {len(links)} units; the "
+        f"site's {layer} has {len(data['units'])}: the dictionary was not "
+        f"trained on this layer.")
   for unit, features in zip(data["units"], links):
     unit["f"] = features
   workdir_lib.write_text(script, _js(_LAYER_CALL, data))

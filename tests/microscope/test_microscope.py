@@ -191,3 +191,8 @@ def test_unit_pages_link_dictionary_features(toy, photos, built):
         f"document.getElementById('microscope')?.dataset.unit === 'conv2:{neuron}'")
     browser.close()
   assert not errors, errors
+  # A dictionary of another width is refused, naming the cause.
+  other = d._replace(decoder=d.decoder[:, :8], encoder=d.encoder[:8])
+  with pytest.raises(ValueError, match="not trained on this layer"):
+    dictionary.write_unit_links(workdir, "conv2", other)
+  dictionary.write_unit_links(workdir, "conv2", d)
