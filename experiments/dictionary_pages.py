@@ -7,10 +7,17 @@ Reads ``W/dictionary.npz`` and ``W/metrics.json`` (its layer), renders the
 chosen features (decoder directions, one batch), finds their top photos by
 code, and writes ``OUT/dictionary/<layer>/index.html`` plus one page per
 feature whose neuron links point at ``OUT/index.html#/unit/<layer>/<c>`` (a
-Microscope built in the same folder). ``--atlas`` also labels every grid of
-that atlas by its cells' strongest features.
+Microscope built in the same folder). The unit pages of that Microscope link
+back: each lists the features whose decoder rows weigh most on it (added to a
+site already there, or by the next ``experiments/microscope.py`` run).
+``--atlas`` also labels every grid of that atlas by its cells' strongest
+features (``grid_<n>/dictionary_labels.json``, and the atlas image with each
+cell's strongest feature printed on it, ``atlas_dictionary_labels.jpg``), and
+rewrites its viewer (if it has one) so that each cell shows them, linked to
+these pages.
 """
 
+import pathlib
 import re
 
 from absl import flags
@@ -18,6 +25,7 @@ import jax
 
 import cli
 from atlasjax import images as images_lib
+from atlasjax import viewer
 from atlasjax.classic import examples as examples_lib
 from atlasjax.features import objectives as feature_objectives
 from atlasjax.features import pipeline
@@ -71,8 +79,11 @@ def main(argv):
                             model.input_size, features=features)
   print(f"wrote {len(features)} feature pages: {index}")
   if _ATLAS.value:
-    for path in pages.label_atlas(_ATLAS.value, d, layer):
-      print(f"wrote {path}")
+    for path in pages.label_atlas(_ATLAS.value, d, layer, pages=index.parent):
+      size = store.load_json(path)["size"]
+      print(f"wrote {path} and {pages.draw_labels(_ATLAS.value, size, layer)}")
+    if (pathlib.Path(_ATLAS.value) / "index.html").is_file():   # a viewer is there
+      print(f"wrote {viewer.write_viewer(_ATLAS.value)} (cells show their features)")
 
 
 if __name__ == "__main__":

@@ -65,18 +65,31 @@ def pre_activations(d: Dictionary, x: jax.Array) -> jax.Array:
   return (x / d.input_scale - d.decoder_bias) @ d.encoder + d.encoder_bias
 
 
+def _keep(values: jax.Array, flat_index: jax.Array) -> jax.Array:
+  """``values`` with every entry not at ``flat_index`` set to zero.
+
+  The kept set is a boolean mask (a scatter of ``True``) and the result a
+  ``where``: its gradient is the mask times the incoming gradient, one
+  elementwise product, where scattering the kept values would cost a scatter
+  forward and a gather back (``bench/sae_profile.py``: a training step
+  about 12 % faster on CPU).
+  """
+  mask = jnp.zeros(values.size, bool).at[flat_index.reshape(-1)].set(True)
+  return jnp.where(mask.reshape(values.shape), values, 0.0)
+
+
 def topk(values: jax.Array, k: int) -> jax.Array:
   """Keeps the ``k`` largest entries of each row (ties: lowest index first)."""
-  kept, index = jax.lax.top_k(values, k)
-  rows = jnp.arange(values.shape[0])[:, None]
-  return jnp.zeros_like(values).at[rows, index].set(kept)
+  _, index = jax.lax.top_k(jax.lax.stop_gradient(values), k)
+  rows = jnp.arange(values.shape[0])[:, None] * values.shape[1]
+  return _keep(values, rows + index)
 
 
 def batch_topk(values: jax.Array, k: int) -> jax.Array:
   """BatchTopK: keeps the ``k · N`` largest entries of the whole ``[N, F]``."""
-  flat = values.reshape(-1)
-  kept, index = jax.lax.top_k(flat, k * values.shape[0])
-  return jnp.zeros_like(flat).at[index].set(kept).reshape(values.shape)
+  _, index = jax.lax.top_k(jax.lax.stop_gradient(values).reshape(-1),
+                           k * values.shape[0])
+  return _keep(values, index)
 
 
 def encode(d: Dictionary, x: jax.Array) -> jax.Array:

@@ -121,10 +121,17 @@ def _losses(params, x, since_fired, config: TrainConfig):
   mse = jnp.mean(jnp.sum((x - x_hat) ** 2, -1))
   dead = since_fired >= config.dead_after
   residual = jax.lax.stop_gradient(x - x_hat)
-  z_aux = sae.topk(jnp.where(dead, pre, 0.0), config.aux_k or 2 * config.k)
-  aux = jnp.mean(jnp.sum((residual - z_aux @ params["decoder"]) ** 2, -1))
-  aux = jnp.where(dead.any(), aux / jnp.maximum(
-      jnp.mean(jnp.sum(residual ** 2, -1)), sae.NORM_EPS), 0.0)
+
+  def aux_loss(operands):
+    pre, decoder = operands
+    z_aux = sae.topk(jnp.where(dead, pre, 0.0), config.aux_k or 2 * config.k)
+    aux = jnp.mean(jnp.sum((residual - z_aux @ decoder) ** 2, -1))
+    return aux / jnp.maximum(jnp.mean(jnp.sum(residual ** 2, -1)), sae.NORM_EPS)
+
+  # Without dead features AuxK is zero: a cond skips its top-k and its
+  # [B, F] x [F, C] product (and their gradients), a third of the step.
+  aux = jax.lax.cond(dead.any(), aux_loss, lambda _: jnp.zeros((), x.dtype),
+                     (pre, params["decoder"]))
   total = mse + config.aux_coef * aux
   return total, (mse, aux, (z > 0).any(0), (z > 0).sum(-1).mean())
 

@@ -9,12 +9,17 @@ Microscope gives a neuron:
   running top-``k`` per feature;
 * :func:`strongest_neurons`: the channels its decoder row writes most
   (each a link to that unit's Microscope page, ``#/unit/<layer>/<c>``);
+* :func:`unit_features`: the other direction, the features whose decoder
+  rows weigh most on each channel, which the Microscope's unit pages list
+  (:func:`atlasjax.microscope.site.unit_feature_links`);
 * :func:`write_pages`: static HTML (no script, opens from disk): an index
   grid of every feature's render and one page per feature with its render,
   its top dataset crops and its strongest neurons;
 * :func:`label_atlas`: an atlas whose cells are labelled by their strongest
   dictionary features (the codes of each cell's average activation vector),
-  written beside the atlas as ``grid_<n>/dictionary_labels.json``.
+  written beside the atlas as ``grid_<n>/dictionary_labels.json`` (the atlas
+  viewer shows them), and :func:`draw_labels`: the same labels printed on
+  the atlas image.
 """
 
 from __future__ import annotations
@@ -28,20 +33,32 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from atlasjax import images as images_lib
 from atlasjax import plotting
 from atlasjax import progress
+from atlasjax import workdir as workdir_lib
 from atlasjax.classic import examples as examples_lib
 from atlasjax.features import sae
 from atlasjax.features import store
+from atlasjax.microscope import site
 from atlasjax.models import base
+from atlasjax.viewer import writer
 
-PAGES_DIR = "dictionary"
-LABELS_FILE = "dictionary_labels.json"
+PAGES_DIR = site.FEATURE_PAGES_DIR
+LABELS_FILE = writer.DICTIONARY_LABELS_FILE
 DEFAULT_EXAMPLES = 9
 DEFAULT_NEURONS = 8
+# Dictionary features listed on each unit page.
+DEFAULT_UNIT_FEATURES = 8
 TILE = 96
+# The labelled atlas image: each cell's icon at least this many px, its
+# strongest feature's id in white on a dark band along the icon's bottom.
+LABELLED_CELL_PX = 48
+LABEL_BAND = (0, 0, 0)
+LABEL_TEXT = (255, 255, 255)
+LABELLED_ATLAS = "atlas_dictionary_labels.jpg"
 # Photos per forward pass in top_examples.
 BATCH = 8
 
@@ -102,6 +119,20 @@ def strongest_neurons(d: sae.Dictionary, feature: int,
   return [(int(c), float(row[c])) for c in order]
 
 
+def unit_features(d: sae.Dictionary, n: int = DEFAULT_UNIT_FEATURES
+                  ) -> list[list[tuple[int, float]]]:
+  """Per channel, ``(feature, weight)`` of the ``n`` largest ``|decoder[:, c]|``.
+
+  The weights are in the layer's units (``decoder · input_scale``), the
+  same numbers :func:`strongest_neurons` gives from the feature's side;
+  ties keep the lower feature first.
+  """
+  columns = np.asarray(d.decoder).T * d.input_scale        # [C, F]
+  order = np.argsort(-np.abs(columns), axis=1, kind="stable")[:, :n]
+  return [[(int(f), round(float(columns[c, f]), site.KERNEL_DECIMALS))
+           for f in order[c]] for c in range(len(columns))]
+
+
 def example_crops(found: TopExamples, feature: int, crop: int,
                   size: int) -> list[np.ndarray]:
   """The feature's top photos cropped around the peak, ``TILE`` px each."""
@@ -122,17 +153,42 @@ def _page(title: str, body: str) -> str:
           "font-size:11px}</style>" + body)
 
 
+def _site_index(layer: str) -> str:
+  """``out/index.html`` relative to ``out/dictionary/<layer>/``."""
+  return "../" * (1 + len(pathlib.PurePosixPath(layer).parts)) + "index.html"
+
+
+def write_unit_links(out: os.PathLike | str, layer: str, d: sae.Dictionary,
+                     n: int = DEFAULT_UNIT_FEATURES) -> pathlib.Path:
+  """Writes ``links.json``, each unit's strongest features, for the site.
+
+  Every feature with a page in the folder is marked as such (pages written
+  by earlier calls count too), and a Microscope site already in ``out``
+  gets the links at once (:func:`atlasjax.microscope.site.add_feature_links`).
+  """
+  folder = pathlib.Path(out) / PAGES_DIR / layer
+  pages = sorted(f for f in range(d.features) if (folder / f"f{f}.html").is_file())
+  path = site.feature_links_path(out, layer)
+  store.save_json(path, {"layer": layer, "pages": pages,
+                         "units": unit_features(d, n)})
+  site.add_feature_links(out, layer)
+  return path
+
+
 def write_pages(out: os.PathLike | str, layer: str, d: sae.Dictionary,
                 renders: np.ndarray, found: TopExamples, crop: int, size: int,
-                unit_link: str = "../index.html#/unit/{layer}/{channel}",
+                unit_link: str | None = None,
                 features: Sequence[int] | None = None) -> pathlib.Path:
   """Writes ``out/dictionary/<layer>/index.html`` and one page per feature.
 
   ``renders[i]`` is ``features[i]``'s render (``[N, S, S, 3]`` in [0, 1]);
-  ``unit_link`` formats a neuron's Microscope URL relative to the pages.
+  ``unit_link`` formats a neuron's Microscope URL relative to the pages
+  (default: the unit page of a Microscope site in ``out``). The unit pages
+  of that site link back through :func:`write_unit_links`.
   """
   folder = pathlib.Path(out) / PAGES_DIR / layer
   features = list(range(d.features)) if features is None else list(features)
+  unit_link = unit_link or _site_index(layer) + "#/unit/{layer}/{channel}"
   cells = []
   for i, f in enumerate(features):
     store.save_png(folder / f"f{f}.png", renders[i])
@@ -153,6 +209,7 @@ def write_pages(out: os.PathLike | str, layer: str, d: sae.Dictionary,
   index = (f"<h1>{html.escape(layer)}: {d.features} dictionary features "
            f"(k = {d.k})</h1><div class=grid>{''.join(cells)}</div>")
   (folder / "index.html").write_text(_page(f"{layer} dictionary", index))
+  write_unit_links(out, layer, d)
   return folder / "index.html"
 
 
@@ -166,12 +223,16 @@ def label_cells(d: sae.Dictionary, directions: np.ndarray,
 
 
 def label_atlas(atlas_workdir: os.PathLike | str, d: sae.Dictionary,
-                layer: str | None = None, top: int = 3) -> list[pathlib.Path]:
+                layer: str | None = None, top: int = 3,
+                pages: os.PathLike | str | None = None) -> list[pathlib.Path]:
   """Labels every grid of an atlas by dictionary features.
 
   Writes ``grid_<n>/dictionary_labels.json``: one entry per cell, in the
   order of ``atlas.json``'s cells, with ``x``, ``y`` and the cell's
-  ``features`` (id and code, strongest first).
+  ``features`` (id and code, strongest first), and ``pages``, the folder of
+  the feature pages (:func:`write_pages`) relative to that file, or null.
+  The atlas viewer (:mod:`atlasjax.viewer`) shows the labels of the cell
+  under the pointer, each linked to its page.
   """
   from atlasjax.atlas import result  # pylint: disable=g-import-not-at-top
 
@@ -186,7 +247,45 @@ def label_atlas(atlas_workdir: os.PathLike | str, d: sae.Dictionary,
     entries = [{"x": c["x"], "y": c["y"], "features": labels[c["direction"]]}
                for c in grid["cells"]]
     path = atlas.workdir / pathlib.Path(grid["directions"]).parent / LABELS_FILE
+    rel = (pathlib.Path(os.path.relpath(pathlib.Path(pages).resolve(),
+                                        path.parent.resolve())).as_posix()
+           if pages is not None else None)
     store.save_json(path, {"layer": atlas.layer, "size": grid["size"],
-                           "cells": entries})
+                           "pages": rel, "cells": entries})
     written.append(path)
   return written
+
+
+def draw_labels(atlas_workdir: os.PathLike | str, size: int,
+                layer: str | None = None) -> pathlib.Path:
+  """Prints each cell's strongest feature on grid ``size``'s atlas image.
+
+  Reads ``grid_<size>/dictionary_labels.json`` (:func:`label_atlas`) and
+  the grid's ``atlas`` image, enlarges it so that a cell is at least
+  ``LABELLED_CELL_PX`` px, writes ``f<feature>`` along the bottom of every
+  labelled cell and saves ``grid_<size>/atlas_dictionary_labels.jpg``.
+  """
+  from atlasjax.atlas import result  # pylint: disable=g-import-not-at-top
+
+  atlas = result.Atlas.open(atlas_workdir, layer)
+  grid = next((g for g in atlas.info["grids"] if g["size"] == size), None)
+  if grid is None:
+    raise ValueError(f"{atlas.workdir} has no grid of size {size}; it has "
+                     f"{[g['size'] for g in atlas.info['grids']]}.")
+  folder = atlas.workdir / pathlib.Path(grid["directions"]).parent
+  cells = store.load_json(folder / LABELS_FILE)["cells"]
+  with Image.open(atlas.workdir / grid["atlas"]) as image:
+    cell = max(image.width // size, LABELLED_CELL_PX)
+    image = image.convert("RGB").resize((cell * size, cell * size), Image.NEAREST)
+  draw = ImageDraw.Draw(image)
+  font = ImageFont.load_default(size=max(8, cell // 4))
+  band = cell // 4 + 2
+  for c in cells:
+    if c["features"]:
+      left, bottom = c["x"] * cell, (c["y"] + 1) * cell
+      draw.rectangle((left, bottom - band, left + cell - 1, bottom - 1), fill=LABEL_BAND)
+      draw.text((left + 2, bottom - band + 1), f"f{c['features'][0]['feature']}",
+                fill=LABEL_TEXT, font=font)
+  path = folder / LABELLED_ATLAS
+  workdir_lib.save_image(path, image, quality=site.JPEG_QUALITY)
+  return path

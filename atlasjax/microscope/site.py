@@ -19,6 +19,14 @@ diversity renders, dataset examples, and its strongest inputs and outputs,
 each a link to that unit's page with its expanded-weight kernel drawn red
 (positive) / blue (negative)). The search box takes ``layer:channel`` or a
 channel of the current layer.
+
+When dictionary feature pages (:mod:`atlasjax.microscope.dictionary`) exist
+in the same work directory, ``<workdir>/dictionary/<layer>/links.json``
+lists, per unit, the dictionary features whose decoder rows weigh most on
+that channel; each unit page shows them, linked to their feature pages.
+Whichever is written second adds the links: :func:`write_site` reads the
+file, and the dictionary pages call :func:`add_feature_links` on a site
+already there.
 """
 
 from __future__ import annotations
@@ -45,11 +53,63 @@ SITE_DIR = "microscope"
 # Decimal places of the kernel values written for the heat maps.
 KERNEL_DECIMALS = 4
 JPEG_QUALITY = 85
+# Where the dictionary feature pages of a layer live, relative to the work
+# directory, and the per-unit feature list they leave for the site.
+FEATURE_PAGES_DIR = "dictionary"
+FEATURE_LINKS_FILE = "links.json"
+_LAYER_CALL = "Microscope.addLayer(%s);"
 
 
 def _js(call: str, payload) -> str:
   return call.replace("%s", json.dumps(payload, separators=(",", ":"),
                                        allow_nan=False)) + "\n"
+
+
+def feature_links_path(workdir: os.PathLike | str, layer: str) -> pathlib.Path:
+  """``<workdir>/dictionary/<layer>/links.json``: a layer's unit -> features."""
+  return pathlib.Path(workdir) / FEATURE_PAGES_DIR / layer / FEATURE_LINKS_FILE
+
+
+def unit_feature_links(workdir: os.PathLike | str, layer: str) -> list | None:
+  """Per unit, ``[feature, weight, page, image]`` of its strongest features.
+
+  ``page`` and ``image`` are URLs relative to ``<workdir>/index.html``
+  (``None`` for a feature whose page was not written). Returns ``None``
+  when the layer has no dictionary pages.
+  """
+  path = feature_links_path(workdir, layer)
+  if not path.is_file():
+    return None
+  data = workdir_lib.read_json(path)
+  folder = f"{FEATURE_PAGES_DIR}/{layer}"
+  pages = set(data["pages"])
+  return [[[f, w, f"{folder}/f{f}.html" if f in pages else None,
+            f"{folder}/f{f}.png" if f in pages else None] for f, w in unit]
+          for unit in data["units"]]
+
+
+def add_feature_links(workdir: os.PathLike | str, layer: str) -> bool:
+  """Adds the dictionary feature links to an already written site layer.
+
+  Rewrites ``microscope/data/<layer>.js`` (atomically) with every unit's
+  ``f`` list from :func:`unit_feature_links`. Returns ``False`` (writing
+  nothing) when the work directory has no site for ``layer``.
+  """
+  script = pathlib.Path(workdir) / SITE_DIR / "data" / f"{layer}.js"
+  links = unit_feature_links(workdir, layer)
+  if not script.is_file() or links is None:
+    return False
+  prefix, suffix = _LAYER_CALL.split("%s")
+  data = json.loads(script.read_text().strip()[len(prefix):-len(suffix)])
+  if len(links) != len(data["units"]):
+    raise ValueError(
+        f"{feature_links_path(workdir, layer)} lists {len(links)} units; the "
+        f"site's {layer} has {len(data['units'])}: the dictionary was not "
+        f"trained on this layer.")
+  for unit, features in zip(data["units"], links):
+    unit["f"] = features
+  workdir_lib.write_text(script, _js(_LAYER_CALL, data))
+  return True
 
 
 def _save_png(image: np.ndarray, path: pathlib.Path) -> None:
@@ -124,9 +184,16 @@ class _Site:
            else None)
     incoming = [(a, w) for (a, b), w in self.weights.items() if b == layer]
     outgoing = [(b, w) for (a, b), w in self.weights.items() if a == layer]
+    features = unit_feature_links(self.workdir, layer) or [[]] * info.depth
+    if len(features) != info.depth:
+      raise ValueError(
+          f"{feature_links_path(self.workdir, layer)} lists {len(features)} units; "
+          f"{layer} has {info.depth}: rewrite the dictionary pages with a "
+          f"dictionary of this layer, or delete that folder.")
     units = []
     for c in range(info.depth):
-      unit = {"v": None, "d": [], "ex": [], "in": {}, "out": {}}
+      unit = {"v": None, "d": [], "ex": [], "in": {}, "out": {},
+              "f": features[c]}
       if c in renders:
         _save_png(renders[c], img_dir / f"{c}.png")
         unit["v"] = f"img/{layer}/{c}.png"
@@ -143,7 +210,7 @@ class _Site:
     script = self.out / "data" / f"{layer}.js"
     script.parent.mkdir(parents=True, exist_ok=True)  # module paths: "block1/attn"
     workdir_lib.write_text(script, _js(
-        "Microscope.addLayer(%s);",
+        _LAYER_CALL,
         {"name": layer, "depth": info.depth, "stride": info.stride,
          "rendered": rendered, "crop": self.crops.get(layer), "units": units}))
     return {"name": layer, "depth": info.depth, "rendered": rendered}

@@ -17,6 +17,12 @@ icons are referenced in place (relative URLs), never copied.
 Shading by class and the cells' listed top classes use one ranking: a grid's
 ``class_scores`` (class support, see :mod:`atlasjax.atlas.grid`) when
 atlas.json names them, else its mean ``attributions``.
+
+A grid labelled by a sparse dictionary
+(:func:`atlasjax.microscope.dictionary.label_atlas` leaves
+``dictionary_labels.json`` beside the grid's ``directions``) also shows each
+cell's strongest dictionary features, linked to their feature pages when those
+were written (the folder the labels file names).
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ STATIC_DIR = pathlib.Path(__file__).resolve().parent / "static"
 SCHEMA_VERSION = 1
 # Classes per attribution chunk file: a class search loads one chunk.
 CLASSES_PER_CHUNK = 64
+# A grid's dictionary-feature labels, beside its directions file.
+DICTIONARY_LABELS_FILE = "dictionary_labels.json"
 
 
 class AtlasFormatError(ValueError):
@@ -260,6 +268,30 @@ class _Writer:
       cols["exNames"].append(ex_names)
     return cols
 
+  def feature_labels(self, g: dict, base: pathlib.Path, cols: dict) -> bool:
+    """Adds the ``feat`` column (``[feature, code, page, image]`` per label,
+    strongest first) from the grid's dictionary labels; False if it has none.
+    ``page``/``image`` are the feature page and render when they exist."""
+    if not g.get("directions"):
+      return False
+    path = base / pathlib.PurePath(g["directions"]).parent / DICTIONARY_LABELS_FILE
+    if not path.is_file():
+      return False
+    labels = _load_json(path, "dictionary labels")
+    by_xy = {(c["x"], c["y"]): c["features"] for c in _req(labels, "cells", str(path), list)}
+    pages = labels.get("pages")
+    folder = (path.parent / pages) if pages else None
+
+    def label(f: dict) -> list:
+      page = folder / f"f{f['feature']}.html" if folder else None
+      known = page is not None and page.is_file()
+      return [int(f["feature"]), float(f"{f['code']:.4g}"),
+              _url(page, self.workdir) if known else None,
+              _url(page.with_suffix(".png"), self.workdir) if known else None]
+    cols["feat"] = [[label(f) for f in by_xy.get((x, y), [])]
+                    for x, y in zip(cols["x"], cols["y"])]
+    return True
+
   def attr_chunks(self, g: dict, base: pathlib.Path, li: int, tag: str,
                   dirs: list[int]) -> tuple[int, int]:
     """Writes the grid's shading scores in class chunks; returns (chunks,
@@ -293,6 +325,7 @@ class _Writer:
     size, cells = g["size"], g["cells"]
     tag = f"L{li}_g{size}"
     cols = self.cell_columns(cells, base, images_root)
+    labelled = self.feature_labels(g, base, cols)
     cells_file = f"{tag}_cells.js"
     workdir_lib.write_text(self.data_dir / cells_file, _js(
         f"AtlasViewer.registerCells({li},{size},%s);", cols))
@@ -303,6 +336,7 @@ class _Writer:
         "cells": f"viewer/data/{cells_file}",
         "attr": f"viewer/data/{tag}_attr%d.js" if n_chunks else None,
         "attrChunk": CLASSES_PER_CHUNK, "attrChunks": n_chunks,
+        "features": labelled,
         "ranking": g.get("class_ranking") or (
             "support" if g.get("class_scores") else "mean_attribution"),
     }

@@ -51,7 +51,7 @@ def test_top_examples_pages_and_atlas_labels(tmp_path):
                             crop=16, size=32)
   page = (index.parent / "f2.html").read_text()
   channel = pages.strongest_neurons(d, 2)[0][0]
-  assert f'href="../index.html#/unit/conv2/{channel}"' in page
+  assert f'href="../../index.html#/unit/conv2/{channel}"' in page
   assert page.count("<img") == 1 + 3
   assert 'href="f5.html"' in index.read_text()
 
@@ -60,7 +60,8 @@ def test_top_examples_pages_and_atlas_labels(tmp_path):
   (work / "grid_2").mkdir(parents=True)
   directions = rng.uniform(size=(3, 16)).astype(np.float32)
   np.save(work / "grid_2/directions.npy", directions)
-  cells = [{"x": i, "y": 0, "direction": i} for i in range(3)]
+  cells = [{"x": i % 2, "y": i // 2, "direction": i} for i in range(3)]
+  Image.new("RGB", (16, 16), (0, 200, 0)).save(work / "grid_2/atlas.png")
   (work / "atlas.json").write_text(json.dumps({"layer": "conv2", "grids": [
       {"size": 2, "atlas": "grid_2/atlas.png", "directions": "grid_2/directions.npy",
        "cells": cells}]}))
@@ -70,3 +71,16 @@ def test_top_examples_pages_and_atlas_labels(tmp_path):
   for i, cell in enumerate(labels):
     assert cell["features"][0]["feature"] == int(codes[i].argmax())
     assert len(cell["features"]) == min(3, int((codes[i] > 0).sum()))
+
+  # The labels printed on the atlas: a dark band with white text along the
+  # bottom of every labelled cell, the unlisted cell (1, 1) left green.
+  with Image.open(pages.draw_labels(work, 2)) as im:
+    image = np.asarray(im.convert("RGB"), np.int32)
+  cell = pages.LABELLED_CELL_PX
+  assert image.shape == (2 * cell, 2 * cell, 3)
+  for entry in labels:
+    band = image[(entry["y"] + 1) * cell - cell // 4:(entry["y"] + 1) * cell,
+                 entry["x"] * cell:(entry["x"] + 1) * cell]
+    if entry["features"]:
+      assert (band.sum(-1) < 60).mean() > 0.5 and band.max() > 200
+  assert np.abs(image[cell + 8:-8, cell + 8:-8] - [0, 200, 0]).max() < 30  # JPEG edges

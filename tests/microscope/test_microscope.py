@@ -127,3 +127,72 @@ def test_walk_a_circuit_in_the_browser(built):
     browser.close()
   assert not errors, errors
   assert all(u.startswith(("file://", "data:")) for u in requests), requests
+
+
+def _layer_data(workdir, layer):
+  data = (workdir / "microscope" / "data" / f"{layer}.js").read_text()
+  return json.loads(re.fullmatch(r"Microscope\.addLayer\((.*)\);\n", data, re.S)[1])
+
+
+def test_unit_pages_link_dictionary_features(toy, photos, built):
+  """Dictionary pages written after the site add each unit's strongest
+  features (NumPy argsort of |decoder| per channel); a rebuilt site keeps
+  them; in the browser a unit links to a feature page and back."""
+  from playwright.sync_api import sync_playwright  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from atlasjax.features import sae  # pylint: disable=g-import-not-at-top
+  from atlasjax.microscope import dictionary  # pylint: disable=g-import-not-at-top
+  model, params = toy
+  workdir, _ = built
+  rng = np.random.default_rng(3)
+  decoder = rng.normal(size=(12, 16))
+  decoder /= np.linalg.norm(decoder, axis=1, keepdims=True)
+  d = sae.Dictionary(jnp.asarray(rng.normal(size=(16, 12)), jnp.float32),
+                     jnp.zeros((12,), jnp.float32), jnp.asarray(decoder, jnp.float32),
+                     jnp.zeros((16,), jnp.float32), 2, 0.5)
+  pages = range(6)                                # pages for features 0..5 only
+  found = dictionary.top_examples(d, model, params, photos, "conv2", k=2)
+  dictionary.write_pages(workdir, "conv2", d, np.full((6, 8, 8, 3), 0.5), found,
+                         crop=16, size=32, features=pages)
+
+  weights = decoder.T * 0.5                                   # [C, F], layer units
+  expected = np.argsort(-np.abs(weights), axis=1, kind="stable")[:, :8]
+  units = _layer_data(workdir, "conv2")["units"]
+  for c, unit in enumerate(units):
+    assert [f for f, *_ in unit["f"]] == expected[c].tolist()
+    np.testing.assert_allclose([w for _, w, *_ in unit["f"]],
+                               weights[c, expected[c]], atol=1e-4)
+    for f, _, page, image in unit["f"]:
+      assert (page is not None) == (f in pages)
+      if page:
+        assert (workdir / page).is_file() and (workdir / image).is_file()
+  microscope.build(model, params, CONFIG, workdir, photos, log=lambda _: None)
+  assert [u["f"] for u in _layer_data(workdir, "conv2")["units"]] == [
+      u["f"] for u in units]
+
+  c = next(c for c in range(16) if expected[c, 0] in pages)
+  index = (workdir / "index.html").resolve().as_uri()
+  with sync_playwright() as p:
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(index + f"#/unit/conv2/{c}")
+    page.wait_for_function("document.getElementById('microscope').dataset.ready === '1'")
+    cards = page.locator(".feature-link")
+    assert cards.count() == 8
+    assert page.locator("a.feature-link").count() == int(np.isin(expected[c], pages).sum())
+    assert cards.first.get_attribute("data-feature") == str(expected[c, 0])
+    cards.first.click()
+    page.wait_for_url(f"**/dictionary/conv2/f{expected[c, 0]}.html")
+    neuron = dictionary.strongest_neurons(d, int(expected[c, 0]))[0][0]
+    page.locator(f"a[href$='#/unit/conv2/{neuron}']").click()
+    page.wait_for_function(
+        f"document.getElementById('microscope')?.dataset.unit === 'conv2:{neuron}'")
+    browser.close()
+  assert not errors, errors
+  # A dictionary of another width is refused, naming the cause.
+  other = d._replace(decoder=d.decoder[:, :8], encoder=d.encoder[:8])
+  with pytest.raises(ValueError, match="not trained on this layer"):
+    dictionary.write_unit_links(workdir, "conv2", other)
+  dictionary.write_unit_links(workdir, "conv2", d)

@@ -44,8 +44,28 @@ def workdir(tmp_path_factory):
   wd = synthetic.make_workdir(tmp_path_factory.mktemp("atlas"), sizes=(20, 40),
                               icon_size=24, n_points=4000,
                               layers=("mixed4c", "mixed5b"), n_images=12)
+  _label_with_a_dictionary(wd)
   viewer.write_viewer(wd)
   return wd
+
+
+def _label_with_a_dictionary(wd):
+  """mixed4c's cells labelled by a random 6-feature dictionary, with a
+  (one-line) feature page and render per feature in ``wd/dict_pages``."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from atlasjax.features import sae  # pylint: disable=g-import-not-at-top
+  from atlasjax.microscope import dictionary  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(5)
+  pages = wd / "dict_pages"
+  pages.mkdir()
+  for f in range(6):
+    (pages / f"f{f}.html").write_text(f"<title>feature {f}</title>")
+    Image.new("RGB", (8, 8), (40 * f, 90, 160)).save(pages / f"f{f}.png")
+  d = sae.Dictionary(jnp.asarray(rng.normal(size=(8, 6)), jnp.float32),
+                     jnp.full((6,), 0.1, jnp.float32),
+                     sae.unit_rows(jnp.asarray(rng.normal(size=(6, 8)), jnp.float32)),
+                     jnp.zeros((8,), jnp.float32), 2, 1.0)
+  dictionary.label_atlas(wd, d, pages=pages)
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +207,20 @@ def test_hover_shows_count_top_classes_and_nearest_photos(view, workdir):
   half = view.js("atlasViewer.state().scale") / 20 / 2
   edge = img[int(cy), int(cx - half + 1):int(cx - half + 3)]
   assert edge.mean() < 90, edge
+
+
+def test_a_pinned_cell_links_its_dictionary_features(view, workdir):
+  labels = json.loads((workdir / "grid_20/dictionary_labels.json").read_text())
+  cell = next(c for c in labels["cells"] if len(c["features"]) >= 2)
+  view.page.mouse.click(*view.cell_center(cell["x"], cell["y"]))
+  view.wait(f"{ROOT}.cell === '{cell['x']},{cell['y']}'")
+  items = view.page.locator("#av-info ol.av-feat li")
+  assert [items.nth(i).get_attribute("data-feature") for i in range(items.count())] \
+      == [str(f["feature"]) for f in cell["features"]]
+  first = cell["features"][0]["feature"]
+  view.page.locator("#av-info ol.av-feat a").first.click()
+  view.page.wait_for_url(f"**/dict_pages/f{first}.html")
+  assert view.page.title() == f"feature {first}"
 
 
 def test_typing_a_class_shades_the_atlas(view, workdir):

@@ -150,3 +150,55 @@ def test_experiment_script(workdir):
   assert json.loads(out.strip().splitlines()[-1])["index"] == str(
       workdir / "index.html")
   assert (workdir / "viewer/data/atlas.js").is_file()
+
+
+def _label(workdir, pages=None):
+  """Labels the synthetic atlas (8-channel directions) with a random
+  6-feature dictionary; returns it."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from atlasjax.features import sae  # pylint: disable=g-import-not-at-top
+  from atlasjax.microscope import dictionary  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(5)
+  d = sae.Dictionary(jnp.asarray(rng.normal(size=(8, 6)), jnp.float32),
+                     jnp.full((6,), 0.1, jnp.float32),
+                     sae.unit_rows(jnp.asarray(rng.normal(size=(6, 8)), jnp.float32)),
+                     jnp.zeros((8,), jnp.float32), 2, 1.0)
+  dictionary.label_atlas(workdir, d, pages=pages)
+  return d
+
+
+def test_dictionary_labels_reach_the_cells(workdir):
+  pages = workdir / "dict_pages"
+  pages.mkdir()
+  for f in (1, 3):                                  # pages of two features only
+    (pages / f"f{f}.html").write_text("<p>feature")
+    (pages / f"f{f}.png").write_bytes(b"")
+  _label(workdir, pages)
+  viewer.write_viewer(workdir)
+  meta = _payload(workdir / "viewer/data/atlas.js")
+  spec = json.loads((workdir / "atlas.json").read_text())
+  for g, gm in zip(spec["grids"], meta["layers"][0]["grids"]):
+    assert gm["features"] is True
+    labels = json.loads((workdir / f"grid_{g['size']}" /
+                         "dictionary_labels.json").read_text())
+    assert labels["pages"] == "../dict_pages"
+    by_xy = {(c["x"], c["y"]): c["features"] for c in labels["cells"]}
+    cols = _payload(workdir / gm["cells"])
+    assert len(cols["feat"]) == len(cols["x"])
+    shown = 0
+    for x, y, feats in zip(cols["x"], cols["y"], cols["feat"]):
+      want = by_xy[(x, y)]
+      assert [f[0] for f in feats] == [w["feature"] for w in want]
+      np.testing.assert_allclose([f[1] for f in feats], [w["code"] for w in want],
+                                 rtol=1e-3)
+      for f, _, page, image in feats:
+        assert (page == f"dict_pages/f{f}.html") == (f in (1, 3))
+        assert (image is None) == (page is None)
+      shown += bool(feats)
+    assert shown > 0
+  # Without labels the grid says so and its cells carry no column.
+  for g in spec["grids"]:
+    (workdir / f"grid_{g['size']}" / "dictionary_labels.json").unlink()
+  viewer.write_viewer(workdir)
+  gm = _payload(workdir / "viewer/data/atlas.js")["layers"][0]["grids"][0]
+  assert gm["features"] is False and "feat" not in _payload(workdir / gm["cells"])

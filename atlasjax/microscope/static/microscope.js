@@ -69,6 +69,22 @@ const Microscope = (() => {
          ...links[sign].map(l => linkCard(l, sign))));
   }
 
+  function featureSection(name, features) {
+    // The dictionary features whose decoder rows weigh most on this unit
+    // (written when dictionary pages exist for the layer); a feature with
+    // a page links to it.
+    if (!features || !features.length) return null;
+    return el("section", {},
+      el("h3", {text: "Dictionary features (decoder weight on this unit)"}),
+      el("div", {className: "ms-links", "data-list": "features"},
+         ...features.map(([f, w, page, img]) => el(page ? "a" : "div", {
+           className: "ms-link feature-link", href: page, "data-feature": String(f)},
+           img ? el("img", {src: img, alt: `${name} feature ${f}`, loading: "lazy"})
+               : el("div", {className: "ms-noimg"}),
+           el("span", {}, el("strong", {text: `feature ${f}`}),
+              el("small", {text: `w = ${w >= 0 ? "+" : "−"}${Math.abs(w).toFixed(3)}`}))))));
+  }
+
   function setView(view, layer, unit) {
     const r = root();
     r.dataset.view = view;
@@ -115,7 +131,8 @@ const Microscope = (() => {
                  el("div", {className: "ms-examples"}, ...u.ex.map(([src, score, file]) =>
                    el("figure", {title: file}, el("img", {src: BASE + src, alt: file}),
                       el("figcaption", {text: score.toFixed(1)})))));
-    parts.push(linkSection("Strongest positive inputs", u.in, "p"),
+    parts.push(featureSection(name, u.f),
+               linkSection("Strongest positive inputs", u.in, "p"),
                linkSection("Strongest negative inputs", u.in, "n"),
                linkSection("Strongest positive outputs", u.out, "p"),
                linkSection("Strongest negative outputs", u.out, "n"));

@@ -374,6 +374,20 @@
     });
   }
 
+  function featureLabels(feats) {
+    // The cell's strongest dictionary features (dictionary_labels.json, see
+    // writer.py), each linked to its feature page when one was written.
+    if (!feats || !feats.length) return '';
+    var h = '<div class="av-muted">Dictionary features</div><ol class="av-feat">';
+    feats.forEach(function (f) {
+      var label = (f[3] ? '<img src="' + esc(f[3]) + '" alt="">' : '') +
+        '<span>feature ' + f[0] + '</span><span class="av-val">' + f[1].toFixed(3) + '</span>';
+      h += '<li data-feature="' + f[0] + '">' + (f[2] ? '<a href="' + esc(f[2]) + '">' +
+        label + '</a>' : label) + '</li>';
+    });
+    return h + '</ol>';
+  }
+
   function showInfo(i) {
     var g = S.drawn;
     root.dataset.cell = i >= 0 && g ? g.cells.x[i] + ',' + g.cells.y[i] : '';
@@ -398,6 +412,7 @@
         '<span class="av-val">' + (Math.abs(t[1]) >= 0.01 || t[1] === 0 ? t[1].toFixed(3) : t[1].toPrecision(2)) + '</span></li>';
     });
     h += '</ol>';
+    h += featureLabels(c.feat && c.feat[i]);
     var ex = c.ex[i] || [];
     if (ex.length) {
       h += '<div class="av-thumbs">';
