@@ -27,7 +27,7 @@ vmapped, scanned program (``render(..., start=...)``).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -158,7 +158,8 @@ def accentuate(model: base.Model, params: PyTree, photos: jax.Array,
                feature_args: PyTree, layer: str,
                reg_weight: float | jax.Array = DEFAULT_REG_WEIGHT,
                config: render_lib.RenderConfig = DEFAULT_CONFIG,
-               key: jax.Array | None = None) -> AccentuationResult:
+               key: jax.Array | None = None,
+               devices: Sequence[jax.Device] | None = None) -> AccentuationResult:
   """Accentuates ``make(feature_args[i])`` in ``photos[i]``, all in one program.
 
   Args:
@@ -172,6 +173,8 @@ def accentuate(model: base.Model, params: PyTree, photos: jax.Array,
     reg_weight: λ, a scalar or one per photo ``[N]``.
     config: render settings (default :data:`DEFAULT_CONFIG`).
     key: PRNG key for the transforms (default ``PRNGKey(0)``).
+    devices: devices to shard the photos over (default all local devices,
+      as :func:`~atlasjax.optvis.render.render`).
   """
   photos = jnp.asarray(photos, jnp.float32)
   n, h, w, _ = photos.shape
@@ -187,7 +190,7 @@ def accentuate(model: base.Model, params: PyTree, photos: jax.Array,
   args = {"feature": feature_args, "target": target,
           "weight": jnp.broadcast_to(jnp.asarray(reg_weight, jnp.float32), (n,))}
   result = render_lib.render(model, params, _Accentuate(make, layer), args, config,
-                             key, param=image_param, start=start)
+                             key, param=image_param, start=start, devices=devices)
   value1, acts = _features(model, params, make, feature_args, result.images, layer)
   axes = tuple(range(1, acts.ndim))
   distance = (jnp.sqrt(jnp.sum((acts - target) ** 2, axis=axes))

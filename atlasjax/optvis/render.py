@@ -352,6 +352,22 @@ class Renderer:
     sharding = NamedSharding(self.mesh, P() if replicate else P(_BATCH_AXIS))
     return jax.device_put(tree, sharding)
 
+  def _per_device(self, fn, in_specs):
+    """``fn``, batched over items on axis 0, run on each device's own items.
+
+    Items are independent, so with several devices each runs ``fn`` on its
+    shard under ``shard_map`` (``in_specs``: ``P(batch)`` or ``P()`` per
+    argument). Left to the SPMD partitioner, the parameterization's inverse
+    FFT is all-gathered and run whole on every device (the partitioner has no
+    batch rule for FFTs), and on CPU the gathered copy's layout trips XLA's
+    FFT kernel (``RET_CHECK ... IsMonotonicWithDim0Major``), so a sharded
+    MaCo render failed outright.
+    """
+    if self.mesh is None:
+      return fn
+    return jax.shard_map(fn, mesh=self.mesh, in_specs=in_specs,
+                         out_specs=P(_BATCH_AXIS))
+
   def _constrain(self, tree):
     if self.mesh is None:
       return tree
@@ -426,7 +442,9 @@ class Renderer:
     otherwise give pooling and LRN an extra item axis (rank-5 windows), which
     XLA:CPU runs markedly slower than the same ops on a rank-4 batch.
     """
-    images, x = jax.vmap(self._view, in_axes=(0, 0, None, 0))(raw, keys, step, offset)
+    batch = P(_BATCH_AXIS)
+    images, x = self._per_device(jax.vmap(self._view, in_axes=(0, 0, None, 0)),
+                                 (batch, batch, P(), batch))(raw, keys, step, offset)
     m, b = x.shape[:2]
     obj = self.make(jax.tree_util.tree_map(lambda a: a[0], args))   # layer names
     redirect = self._redirect(step)
@@ -540,7 +558,7 @@ class Renderer:
     cfg = self.config
     n_att = cfg.attempts
     m = item_ids.shape[0]
-    images = jax.vmap(self.param.to_rgb)(raw)
+    images = self._per_device(jax.vmap(self.param.to_rgb), P(_BATCH_AXIS))(raw)
     values = jax.vmap(self._score, in_axes=(0, 0, None))(images, args, params)
     values = values.reshape(m, n_att)
     best = best_finite_attempt(values, images.reshape((m, n_att) + images.shape[1:]))
