@@ -139,11 +139,13 @@ def activation_distance(layer: str, target: jax.Array) -> objectives_lib.Objecti
   return objectives_lib.Objective(fn, (layer,), f"distance:{layer}")
 
 
-def _features(model, params, make, feature_args, images, layer):
-  """Per image: the feature objective and the activations at ``layer``."""
+def _features(model, params, make, feature_args, images, layer, precision):
+  """Per image: the feature objective and the activations at ``layer``, with
+  the network at the render's ``precision`` (so the target rounds as the
+  render's activations do)."""
   obj = make(jax.tree_util.tree_map(lambda a: a[0], feature_args))
   layers = tuple(dict.fromkeys(obj.layers + (layer,)))
-  acts = model.apply(params, images, layers=layers)
+  acts = render_lib.network_outputs(model, params, images, layers, precision)
 
   def one(arg, acts_i, image):
     acts_i = {k: v[None] for k, v in acts_i.items()}
@@ -186,12 +188,14 @@ def accentuate(model: base.Model, params: PyTree, photos: jax.Array,
   start = photo_spectrum(photos)
   image_param = photo_param(h)
   reproduced = jax.vmap(image_param.to_rgb)(start)[:, 0]
-  value0, target = _features(model, params, make, feature_args, reproduced, layer)
+  value0, target = _features(model, params, make, feature_args, reproduced, layer,
+                             config.precision)
   args = {"feature": feature_args, "target": target,
           "weight": jnp.broadcast_to(jnp.asarray(reg_weight, jnp.float32), (n,))}
   result = render_lib.render(model, params, _Accentuate(make, layer), args, config,
                              key, param=image_param, start=start, devices=devices)
-  value1, acts = _features(model, params, make, feature_args, result.images, layer)
+  value1, acts = _features(model, params, make, feature_args, result.images, layer,
+                           config.precision)
   axes = tuple(range(1, acts.ndim))
   distance = (jnp.sqrt(jnp.sum((acts - target) ** 2, axis=axes))
               / jnp.sqrt(jnp.sum(target ** 2, axis=axes) + REG_EPS))

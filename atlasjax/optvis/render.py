@@ -74,6 +74,7 @@ on the other steps.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -217,6 +218,36 @@ class RenderResult:
 
 # ----------------------------------------------------------------------------
 # ReLU gradient redirection.
+
+def cast_params(params: PyTree, precision: str) -> PyTree:
+  """``params`` as the network runs them at ``precision`` (floats in bfloat16
+  for ``"bfloat16"``, unchanged otherwise)."""
+  if precision != "bfloat16":
+    return params
+  return jax.tree_util.tree_map(
+      lambda x: x.astype(jnp.bfloat16)
+      if jnp.issubdtype(x.dtype, jnp.floating) else x, params)
+
+
+def network_outputs(model: base.Model, params: PyTree, images: jax.Array,
+                    layers: Sequence[str], precision: str) -> dict[str, jax.Array]:
+  """``model.apply`` as the renderer runs it at ``precision``, outputs in float32.
+
+  Activations computed outside a render and compared with the render's own
+  (feature accentuation's target) must round the same way: at
+  ``"bfloat16"`` a float32 target sits ~1e-2 relative away from the
+  render's activations of the very same image, and a large regularization
+  weight then chases rounding noise; on GPUs JAX's default matmul precision
+  (TF32) differs from the renderer's ``"float32"`` likewise.
+  """
+  matmul = PRECISIONS[precision]
+  with (jax.default_matmul_precision(matmul) if matmul is not None
+        else contextlib.nullcontext()):
+    if precision == "bfloat16":
+      params, images = cast_params(params, precision), images.astype(jnp.bfloat16)
+    outs = model.apply(params, images, layers=tuple(layers))
+  return {k: v.astype(jnp.float32) for k, v in outs.items()}
+
 
 @jax.custom_vjp
 def redirected_relu(x: jax.Array, active: jax.Array) -> jax.Array:
@@ -519,11 +550,7 @@ class Renderer:
 
   def network_params(self, params):
     """``params`` as the network runs them (cast to bfloat16 if asked)."""
-    if self.config.precision != "bfloat16":
-      return params
-    return jax.tree_util.tree_map(
-        lambda x: x.astype(jnp.bfloat16)
-        if jnp.issubdtype(x.dtype, jnp.floating) else x, params)
+    return cast_params(params, self.config.precision)
 
   def _run_with_precision(self, params, key, item_ids, args, chunk_index):
     precision = PRECISIONS[self.config.precision]
@@ -776,4 +803,4 @@ def render(model: base.Model, params: PyTree, make: Callable[..., Any],
 __all__ = ["RenderConfig", "RenderResult", "RenderError", "Renderer", "build",
            "render", "check_input_size", "redirected_relu", "DEFAULT_LR",
            "LUCID_REDIRECT_STEPS", "PRECISIONS", "best_finite_attempt",
-           "nonfinite_items"]
+           "nonfinite_items", "cast_params", "network_outputs"]
