@@ -389,8 +389,8 @@ class Renderer:
     Items are independent, so with several devices each runs ``fn`` on its
     shard under ``shard_map`` (``in_specs``: ``P(batch)`` or ``P()`` per
     argument). Left to the SPMD partitioner, the parameterization's inverse
-    FFT is all-gathered and run whole on every device (the partitioner has no
-    batch rule for FFTs), and on CPU the gathered copy's layout trips XLA's
+    FFT was all-gathered and run whole on every device (seen in the
+    optimized HLO of a MaCo render), and on CPU the gathered copy's layout trips XLA's
     FFT kernel (``RET_CHECK ... IsMonotonicWithDim0Major``), so a sharded
     MaCo render failed outright.
     """
