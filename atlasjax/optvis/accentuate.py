@@ -27,7 +27,7 @@ vmapped, scanned program (``render(..., start=...)``).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -139,11 +139,13 @@ def activation_distance(layer: str, target: jax.Array) -> objectives_lib.Objecti
   return objectives_lib.Objective(fn, (layer,), f"distance:{layer}")
 
 
-def _features(model, params, make, feature_args, images, layer):
-  """Per image: the feature objective and the activations at ``layer``."""
+def _features(model, params, make, feature_args, images, layer, precision):
+  """Per image: the feature objective and the activations at ``layer``, with
+  the network at the render's ``precision`` (so the target rounds as the
+  render's activations do)."""
   obj = make(jax.tree_util.tree_map(lambda a: a[0], feature_args))
   layers = tuple(dict.fromkeys(obj.layers + (layer,)))
-  acts = model.apply(params, images, layers=layers)
+  acts = render_lib.network_outputs(model, params, images, layers, precision)
 
   def one(arg, acts_i, image):
     acts_i = {k: v[None] for k, v in acts_i.items()}
@@ -158,7 +160,8 @@ def accentuate(model: base.Model, params: PyTree, photos: jax.Array,
                feature_args: PyTree, layer: str,
                reg_weight: float | jax.Array = DEFAULT_REG_WEIGHT,
                config: render_lib.RenderConfig = DEFAULT_CONFIG,
-               key: jax.Array | None = None) -> AccentuationResult:
+               key: jax.Array | None = None,
+               devices: Sequence[jax.Device] | None = None) -> AccentuationResult:
   """Accentuates ``make(feature_args[i])`` in ``photos[i]``, all in one program.
 
   Args:
@@ -172,6 +175,8 @@ def accentuate(model: base.Model, params: PyTree, photos: jax.Array,
     reg_weight: λ, a scalar or one per photo ``[N]``.
     config: render settings (default :data:`DEFAULT_CONFIG`).
     key: PRNG key for the transforms (default ``PRNGKey(0)``).
+    devices: devices to shard the photos over (default all local devices,
+      as :func:`~atlasjax.optvis.render.render`).
   """
   photos = jnp.asarray(photos, jnp.float32)
   n, h, w, _ = photos.shape
@@ -183,12 +188,14 @@ def accentuate(model: base.Model, params: PyTree, photos: jax.Array,
   start = photo_spectrum(photos)
   image_param = photo_param(h)
   reproduced = jax.vmap(image_param.to_rgb)(start)[:, 0]
-  value0, target = _features(model, params, make, feature_args, reproduced, layer)
+  value0, target = _features(model, params, make, feature_args, reproduced, layer,
+                             config.precision)
   args = {"feature": feature_args, "target": target,
           "weight": jnp.broadcast_to(jnp.asarray(reg_weight, jnp.float32), (n,))}
   result = render_lib.render(model, params, _Accentuate(make, layer), args, config,
-                             key, param=image_param, start=start)
-  value1, acts = _features(model, params, make, feature_args, result.images, layer)
+                             key, param=image_param, start=start, devices=devices)
+  value1, acts = _features(model, params, make, feature_args, result.images, layer,
+                           config.precision)
   axes = tuple(range(1, acts.ndim))
   distance = (jnp.sqrt(jnp.sum((acts - target) ** 2, axis=axes))
               / jnp.sqrt(jnp.sum(target ** 2, axis=axes) + REG_EPS))

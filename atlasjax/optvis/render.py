@@ -74,6 +74,7 @@ on the other steps.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -218,6 +219,36 @@ class RenderResult:
 # ----------------------------------------------------------------------------
 # ReLU gradient redirection.
 
+def cast_params(params: PyTree, precision: str) -> PyTree:
+  """``params`` as the network runs them at ``precision`` (floats in bfloat16
+  for ``"bfloat16"``, unchanged otherwise)."""
+  if precision != "bfloat16":
+    return params
+  return jax.tree_util.tree_map(
+      lambda x: x.astype(jnp.bfloat16)
+      if jnp.issubdtype(x.dtype, jnp.floating) else x, params)
+
+
+def network_outputs(model: base.Model, params: PyTree, images: jax.Array,
+                    layers: Sequence[str], precision: str) -> dict[str, jax.Array]:
+  """``model.apply`` as the renderer runs it at ``precision``, outputs in float32.
+
+  Activations computed outside a render and compared with the render's own
+  (feature accentuation's target) must round the same way: at
+  ``"bfloat16"`` a float32 target sits ~1e-2 relative away from the
+  render's activations of the very same image, and a large regularization
+  weight then chases rounding noise; on GPUs JAX's default matmul precision
+  (TF32) differs from the renderer's ``"float32"`` likewise.
+  """
+  matmul = PRECISIONS[precision]
+  with (jax.default_matmul_precision(matmul) if matmul is not None
+        else contextlib.nullcontext()):
+    if precision == "bfloat16":
+      params, images = cast_params(params, precision), images.astype(jnp.bfloat16)
+    outs = model.apply(params, images, layers=tuple(layers))
+  return {k: v.astype(jnp.float32) for k, v in outs.items()}
+
+
 @jax.custom_vjp
 def redirected_relu(x: jax.Array, active: jax.Array) -> jax.Array:
   """``relu(x)`` whose gradient, while ``active``, lets some signal through.
@@ -352,6 +383,22 @@ class Renderer:
     sharding = NamedSharding(self.mesh, P() if replicate else P(_BATCH_AXIS))
     return jax.device_put(tree, sharding)
 
+  def _per_device(self, fn, in_specs):
+    """``fn``, batched over items on axis 0, run on each device's own items.
+
+    Items are independent, so with several devices each runs ``fn`` on its
+    shard under ``shard_map`` (``in_specs``: ``P(batch)`` or ``P()`` per
+    argument). Left to the SPMD partitioner, the parameterization's inverse
+    FFT was all-gathered and run whole on every device (seen in the
+    optimized HLO of a MaCo render), and on CPU the gathered copy's layout trips XLA's
+    FFT kernel (``RET_CHECK ... IsMonotonicWithDim0Major``), so a sharded
+    MaCo render failed outright.
+    """
+    if self.mesh is None:
+      return fn
+    return jax.shard_map(fn, mesh=self.mesh, in_specs=in_specs,
+                         out_specs=P(_BATCH_AXIS))
+
   def _constrain(self, tree):
     if self.mesh is None:
       return tree
@@ -426,7 +473,9 @@ class Renderer:
     otherwise give pooling and LRN an extra item axis (rank-5 windows), which
     XLA:CPU runs markedly slower than the same ops on a rank-4 batch.
     """
-    images, x = jax.vmap(self._view, in_axes=(0, 0, None, 0))(raw, keys, step, offset)
+    batch = P(_BATCH_AXIS)
+    images, x = self._per_device(jax.vmap(self._view, in_axes=(0, 0, None, 0)),
+                                 (batch, batch, P(), batch))(raw, keys, step, offset)
     m, b = x.shape[:2]
     obj = self.make(jax.tree_util.tree_map(lambda a: a[0], args))   # layer names
     redirect = self._redirect(step)
@@ -501,11 +550,7 @@ class Renderer:
 
   def network_params(self, params):
     """``params`` as the network runs them (cast to bfloat16 if asked)."""
-    if self.config.precision != "bfloat16":
-      return params
-    return jax.tree_util.tree_map(
-        lambda x: x.astype(jnp.bfloat16)
-        if jnp.issubdtype(x.dtype, jnp.floating) else x, params)
+    return cast_params(params, self.config.precision)
 
   def _run_with_precision(self, params, key, item_ids, args, chunk_index):
     precision = PRECISIONS[self.config.precision]
@@ -540,7 +585,7 @@ class Renderer:
     cfg = self.config
     n_att = cfg.attempts
     m = item_ids.shape[0]
-    images = jax.vmap(self.param.to_rgb)(raw)
+    images = self._per_device(jax.vmap(self.param.to_rgb), P(_BATCH_AXIS))(raw)
     values = jax.vmap(self._score, in_axes=(0, 0, None))(images, args, params)
     values = values.reshape(m, n_att)
     best = best_finite_attempt(values, images.reshape((m, n_att) + images.shape[1:]))
@@ -758,4 +803,4 @@ def render(model: base.Model, params: PyTree, make: Callable[..., Any],
 __all__ = ["RenderConfig", "RenderResult", "RenderError", "Renderer", "build",
            "render", "check_input_size", "redirected_relu", "DEFAULT_LR",
            "LUCID_REDIRECT_STEPS", "PRECISIONS", "best_finite_attempt",
-           "nonfinite_items"]
+           "nonfinite_items", "cast_params", "network_outputs"]
