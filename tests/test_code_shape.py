@@ -18,13 +18,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "atlasjax"
 MAX_LINES = 60
 REASON = "Length:"
-# Cross-module private uses in code another helper owns (optvis, session 6):
-# listed so that the check guards everything else now; remove an entry when
+# Cross-module private uses allowed for now (none): an entry is removed when
 # its use is gone (the test fails while a listed entry no longer occurs).
-KNOWN_PRIVATE_USES = frozenset({
-    "atlasjax/optvis/accentuate.py: param_lib._hw",
-    "atlasjax/optvis/spectrum.py: param_lib._hw",
-})
+KNOWN_PRIVATE_USES = frozenset()
 
 
 def _modules():

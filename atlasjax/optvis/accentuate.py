@@ -104,7 +104,7 @@ def photo_param(size: int) -> param_lib.ImageParam:
   recorrelation and sigmoid. ``init`` gives a flat grey spectrum's shape; the
   renderer starts from :func:`photo_spectrum` instead.
   """
-  h, w = param_lib._hw(size)
+  h, w = param_lib.size_hw(size)
   shape = (1, 3, h, w // 2 + 1)
 
   def init(key):

@@ -76,7 +76,8 @@ def output_shape(p: ImageParam) -> tuple[int, ...]:
   return tuple(jax.eval_shape(p.to_rgb, raw).shape)
 
 
-def _hw(size: int | Sequence[int]) -> tuple[int, int]:
+def size_hw(size: int | Sequence[int]) -> tuple[int, int]:
+  """``(height, width)`` of an image size given as one side or a pair."""
   if isinstance(size, int):
     return size, size
   h, w = size
@@ -89,7 +90,7 @@ def _hw(size: int | Sequence[int]) -> tuple[int, int]:
 def pixel_image(size, batch: int = 1, channels: int = 3,
                 sd: float = DEFAULT_SD) -> ImageParam:
   """Pixels themselves, initialised from ``N(0, sd²)``."""
-  h, w = _hw(size)
+  h, w = size_hw(size)
   return ImageParam(
       init=lambda key: sd * jax.random.normal(key, (batch, h, w, channels)),
       to_rgb=lambda raw: raw)
@@ -124,7 +125,7 @@ def fft_image(size, batch: int = 1, channels: int = 3, sd: float = DEFAULT_SD,
   gradient steps are whitened), applies the inverse real FFT, crops to
   ``[h, w]`` and multiplies by :data:`FFT_OUTPUT_SCALE`.
   """
-  h, w = _hw(size)
+  h, w = size_hw(size)
   # The inverse FFT is linear, so Lucid's output scale is folded into the
   # spectrum scale once, here, and both multiply the real and imaginary parts
   # (real × real) before they become one complex array: no per-step complex
@@ -163,7 +164,7 @@ def laplacian_pyramid(size, batch: int = 1, channels: int = 3,
                       levels: int = PYRAMID_LEVELS,
                       sd: float = DEFAULT_SD) -> ImageParam:
   """Sum of ``levels`` tensors at resolutions ``size / 2**k``, upsampled."""
-  h, w = _hw(size)
+  h, w = size_hw(size)
   shape = (batch, h, w, channels)
   parts = [lowres_tensor(shape, (batch, max(1, h // 2 ** k),
                                  max(1, w // 2 ** k), channels), sd)
@@ -222,7 +223,7 @@ def maco_image(size, magnitude, batch: int = 1, phase: jax.Array | None = None,
       magnitude's own scale (feature accentuation starts from a photo).
     sd: standard deviation of the random initial phase.
   """
-  h, w = _hw(size)
+  h, w = size_hw(size)
   magnitude = jnp.asarray(magnitude, jnp.float32)
   channels = magnitude.shape[-3]
   shape = (batch, channels, h, w // 2 + 1)
@@ -371,7 +372,7 @@ def cppn(size, batch: int = 1, hidden: int = CPPN_HIDDEN,
   a zero-initialised sigmoid output (the image starts uniform grey). Lucid
   recommends a smaller learning rate (~0.005) for this parameterization.
   """
-  h, w = _hw(size)
+  h, w = size_hw(size)
   ys = jnp.linspace(-CPPN_COORD_RANGE, CPPN_COORD_RANGE, h)
   xs = jnp.linspace(-CPPN_COORD_RANGE, CPPN_COORD_RANGE, w)
   yy, xx = jnp.meshgrid(ys, xs, indexing="ij")
@@ -416,7 +417,7 @@ def shared_separate(size, frames: int,
   The shared parts make neighbouring frames of an interpolation render the
   same things in the same places; each frame still has its own spectrum.
   """
-  h, w = _hw(size)
+  h, w = size_hw(size)
   shape = (frames, h, w, 3)
   parts = [fft_image((h, w), frames, 3, sd)]
   parts += [lowres_tensor(shape, (b, max(1, h // f), max(1, w // f), 3), sd)

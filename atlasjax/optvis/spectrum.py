@@ -95,7 +95,7 @@ def resize(magnitude: np.ndarray, size: int | Sequence[int]) -> np.ndarray:
   stays at row 0 and column 0 and the negative row frequencies at the end.
   """
   import jax   # local: keeps this module importable for NumPy-only tools
-  h, w = param_lib._hw(size)
+  h, w = param_lib.size_hw(size)
   shape = (magnitude.shape[0], h, w // 2 + 1)
   if tuple(magnitude.shape) == shape:
     return np.asarray(magnitude, np.float32)
