@@ -426,7 +426,7 @@ def shared_separate(size, frames: int,
 
 
 __all__ = [
-    "ImageParam", "output_shape", "pixel_image", "fft_image", "lowres_tensor",
+    "ImageParam", "output_shape", "size_hw", "pixel_image", "fft_image", "lowres_tensor",
     "laplacian_pyramid", "sum_params", "maco_image", "MACO_PHASE_SD",
     "transparency", "rfft2d_freqs", "spectrum_scale",
     "decorrelate_color", "to_valid_rgb", "finish", "image", "cppn",
