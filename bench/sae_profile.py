@@ -75,22 +75,8 @@ def _losses_session5(params, x, since_fired, config):
 
 
 def _session5_step(config, optimizer):
-  """``train.make_step`` of session 5 (the same body around the old loss)."""
-  def step(state, batch):
-    params = state["params"]
-    x = batch / state["input_scale"]
-    grads, (mse, aux, fired, l0) = jax.grad(_losses_session5, has_aux=True)(
-        params, x, state["since_fired"], config)
-    d = params["decoder"]
-    grads["decoder"] -= jnp.sum(grads["decoder"] * d, -1, keepdims=True) * d
-    updates, opt_state = optimizer.update(grads, state["opt_state"], params)
-    params = optax.apply_updates(params, updates)
-    params["decoder"] = sae.unit_rows(params["decoder"])
-    since = jnp.where(fired, 0, state["since_fired"] + x.shape[0])
-    return ({**state, "params": params, "opt_state": opt_state,
-             "since_fired": since, "step": state["step"] + 1},
-            {"mse": mse, "aux": aux, "l0": l0})
-  return jax.jit(step, donate_argnums=0)
+  """``train.make_step`` of session 5: the same step around the old loss."""
+  return train_lib.make_step(config, optimizer, losses=_losses_session5)
 
 
 def _stepper(step, state):

@@ -150,12 +150,20 @@ def _program(key: TrainConfig):
   return optimizer, make_step(key, optimizer)
 
 
-def make_step(config: TrainConfig, optimizer: optax.GradientTransformation):
-  """``(state, batch [B, C] raw activations) -> (state, metrics)``, jitted."""
+def make_step(config: TrainConfig, optimizer: optax.GradientTransformation,
+              losses=None):
+  """``(state, batch [B, C] raw activations) -> (state, metrics)``, jitted.
+
+  ``losses`` (default: the TopK reconstruction + AuxK loss of this module)
+  is ``(params, x, since_fired, config) -> (total, (mse, aux, fired, l0))``;
+  ``bench/sae_profile.py`` passes an earlier loss to time the two steps.
+  """
+  losses = losses or _losses
+
   def step(state, batch):
     params = state["params"]
     x = batch / state["input_scale"]
-    grads, (mse, aux, fired, l0) = jax.grad(_losses, has_aux=True)(
+    grads, (mse, aux, fired, l0) = jax.grad(losses, has_aux=True)(
         params, x, state["since_fired"], config)
     # Only the decoder rows' directions may change: drop the radial part.
     d = params["decoder"]
