@@ -43,9 +43,12 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory.", required=True
 def _config(model) -> pipeline.DictionaryConfig:
   for name, value, low in (("--features", _FEATURES.value, 1), ("--k", _K.value, 1),
                            ("--epochs", _EPOCHS.value, 1),
-                           ("--batch_size", _BATCH.value, 1)):
+                           ("--batch_size", _BATCH.value, 1),
+                           ("--dead_after", _DEAD_AFTER.value, 1)):
     if value < low:
       raise ValueError(f"{name}={value}: pass {low} or more.")
+  if not _LR.value > 0:
+    raise ValueError(f"--lr={_LR.value}: pass a positive learning rate.")
   if _K.value > _FEATURES.value:
     raise ValueError(f"--k={_K.value} exceeds --features={_FEATURES.value}; "
                      "k must be at most the dictionary size.")

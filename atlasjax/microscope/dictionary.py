@@ -204,11 +204,11 @@ def write_pages(out: os.PathLike | str, layer: str, d: sae.Dictionary,
             f"<h1>{html.escape(layer)} feature {f}</h1>"
             f'<img src="f{f}.png" width=192><h2>Dataset examples</h2>{crops}'
             f"<h2>Strongest neurons (decoder weights)</h2><ol>{neurons}</ol>")
-    (folder / f"f{f}.html").write_text(_page(f"{layer} feature {f}", body))
+    workdir_lib.write_text(folder / f"f{f}.html", _page(f"{layer} feature {f}", body))
     cells.append(f'<a href="f{f}.html"><img src="f{f}.png" width={TILE}><br>{f}</a>')
   index = (f"<h1>{html.escape(layer)}: {d.features} dictionary features "
            f"(k = {d.k})</h1><div class=grid>{''.join(cells)}</div>")
-  (folder / "index.html").write_text(_page(f"{layer} dictionary", index))
+  workdir_lib.write_text(folder / "index.html", _page(f"{layer} dictionary", index))
   write_unit_links(out, layer, d)
   return folder / "index.html"
 
