@@ -4,6 +4,7 @@ import importlib.util
 import pathlib
 
 from absl import app
+from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,7 +15,12 @@ from atlasjax.models import vit
 _SCRIPT = pathlib.Path(__file__).parents[2] / "bench" / "distill_vit.py"
 _spec = importlib.util.spec_from_file_location("distill_vit", _SCRIPT)
 distill = importlib.util.module_from_spec(_spec)
+_before = set(flags.FLAGS)
 _spec.loader.exec_module(distill)
+# The script's flags (--data, --seed, ...) leave the global registry at once:
+# scripts run in-process later in this worker define flags of the same names.
+for _name in set(flags.FLAGS) - _before:
+  delattr(flags.FLAGS, _name)
 
 
 
