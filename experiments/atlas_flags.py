@@ -30,6 +30,8 @@ from atlasjax.atlas import collect
 from atlasjax.atlas import layout
 from atlasjax.atlas import pipeline
 from atlasjax.atlas import render_atlas
+from atlasjax.atlas import run_config
+from atlasjax.atlas import variants
 from configs import atlas as presets
 
 # Config sections whose fields become flags, in pipeline order.
@@ -240,3 +242,20 @@ def load_model():
   """``(model, params, labels)`` of ``--model``."""
   model, params = cli.load_model()
   return model, params, labels_lib.load(DATA.value)
+
+
+def prepare_variant(variant, config: pipeline.PipelineConfig,
+                    model: models.Model, params, labels: labels_lib.Labels,
+                    workdir: pathlib.Path) -> None:
+  """Checks a class or comparison atlas's settings, then records and collects.
+
+  Every setting (and the collection it would start) is validated before the
+  run record is written: a refused run leaves the work directory as it found
+  it. A finished collection is used as it is; only the model must match.
+  """
+  variants.check_config(variant, model)
+  variants.check_collection(config.collect, model, params, images_folder(),
+                            workdir)
+  run_config.record(workdir, {"model": model.name})
+  variants.ensure_collection(config.collect, model, params, images_folder(),
+                             workdir, labels)

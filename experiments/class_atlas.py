@@ -15,7 +15,6 @@ from absl import flags
 
 import cli
 import atlas_flags as af
-from atlasjax.atlas import run_config
 from atlasjax.atlas import variants
 
 _CLASS = flags.DEFINE_string("class", None, "Class name, WordNet id or index.",
@@ -38,16 +37,7 @@ def main(argv):
       atlas=config.atlas, top_k=_TOP_K.value,
       umap=variants.umap_preset(config.layout.n_neighbors,
                                 config.layout.min_dist, config.layout.metric))
-  # Validate the settings (and the collection it would start) before the run
-  # record is written: a refused run leaves the work directory as it found it.
-  variants.check_config(class_config, model)
-  variants.check_collection(config.collect, model, params, af.images_folder(),
-                            workdir)
-  # The collection may already exist with its own settings; only the model
-  # must match (a finished collection is used as it is).
-  run_config.record(workdir, {"model": model.name})
-  variants.ensure_collection(config.collect, model, params, af.images_folder(),
-                             workdir, labels)
+  af.prepare_variant(class_config, config, model, params, labels, workdir)
   path = variants.class_atlas(class_config, model, params, workdir,
                               class_index, labels)
   folder = path.parent

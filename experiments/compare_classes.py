@@ -15,7 +15,6 @@ from absl import flags
 
 import cli
 import atlas_flags as af
-from atlasjax.atlas import run_config
 from atlasjax.atlas import variants
 
 _LEFT = flags.DEFINE_string("left", None, "Class shown on the left.", required=True)
@@ -37,14 +36,7 @@ def main(argv):
       umap=variants.umap_preset(config.layout.n_neighbors,
                                 config.layout.min_dist, config.layout.metric))
   workdir = cli.output_dir(af.workdir(model, config), "--workdir")
-  # Every setting is checked before the record is written: a refused run
-  # leaves the work directory as it found it.
-  variants.check_config(compare_config, model)
-  variants.check_collection(config.collect, model, params, af.images_folder(),
-                            workdir)
-  run_config.record(workdir, {"model": model.name})
-  variants.ensure_collection(config.collect, model, params, af.images_folder(),
-                             workdir, labels)
+  af.prepare_variant(compare_config, config, model, params, labels, workdir)
   result = variants.compare_classes(compare_config, model, params, workdir,
                                     left, right, labels)
   print(f"Comparison ready: {workdir}/{result['png']} "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pathlib
 
+import numpy as np
 import pytest
 
 import toy_model
@@ -48,3 +49,21 @@ def sample_dir(data_root) -> pathlib.Path:
 def toy():
   """``(model, params)`` for the tiny custom CNN of ``tests/toy_model.py``."""
   return toy_model.TOY_MODEL, toy_model.toy_params()
+
+
+class LinearUmap:
+  """A deterministic stand-in for umap.UMAP: the first two coordinates (no
+  numba compile; the layout's own numerics are tested in tests/atlas)."""
+
+  def __init__(self, **kwargs):
+    del kwargs
+
+  def fit_transform(self, x):
+    return np.asarray(x)[:, :2].astype(np.float32)
+
+
+@pytest.fixture
+def linear_umap(monkeypatch):
+  """Lays out with :class:`LinearUmap` instead of UMAP for this test."""
+  from atlasjax.atlas import layout  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(layout, "_reducer", lambda *a, **k: LinearUmap())

@@ -14,23 +14,9 @@ import hashlib
 import json
 import pathlib
 
-import numpy as np
-
-from atlasjax.atlas import layout
-
 # mixed3a is early: truncated forwards and small compiles keep this quick.
 COLLECT = ["--layers=mixed3a", "--crops_per_image=1", "--image_size=64",
            "--noattributions", "--shard_images=4"]
-
-
-class _LinearUmap:
-  """A deterministic stand-in for umap.UMAP (no numba compile in a test)."""
-
-  def __init__(self, **kwargs):
-    del kwargs
-
-  def fit_transform(self, x):
-    return np.asarray(x)[:, :2].astype(np.float32)
 
 
 def tree_hash(folder: pathlib.Path) -> dict[str, str]:
@@ -48,14 +34,13 @@ def assert_refused_untouched(result, workdir, before, *needles):
 
 
 def test_layout_and_render_atlas_scripts_validate_before_writing(
-    run_script, tmp_path, four_photos, monkeypatch):
+    run_script, tmp_path, four_photos, linear_umap):
   """One work directory through the stage scripts (one collection: the
   GoogLeNet compile is the cost); each script first refused, then run."""
   work = tmp_path / "work"
   r = run_script("collect", f"--images={four_photos}", f"--workdir={work}",
                  *COLLECT)
   assert r.code == 0, r
-  monkeypatch.setattr(layout, "_reducer", lambda *a, **k: _LinearUmap())
   _layout_refused_then_run(run_script, work)
   _render_atlas_refused_then_run(run_script, work)
   _atlas_and_class_atlas_refused(run_script, work, four_photos)

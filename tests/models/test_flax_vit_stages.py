@@ -164,22 +164,10 @@ def test_microscope_pages_skip_connections_through_attention(vit, tmp_path):
   assert (tmp_path / "microscope" / "data" / "block1" / "attn" / "out.js").is_file()
 
 
-class _LinearUmap:
-  """A deterministic stand-in for umap.UMAP: the layout's own numerics are
-  tested in tests/atlas; here only the ViT's path through the stages is."""
-
-  def __init__(self, **kwargs):
-    del kwargs
-
-  def fit_transform(self, x):
-    return np.asarray(x)[:, :2].astype(np.float32)
-
-
-def test_atlas_and_viewer_on_the_patch_grid(vit, photos, tmp_path, monkeypatch):
+def test_atlas_and_viewer_on_the_patch_grid(vit, photos, tmp_path, linear_umap):
   """pipeline.run on the MLP hidden layer of a ViT: collect (attributions) →
   layout → grid → icons (rendered through the fixed-size resampling) → viewer."""
   from atlasjax.atlas import layout, pipeline, render_atlas  # pylint: disable=g-import-not-at-top
-  monkeypatch.setattr(layout, "_reducer", lambda *a, **k: _LinearUmap())
   model, params = vit[:2]
   config = pipeline.PipelineConfig(
       collect=collect.CollectConfig(layers=(HIDDEN,), crops_per_image=2,
