@@ -77,12 +77,18 @@ HELP = {
     "attempts": "Attempts per icon, best kept.",
     "lr": "Adam learning rate.",
     "cossim_pow": "Cosine power of the icon objective.",
-    "objective": "Icon objective form: cosine or lucid_notebook.",
+    "objective": "Icon objective: a form (cosine, lucid_notebook), a family "
+                 "registered with atlasjax.optvis.registry.register_objective, "
+                 "or 'package.module:factory' (factory(layer, whitening=, "
+                 "cossim_pow=) -> family direction -> Objective; see "
+                 "atlasjax.atlas.icon_objective).",
     "class_ranking": "How cells' top classes and the viewer's shading are "
                      "ranked: support (attribution weighted by the crops' "
                      "predictions) or mean_attribution (the paper's).",
-    "transforms": "Icon transforms preset.",
-    "param": "Icon parameterization: fft (Lucid's) or maco (Fel et al. 2023).",
+    "transforms": "Icon transforms preset, a registered name or "
+                  "'package.module:factory'.",
+    "param": "Icon parameterization: fft (Lucid's), maco (Fel et al. 2023), "
+             "a registered name or 'package.module:factory'.",
     "chunk_size": "Icons per compiled batch (default 64).",
     "density_scaled": "Scale icons by cell density.",
     "n_examples": "Nearest photos listed per cell.",
@@ -119,10 +125,15 @@ LOCAL_DEVICES = flags.DEFINE_list(
 # Flags generated from the dataclass fields.
 
 def _scalar(hint) -> type:
-  """``int`` for ``int``/``int | None`` etc."""
+  """``int`` for ``int``/``int | None`` etc.; ``str`` for a field that also
+  takes Python objects (``objective``: a name on the command line, a family
+  in code)."""
   args = [a for a in typing.get_args(hint) if a is not type(None)]
-  if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
-    return args[0]
+  if typing.get_origin(hint) in (typing.Union, types.UnionType):
+    if len(args) == 1:
+      return args[0]
+    if str in args:
+      return str
   return hint
 
 
@@ -214,6 +225,19 @@ def pipeline_config(model: models.Model,
       layout=layout.LayoutConfig(**sections["layout"]),
       atlas=render_atlas.AtlasConfig(**sections["atlas"]),
       viewer=sections["pipeline"]["viewer"])
+
+
+def given_atlas_settings() -> dict:
+  """The icon settings (AtlasConfig fields) given on the command line, as
+  the dataclass wants them: what a re-render changes."""
+  out = {}
+  for name, (hint, _, where) in FIELDS.items():
+    if "atlas" in where and FIELD_FLAGS[name].present:
+      try:
+        out[name] = _convert(hint, FIELD_FLAGS[name].value)
+      except ValueError as e:
+        raise ValueError(f"--{name}: {e}") from None
+  return out
 
 
 def workdir(model: models.Model, config: pipeline.PipelineConfig) -> pathlib.Path:

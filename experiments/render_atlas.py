@@ -3,16 +3,30 @@ r"""Stage 3: grid the layout, render every cell's icon, assemble the atlas.
   python experiments/render_atlas.py --workdir=DIR --grid_sizes=20,40,80 \
       --min_density=10,4,2 --steps=1024 --attempts=4
 
-Flags as experiments/atlas.py.
+Flags as experiments/atlas.py. With ``--rerender``, a finished atlas is
+rendered again with the icon settings given on the command line (the others
+as recorded in its atlas.json), keeping its collection and layout; the atlas
+images, fidelity figures, run record and viewer follow:
+
+  python experiments/render_atlas.py --workdir=DIR --rerender \
+      --objective=mylab.objectives:icon_factory --param=mylab.params:my_param
 """
 
 import dataclasses
 
+from absl import flags
+
 import cli
 import atlas_flags as af
 from atlasjax.atlas import pipeline
+from atlasjax.atlas import rebuild
 from atlasjax.atlas import render_atlas
 from atlasjax.atlas import run_config
+
+_RERENDER = flags.DEFINE_boolean(
+    "rerender", False, "Re-render the icons of the finished atlas in --workdir "
+    "with the icon flags given (objective, param, transforms, steps …); the "
+    "collection and layout are kept.")
 
 
 def main(argv):
@@ -21,6 +35,12 @@ def main(argv):
   model, params, labels = af.load_model()
   config = af.pipeline_config(model)
   workdir = cli.output_dir(af.workdir(model, config), "--workdir")
+  if _RERENDER.value:
+    paths = rebuild.rerender(workdir, model, params, labels,
+                             viewer=config.viewer, **af.given_atlas_settings())
+    if process.is_main:
+      print(f"Re-rendered: {', '.join(str(p) for p in paths)}")
+    return
   jobs = [(dataclasses.replace(config.atlas, layer=layer),
            *pipeline.layer_paths(layer, main=i == 0))
           for i, layer in enumerate(config.collect.layers)]

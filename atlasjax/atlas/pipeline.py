@@ -39,7 +39,7 @@ def _atlas_is_current(path: pathlib.Path, config: render_atlas.AtlasConfig,
   if not path.exists():
     return False
   atlas = json.loads(path.read_text())
-  if (atlas.get("config") != json.loads(json.dumps(dataclasses.asdict(config)))
+  if (atlas.get("config") != render_atlas.config_json(config)
       or atlas.get("collection") != fingerprint):
     return False
   files = [g["atlas"] for g in atlas["grids"]] + [

@@ -2,9 +2,12 @@
 
 For each requested grid size, the kept cells' mean activations are inverted
 with the atlas objective (``direction_neuron_cossim`` with the whitening matrix
-S and a cosine power) — all cells of a grid rendered together by the batched
-renderer, chunked to bounded memory, best of ``attempts``. Rendering resumes
-chunk by chunk: each finished chunk is saved before the next one starts.
+S and a cosine power, or your own family ``direction -> Objective``: see
+:mod:`atlasjax.atlas.icon_objective`) — all cells of a grid rendered together
+by the batched renderer, chunked to bounded memory, best of ``attempts``.
+Rendering resumes chunk by chunk: each finished chunk is saved before the next
+one starts, in a folder keyed by every setting that shapes the icons (a custom
+objective by its structure), so icons of other settings are never reused.
 
 Outputs in the work directory (paths in ``atlas.json`` are relative to it)::
 
@@ -43,12 +46,11 @@ from atlasjax import progress
 from atlasjax import workdir as workdir_lib
 from atlasjax.atlas import collect as collect_lib
 from atlasjax.atlas import grid as grid_lib
+from atlasjax.atlas import icon_objective
 from atlasjax.atlas import layout as layout_lib
 from atlasjax.models import base
-from atlasjax.optvis import objectives
-from atlasjax.optvis import param as param_lib
+from atlasjax.optvis import registry
 from atlasjax.optvis import render as render_lib
-from atlasjax.optvis import transform as transform_lib
 
 ATLAS_JSON = "atlas.json"
 CLASS_NAMES = "class_names.json"
@@ -56,7 +58,7 @@ ATLAS_JSON_VERSION = 1
 # Carter et al. (2019) render icons with cos^4 emphasis on the direction.
 DEFAULT_COSSIM_POW = 4.0
 # The icon objective's form (see objectives.direction_neuron_cossim).
-DEFAULT_OBJECTIVE_FORM = "cosine"
+DEFAULT_OBJECTIVE_FORM = icon_objective.DEFAULT_FORM
 # Icons per compiled batch when AtlasConfig.chunk_size is None.
 DEFAULT_ICON_CHUNK = 64
 # Icon side as a fraction of the cell when density scaling shrinks sparse cells.
@@ -80,15 +82,20 @@ class AtlasConfig:
   cossim_pow: float = DEFAULT_COSSIM_POW
   # ``direction_neuron_cossim`` form: "cosine" (a true cosine, invariant to
   # the scale of the direction and the whitening) or "lucid_notebook" (the
-  # published notebook's, for reproductions).
-  objective: str = DEFAULT_OBJECTIVE_FORM
+  # published notebook's, for reproductions); or your own: a family
+  # ``direction [C] -> Objective``, a registered name or
+  # "package.module:factory" (atlasjax.atlas.icon_objective says exactly
+  # what each receives).
+  objective: str | icon_objective.Family = DEFAULT_OBJECTIVE_FORM
   # How each cell's top classes (and the viewer's shading) are ranked:
   # "support" or "mean_attribution" (the paper's; needs hundreds of vectors
   # per cell). See atlasjax/atlas/grid.py.
   class_ranking: str = grid_lib.DEFAULT_CLASS_RANKING
   whiten: bool = True
+  # Icon transforms (optvis.transform.PRESETS) and parameterization
+  # (optvis.param.KINDS: "fft", Lucid's, or "maco"), or names registered in
+  # atlasjax.optvis.registry, or "package.module:factory".
   transforms: str = "atlas"
-  # Icon parameterization (optvis.param.KINDS): "fft" (Lucid's) or "maco".
   param: str = "fft"
   seed: int = 0
   chunk_size: int | None = None
@@ -111,14 +118,20 @@ class AtlasConfig:
         chunk_size=self.chunk_size, param=self.param, decorrelate=True,
         transforms=self.transforms)
 
+  def described(self) -> "AtlasConfig":
+    """This config with the objective as a JSON-able record
+    (:func:`icon_objective.describe`): what run records, ``atlas.json``
+    and the icons' cache key hold."""
+    return dataclasses.replace(
+        self, objective=icon_objective.describe(self.objective))
 
-def make_atlas_objective(layer: str, whitening, cossim_pow: float,
-                         form: str = DEFAULT_OBJECTIVE_FORM):
-  """``direction -> Objective``: the paper's icon objective for one cell."""
-  def make(direction):
-    return objectives.direction_neuron_cossim(
-        layer, direction, cossim_pow=cossim_pow, whitening=whitening, form=form)
-  return make
+
+def config_json(config: AtlasConfig) -> dict:
+  """``config`` as plain JSON values (a custom objective described)."""
+  return json.loads(json.dumps(dataclasses.asdict(config.described())))
+
+
+make_atlas_objective = icon_objective.make_atlas_objective
 
 
 def render_icons(model: base.Model, params, layer: str, directions: np.ndarray,
@@ -137,9 +150,8 @@ def render_icons(model: base.Model, params, layer: str, directions: np.ndarray,
   # compiled program and no rendering wasted on padding.
   n_chunks = -(-n // (config.chunk_size or DEFAULT_ICON_CHUNK))
   chunk = max(1, -(-n // n_chunks))
-  make = make_atlas_objective(
-      layer, None if whitening is None else jnp.asarray(whitening),
-      config.cossim_pow, config.objective)
+  make = icon_objective.icon_family(config.objective, layer, whitening,
+                                   config.cossim_pow)
   # The renderer pads a short final chunk to ``chunk``: one compilation.
   render_config = dataclasses.replace(config.render_config(), chunk_size=chunk)
   spans = [(lo, min(n, lo + chunk)) for lo in range(0, n, chunk)]
@@ -231,7 +243,8 @@ def _global_job(model, params, make, directions, render_config, key, spans,
   """Builds the renderer over every device of every process, and the mesh."""
   lay = distributed.layout()
   devices = tuple(sorted(jax.devices(), key=lambda d: (d.process_index, d.id)))
-  renderer = render_lib.build(model, make, render_config, devices=devices)
+  renderer = render_lib.build(model, make, render_config, devices=devices,
+                              pieces=render_lib.custom_pieces(render_config))
   mesh = renderer.mesh or jax.sharding.Mesh(np.asarray(devices), (_ICON_AXIS,))
   local = lay.local_devices
   rows = local * -(-render_config.chunk_size // local)
@@ -354,8 +367,9 @@ def _grid_key(config: AtlasConfig, size: int, density: int, fingerprint: str,
   """Names a grid's chunk cache; the directions make a changed layout or
   sample subset (class atlases) render afresh instead of reusing stale icons,
   and ``weights`` (the params' fingerprint) other weights."""
-  settings = dataclasses.asdict(config)
+  settings = config_json(config)
   settings.pop("class_ranking")   # Labels only: the icons do not depend on it.
+  settings["objective"] = icon_objective.structural(settings["objective"])
   text = json.dumps([settings, size, density, fingerprint, weights],
                     sort_keys=True, default=str)
   digest = hashlib.sha256(text.encode())
@@ -406,19 +420,23 @@ def _check_names(config: AtlasConfig) -> None:
   if config.class_ranking not in grid_lib.CLASS_RANKINGS:
     raise AtlasError(f"--class_ranking={config.class_ranking}: use one of "
                      f"{', '.join(grid_lib.CLASS_RANKINGS)}.")
-  for flag, choices, value in (
-      ("param", param_lib.KINDS, config.param),
-      ("transforms", transform_lib.PRESETS, config.transforms)):
-    if value not in choices:
-      raise AtlasError(f"--{flag}={value}: use one of {', '.join(choices)}.")
+  for kind in ("param", "transforms"):
+    try:
+      registry.check(kind, getattr(config, kind))
+    except registry.RegistryError as e:
+      raise AtlasError(f"--{kind}={getattr(config, kind)}: {e}") from None
+
+
+def _check_objective(config: AtlasConfig, model: base.Model) -> None:
+  """The icon objective, built and checked on the model (nothing compiled)."""
+  model.layer(config.layer)   # an unknown layer is named as such, not as this
   try:
-    # Builds (does not evaluate) the objective, with a whitening matrix
-    # exactly when the icons will have one: some forms refuse it.
-    objectives.direction_neuron_cossim(
-        config.layer, np.zeros(1, np.float32), form=config.objective,
-        whitening=np.eye(1, dtype=np.float32) if config.whiten else None)
+    icon_objective.check(config.objective, model, config.layer, config.whiten,
+                         config.cossim_pow, config.render_config())
   except ValueError as e:
-    raise AtlasError(f"--objective={config.objective}: {e}.") from None
+    raise AtlasError(
+        f"--objective={icon_objective.label(config.objective)}: "
+        f"{str(e).rstrip('.')}.") from None
 
 
 def check_config(config: AtlasConfig, model: base.Model) -> None:
@@ -433,6 +451,7 @@ def check_config(config: AtlasConfig, model: base.Model) -> None:
   render_config = config.render_config()
   render_lib.check_input_size(model, render_config, render_config.image_param(),
                               render_config.transform())
+  _check_objective(config, model)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -621,7 +640,7 @@ def _atlas_json(config: AtlasConfig, model: base.Model, inputs: _Inputs,
       "orientation": "cell x = column from the left, y = row from the top; layout "
                      "u grows right and v grows up: x = floor(u*size), "
                      "y = floor((1-v)*size)",
-      "config": dataclasses.asdict(config),
+      "config": config_json(config),
       "grids": grids,
   }
 

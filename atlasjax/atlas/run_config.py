@@ -25,6 +25,7 @@ import pathlib
 from typing import Any, Mapping, Sequence
 
 from atlasjax import workdir as workdir_lib
+from atlasjax.atlas import icon_objective
 
 RUN_CONFIG = "run_config.json"
 # Keys that change how a run executes, not what it produces.
@@ -32,6 +33,10 @@ EXECUTION_ONLY = frozenset({
     "collect.batch_size", "collect.loader_threads", "collect.loader_workers",
     "atlas.chunk_size", "viewer",
 })
+# The icon objective: a form's name, or a custom objective's description,
+# compared as one value by its structure (icon_objective.structural: the
+# same family under another name is the same setting).
+OBJECTIVE_KEY = "atlas.objective"
 
 
 class ConfigMismatchError(ValueError):
@@ -45,6 +50,8 @@ def sections(config, model_name: str, names: tuple[str, ...] | None = None
   ``names`` keeps only those sections (a stage run on its own records its
   own settings, e.g. ``("collect",)``).
   """
+  if hasattr(config, "atlas"):   # a custom icon objective, as JSON
+    config = dataclasses.replace(config, atlas=config.atlas.described())
   tree = json.loads(json.dumps(dataclasses.asdict(config)))
   if names is not None:
     tree = {k: v for k, v in tree.items() if k in names}
@@ -54,7 +61,9 @@ def sections(config, model_name: str, names: tuple[str, ...] | None = None
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
   out = {}
   for key, value in tree.items():
-    if isinstance(value, Mapping):
+    if f"{prefix}{key}" == OBJECTIVE_KEY:
+      out[OBJECTIVE_KEY] = icon_objective.structural(value)
+    elif isinstance(value, Mapping):
       out.update(_flatten(value, f"{prefix}{key}."))
     else:
       out[f"{prefix}{key}"] = value
@@ -116,3 +125,19 @@ def mark_built(workdir: os.PathLike | str, names: Sequence[str]) -> None:
   built = sorted(set(recorded.get(BUILT, ())) | set(names))
   if built != recorded.get(BUILT):
     _write(path, {**recorded, BUILT: built})
+
+
+def replace_section(workdir: os.PathLike | str, name: str,
+                    values: Mapping[str, Any]) -> None:
+  """Records ``values`` as section ``name``, replacing what was there.
+
+  For a stage rebuilt on purpose with other settings
+  (:func:`atlasjax.atlas.rebuild.rerender`): the record must then describe
+  the outputs the work directory now holds, so later runs compare against
+  them. The ``built`` list is kept.
+  """
+  path = pathlib.Path(workdir) / RUN_CONFIG
+  recorded = _read(path)
+  current = json.loads(json.dumps(dict(values)))
+  if recorded.get(name) != current:
+    _write(path, {**recorded, name: current})
