@@ -7,7 +7,12 @@ Starts from each photo's own spectrum (phase optimised, magnitude fixed) and
 maximises the objective minus ``reg_weight ×`` the relative squared distance
 of ``--layer_reg``'s activations from the photo's. ``--image`` may repeat:
 all photos render in one program. Objective specs: ``channel:LAYER:I``,
-``neuron:LAYER:I``, ``logit:CLASS`` (a class name, WordNet id or index).
+``neuron:LAYER:I``, ``logit:CLASS`` (a class name, WordNet id or index), or
+your own family ``FACTORY@LAYER:I`` (FACTORY registered with
+``atlasjax.optvis.registry.register_objective`` or ``package.module:factory``;
+``factory(layer)`` returns ``index -> Objective``). ``--transforms`` (default
+none, so the regularized activations stay aligned with the photo's) takes a
+built-in preset, a registered name or ``package.module:factory``.
 
 Writes ``accent_<i>.png`` per photo (the photo beside the accentuated image,
 and its MaCo transparency with ``--alpha_map``) and ``accentuation.json``:
@@ -29,6 +34,7 @@ from atlasjax import labels as labels_lib
 from atlasjax import plotting
 from atlasjax.optvis import accentuate as acc
 from atlasjax.optvis import objectives
+from atlasjax.optvis import registry
 from atlasjax.optvis import param as param_lib
 
 _IMAGE = flags.DEFINE_multi_string("image", [], "Photo(s) to accentuate.")
@@ -41,6 +47,7 @@ _REG_WEIGHT = flags.DEFINE_float("reg_weight", acc.DEFAULT_REG_WEIGHT,
 _SIZE = flags.DEFINE_integer("size", 128, "Photo side in pixels (centre crop).")
 _STEPS = flags.DEFINE_integer("steps", acc.DEFAULT_CONFIG.steps, "Optimisation steps.")
 _LR = flags.DEFINE_float("lr", acc.DEFAULT_CONFIG.lr, "Adam learning rate.")
+_TRANSFORMS = cli.define_transforms(acc.DEFAULT_CONFIG.transforms)
 _ALPHA_MAP = flags.DEFINE_boolean("alpha_map", False, "Also show the transparency map.")
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
 _OUT = flags.DEFINE_string("out", None, "Output folder.", required=True)
@@ -51,8 +58,11 @@ class Feature:
   """``arg -> Objective`` for one parsed spec (hashable: compiles once)."""
   kind: str
   layer: str
+  factory: str = ""   # kind "custom": the registered name or import path
 
   def __call__(self, arg):
+    if self.kind == "custom":
+      return registry.lookup("objective", self.factory)(self.layer)(arg)
     if self.kind == "channel":
       return objectives.channel(self.layer, arg)
     if self.kind == "neuron":
@@ -62,6 +72,13 @@ class Feature:
 
 def parse_objective(spec: str, model, labels_fn) -> tuple[Feature, int]:
   """``--objective`` → (feature family, its argument), checked on the model."""
+  custom = cli.custom_objective(spec, model)
+  if custom:
+    factory, layer, index = custom
+    if not index.isdigit():
+      raise ValueError(f"--objective={spec}: the index {index!r} must be an "
+                       "integer ≥ 0")
+    return Feature("custom", layer, factory), int(index)
   kind, _, rest = spec.partition(":")
   if kind in ("channel", "neuron"):
     layer, _, index = rest.partition(":")
@@ -74,8 +91,8 @@ def parse_objective(spec: str, model, labels_fn) -> tuple[Feature, int]:
     return Feature(kind, layer), int(index)
   if kind == "logit":
     return Feature(kind, "logits"), labels_fn().lookup(rest.strip())
-  raise ValueError(f"--objective={spec}: use channel:LAYER:I, neuron:LAYER:I or "
-                   "logit:CLASS")
+  raise ValueError(f"--objective={spec}: use channel:LAYER:I, neuron:LAYER:I, "
+                   f"logit:CLASS or FACTORY{cli.CUSTOM_OBJECTIVE}LAYER:I")
 
 
 def load_photos(paths, size: int) -> np.ndarray:
@@ -91,6 +108,7 @@ def main(argv):
     raise ValueError("Give at least one --image=PHOTO.")
   if _REG_WEIGHT.value < 0:
     raise ValueError(f"--reg_weight={_REG_WEIGHT.value} must be ≥ 0.")
+  cli.check_pieces(transforms=_TRANSFORMS.value)
   model, params = cli.load_model()
   cli.check_size(model, _SIZE.value, "--size")
   layer = cli.layer_or_default(model, _LAYER_REG.value)
@@ -99,7 +117,8 @@ def main(argv):
   photos = load_photos(_IMAGE.value, _SIZE.value)   # every input checked first
   out = cli.output_dir(_OUT.value)
   config = dataclasses.replace(acc.DEFAULT_CONFIG, steps=_STEPS.value, lr=_LR.value,
-                               alpha_map=_ALPHA_MAP.value)
+                               alpha_map=_ALPHA_MAP.value,
+                               transforms=_TRANSFORMS.value)
   n = len(photos)
   result = acc.accentuate(model, params, jnp.asarray(photos), feature,
                           jnp.full((n,), arg, jnp.int32), layer, _REG_WEIGHT.value,

@@ -31,7 +31,6 @@ from atlasjax.atlas import collect as collect_lib
 from atlasjax.atlas import layout as layout_lib
 from atlasjax.classic import synthesis
 from atlasjax.optvis import render as render_lib
-from atlasjax.optvis import transform as transform_lib
 
 _IMAGE = flags.DEFINE_string("image", None, "Photo path.", required=True)
 _LAYER = flags.DEFINE_string("layer", None, "Spatial layer (default: the "
@@ -44,8 +43,7 @@ _STEPS = flags.DEFINE_integer("steps", 256, "Optimisation steps.")
 _LR = flags.DEFINE_float("lr", render_lib.DEFAULT_LR, "Adam learning rate.")
 _COSSIM_POW = flags.DEFINE_float("cossim_pow", synthesis.GRID_COSSIM_POW,
                                  "Cosine power of the icon objective.")
-_TRANSFORMS = flags.DEFINE_enum("transforms", "atlas", transform_lib.PRESETS,
-                                "Transforms preset.")
+_TRANSFORMS = cli.define_transforms("atlas")
 _COLLECTION = flags.DEFINE_string(
     "collection", None, "Collection work directory for the whitening matrix "
     "(default: no whitening).")
@@ -55,6 +53,7 @@ _OUT = flags.DEFINE_string("out", None, "Output folder.", required=True)
 
 def main(argv):
   del argv
+  cli.check_pieces(transforms=_TRANSFORMS.value)
   model, params = cli.load_model()
   layer = cli.spatial_layer(model, _LAYER.value)
   size = cli.check_size(model, _PHOTO_SIZE.value or model.input_size,

@@ -24,19 +24,16 @@ import cli
 from atlasjax import labels as labels_lib
 from atlasjax import plotting
 from atlasjax.classic import synthesis
-from atlasjax.optvis import param as param_lib
 from atlasjax.optvis import render as render_lib
-from atlasjax.optvis import transform as transform_lib
 
 _CLASSES = flags.DEFINE_list("classes", ["goldfish", "wok"],
                              "Class names, WordNet ids or indices.")
 _SIZE = flags.DEFINE_integer("size", 128, "Image side in pixels.")
 _STEPS = flags.DEFINE_integer("steps", 256, "Optimisation steps.")
 _LR = flags.DEFINE_float("lr", render_lib.DEFAULT_LR, "Adam learning rate.")
-_PARAM = flags.DEFINE_enum("param", "fft", param_lib.KINDS, "Image parameterization.")
+_PARAM = cli.define_param("fft")
 _DECORRELATE = flags.DEFINE_boolean("decorrelate", True, "Decorrelate colours.")
-_TRANSFORMS = flags.DEFINE_enum("transforms", "standard", transform_lib.PRESETS,
-                                "Transforms preset.")
+_TRANSFORMS = cli.define_transforms("standard")
 _L2 = flags.DEFINE_float("l2_weight", 0.0, "Weight of the L2 penalty (about grey).")
 _TV = flags.DEFINE_float("tv_weight", 0.0, "Weight of the total-variation penalty.")
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
@@ -45,6 +42,7 @@ _OUT = flags.DEFINE_string("out", None, "Output folder.", required=True)
 
 def main(argv):
   del argv
+  cli.check_pieces(param=_PARAM.value, transforms=_TRANSFORMS.value)
   model, params = cli.load_model()
   labels = labels_lib.load(cli.DATA.value)
   classes = [labels.lookup(c.strip()) for c in _CLASSES.value]

@@ -11,7 +11,11 @@ A script defines its own flags, then ends with ``cli.run(main)`` instead of
   from the model's metadata (:func:`layer_or_default`, :func:`spatial_layer`);
 * checks made before any work, each raising a ValueError that names the flag
   and the fix: :func:`check_size`, :func:`output_dir`, :func:`image_folder`,
-  :func:`image_file`.
+  :func:`image_file`;
+* ``--param`` / ``--transforms`` that take what ``RenderConfig`` takes: a
+  built-in name, a name registered in :mod:`atlasjax.optvis.registry`, or
+  ``"package.module:factory"`` (:func:`define_param`,
+  :func:`define_transforms`; checked by :func:`check_pieces`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import script_setup
 from atlasjax import data as data_lib
 from atlasjax import images as images_lib
 from atlasjax import models
+from atlasjax.optvis import registry
 from cli_base import EXIT_BAD_INPUT, fail, guard, output_dir, parse, run
 
 MODEL = flags.DEFINE_string(
@@ -101,6 +106,60 @@ def image_file(path: str) -> pathlib.Path:
   return file
 
 
-__all__ = ["MODEL", "DATA", "WEIGHTS", "EXIT_BAD_INPUT", "check_size", "fail", "get_model",
+_CUSTOM = ("a name registered with atlasjax.optvis.registry.register_{kind}, or "
+           "'package.module:factory'")
+
+
+def define_param(default: str = "fft", what: str = "Image parameterization"
+                 ) -> flags.FlagHolder:
+  """``--param``: a built-in parameterization, a registered one or an import path."""
+  return flags.DEFINE_string(
+      "param", default, f"{what}: {', '.join(registry.BUILTIN_PARAMS)}, "
+      + _CUSTOM.format(kind="param") + ".")
+
+
+def define_transforms(default: str = "standard",
+                      what: str = "Transforms preset") -> flags.FlagHolder:
+  """``--transforms``: a built-in preset, a registered one or an import path."""
+  return flags.DEFINE_string(
+      "transforms", default, f"{what}: {', '.join(registry.BUILTIN_TRANSFORMS)}, "
+      + _CUSTOM.format(kind="transforms") + ".")
+
+
+def check_pieces(**given: str | None) -> None:
+  """Checks ``param=`` / ``transforms=`` / ``objective=`` names before any work
+  (an import path is imported now): one line naming the flag otherwise."""
+  for kind, value in given.items():
+    if value is None:
+      continue
+    try:
+      registry.check(kind, value)
+    except registry.RegistryError as e:
+      raise ValueError(f"--{kind}={value}: {e}") from None
+
+
+# Separates your own objective family from its layer and indices in an
+# --objective spec: FACTORY@LAYER:INDICES.
+CUSTOM_OBJECTIVE = "@"
+
+
+def custom_objective(spec: str, model) -> tuple[str, str, str] | None:
+  """``FACTORY@LAYER:INDICES`` → ``(factory, layer, indices)``, checked
+  (FACTORY a registered objective name or ``package.module:factory``,
+  imported now); None for any other spec."""
+  if CUSTOM_OBJECTIVE not in spec:
+    return None
+  factory, _, rest = spec.rpartition(CUSTOM_OBJECTIVE)
+  layer, _, indices = rest.rpartition(":")
+  if not factory or not layer or not indices:
+    raise ValueError(f"--objective={spec}: write FACTORY{CUSTOM_OBJECTIVE}"
+                     "LAYER:INDICES, e.g. mylab.objectives:factory"
+                     f"{CUSTOM_OBJECTIVE}{model.default_layer}:3")
+  check_pieces(objective=factory)
+  model.layer(layer)
+  return factory, layer, indices
+
+
+__all__ = ["define_param", "custom_objective", "CUSTOM_OBJECTIVE", "define_transforms", "check_pieces", "MODEL", "DATA", "WEIGHTS", "EXIT_BAD_INPUT", "check_size", "fail", "get_model",
            "guard", "image_file", "image_folder", "layer_or_default",
            "load_model", "output_dir", "parse", "run", "spatial_layer"]

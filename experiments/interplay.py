@@ -25,7 +25,6 @@ import cli
 from atlasjax import plotting
 from atlasjax.classic import synthesis
 from atlasjax.optvis import render as render_lib
-from atlasjax.optvis import transform as transform_lib
 
 _LAYER = flags.DEFINE_string("layer", None, "Layer of both channels (default: "
                              "the model's default layer).")
@@ -43,14 +42,14 @@ _ALIGNMENT_WEIGHT = flags.DEFINE_float("alignment_weight", synthesis.ALIGNMENT_W
 _SIZE = flags.DEFINE_integer("size", 128, "Image side in pixels.")
 _STEPS = flags.DEFINE_integer("steps", 256, "Optimisation steps.")
 _LR = flags.DEFINE_float("lr", render_lib.DEFAULT_LR, "Adam learning rate.")
-_TRANSFORMS = flags.DEFINE_enum("transforms", "standard", transform_lib.PRESETS,
-                                "Transforms preset.")
+_TRANSFORMS = cli.define_transforms("standard")
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
 _OUT = flags.DEFINE_string("out", None, "Output folder.", required=True)
 
 
 def main(argv):
   del argv
+  cli.check_pieces(transforms=_TRANSFORMS.value)
   model, params = cli.load_model()
   layer_a = cli.layer_or_default(model, _LAYER.value)
   layer_b = model.layer(_LAYER_B.value or layer_a).name

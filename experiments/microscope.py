@@ -34,8 +34,13 @@ _SIZE = flags.DEFINE_integer("size", _DEFAULTS.size, "Render side in pixels.")
 _STEPS = flags.DEFINE_integer("steps", _DEFAULTS.steps, "Optimisation steps.")
 _CHUNK = flags.DEFINE_integer("chunk_size", _DEFAULTS.chunk_size,
                               "Channels per render call and per saved chunk.")
-_TRANSFORMS = flags.DEFINE_string("transforms", _DEFAULTS.transforms,
-                                  "Transforms preset of the renders.")
+_TRANSFORMS = cli.define_transforms(_DEFAULTS.transforms,
+                                    "Transforms of the renders")
+_PARAM = cli.define_param(_DEFAULTS.param, "Parameterization of the renders")
+_OBJECTIVE = flags.DEFINE_string(
+    "objective", _DEFAULTS.objective, "Unit objective: channel, or a name "
+    "registered with atlasjax.optvis.registry.register_objective, or "
+    "'package.module:factory' (factory(layer) -> family channel -> Objective).")
 _DIVERSITY = flags.DEFINE_integer("diversity", _DEFAULTS.diversity,
                                   "Diverse renders per unit (0: none).")
 _EXAMPLES = flags.DEFINE_integer("examples", _DEFAULTS.examples,
@@ -56,9 +61,11 @@ def main(argv):
   config = microscope.MicroscopeConfig(
       layers=tuple(_LAYERS.value), size=cli.check_size(model, _SIZE.value, "--size"),
       steps=_STEPS.value, chunk_size=_CHUNK.value, transforms=_TRANSFORMS.value,
+      param=_PARAM.value, objective=_OBJECTIVE.value,
       diversity=_DIVERSITY.value, examples=_EXAMPLES.value, links=_LINKS.value,
       seed=_SEED.value)
   microscope.site_layers(model, config.layers)   # bad --layers: one line, now
+  microscope.check_renders(model, config)   # and --param, --transforms, --objective
   folder = cli.image_folder(_IMAGES.value)
   paths = images_lib.list_images(folder)
   paths = paths[:_LIMIT.value] if _LIMIT.value else paths

@@ -7,7 +7,11 @@ r"""Renders feature visualizations of objectives given on the command line.
 
 Objective specs: ``channel:LAYER:I``, ``neuron:LAYER:I``, ``deepdream:LAYER``,
 ``logit:CLASS`` (a class name, WordNet id or index), ``prob:CLASS``,
-``direction:LAYER:FILE.npy`` (``[C]`` or ``[N, C]``). ``I`` may be a range
+``direction:LAYER:FILE.npy`` (``[C]`` or ``[N, C]``), and your own family
+``FACTORY@LAYER:I`` where FACTORY is a name registered with
+``atlasjax.optvis.registry.register_objective`` or ``package.module:factory``
+(``factory(layer) -> (index -> Objective)``; e.g.
+``--objective=mylab.objectives:push_pull@mixed4a:0-7``). ``I`` may be a range
 ``A-B`` (inclusive), and ``CLASS`` a list ``a,b,c``: each renders a batch in one
 program. ``--interpolate=LAYER:A,LAYER:B --frames=K`` renders a channel
 interpolation with a shared + separate parameterization.
@@ -33,17 +37,16 @@ from PIL import Image
 import cli
 from atlasjax import labels as labels_lib
 from atlasjax.optvis import objectives
+from atlasjax.optvis import registry
 from atlasjax.optvis import param as param_lib
 from atlasjax.optvis import render as render_lib
-from atlasjax.optvis import transform as transform_lib
 
 _OBJECTIVE = flags.DEFINE_multi_string("objective", [], "Objective spec(s); see the module doc.")
 _SIZE = flags.DEFINE_integer("size", 128, "Image side in pixels.")
 _STEPS = flags.DEFINE_integer("steps", 512, "Optimisation steps.")
-_PARAM = flags.DEFINE_enum("param", "fft", param_lib.KINDS, "Image parameterization.")
+_PARAM = cli.define_param("fft")
 _DECORRELATE = flags.DEFINE_boolean("decorrelate", True, "Decorrelate colours.")
-_TRANSFORMS = flags.DEFINE_enum("transforms", "standard", transform_lib.PRESETS,
-                                "Transforms preset.")
+_TRANSFORMS = cli.define_transforms("standard")
 _LR = flags.DEFINE_float("lr", render_lib.DEFAULT_LR, "Adam learning rate.")
 _ATTEMPTS = flags.DEFINE_integer("attempts", 1, "Restarts per objective; best kept.")
 _DIVERSITY = flags.DEFINE_integer("diversity", 0, "Render K diverse images per objective.")
@@ -68,6 +71,7 @@ class Family:
   layer: str
   args: np.ndarray
   names: tuple[str, ...]
+  factory: str = ""   # kind "custom": the registered name or import path
 
 
 def _indices(text: str, spec: str) -> list[int]:
@@ -84,6 +88,12 @@ def _indices(text: str, spec: str) -> list[int]:
 
 
 def parse(spec: str, model, labels_fn) -> Family:
+  custom = cli.custom_objective(spec, model)
+  if custom:
+    factory, layer, idx = custom
+    ids = _indices(idx, spec)
+    return Family("custom", layer, np.array(ids, np.int32),
+                  tuple(f"{factory}@{layer}:{i}" for i in ids), factory)
   kind, _, rest = spec.partition(":")
   if kind in ("channel", "neuron"):
     layer, _, idx = rest.partition(":")
@@ -132,6 +142,7 @@ class MakeObjective:
   layer: str
   diversity: float = 0.0
   diversity_layer: str | None = None
+  factory: str = ""
 
   def __call__(self, arg):
     base = {
@@ -141,6 +152,8 @@ class MakeObjective:
         "logit": lambda: objectives.class_logit(arg),
         "prob": lambda: objectives.class_probability(arg),
         "direction": lambda: objectives.direction(self.layer, arg),
+        "custom": lambda: registry.lookup("objective", self.factory)(
+            self.layer)(arg),
     }[self.kind]()
     if self.diversity:
       base = base + self.diversity * objectives.diversity(
@@ -201,6 +214,7 @@ def main(argv):
   del argv
   if not _OBJECTIVE.value and not _INTERPOLATE.value:
     raise ValueError("Give at least one --objective or --interpolate.")
+  cli.check_pieces(param=_PARAM.value, transforms=_TRANSFORMS.value)
   model, params = cli.load_model()
   cli.check_size(model, _SIZE.value, "--size")
   labels_fn = lambda: labels_lib.load(cli.DATA.value)
@@ -232,7 +246,7 @@ def main(argv):
   for family in families:
     make = MakeObjective(family.kind, family.layer,
                          _DIVERSITY_WEIGHT.value if _DIVERSITY.value > 1 else 0.0,
-                         _DIVERSITY_LAYER.value)
+                         _DIVERSITY_LAYER.value, family.factory)
     result = render_lib.render(model, params, make, args=jnp.asarray(family.args),
                                config=config, key=key)
     alphas = (np.asarray(result.alpha_map) if result.alpha_map is not None

@@ -39,6 +39,7 @@ import hashlib
 import inspect
 from typing import Any, Callable, Hashable
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -152,7 +153,7 @@ def _by_identity(key: Hashable) -> bool:
   return False
 
 
-def _digest(fn: Callable[..., Any]) -> tuple[str, bool]:
+def digest(fn: Callable[..., Any]) -> tuple[str, bool]:
   """``(hex digest, stable)`` of ``fn``'s structure; ``stable`` is False when
   a value is keyed by identity (a different digest in every process)."""
   key = fn.key if isinstance(fn, family_lib.Family) else family_lib.function_key(fn)
@@ -173,12 +174,12 @@ def describe(objective: IconObjective) -> str | dict:
     return objective
   if isinstance(objective, str):
     build = factory(objective)
-    digest, stable = _digest(build)
-    out = {"spec": objective, "factory": label(build), "key": digest}
+    key, stable = digest(build)
+    out = {"spec": objective, "factory": label(build), "key": key}
   else:
-    digest, stable = _digest(objective)
+    key, stable = digest(objective)
     out = {"family": label(objective),
-           "module": getattr(objective, "__module__", None) or "", "key": digest}
+           "module": getattr(objective, "__module__", None) or "", "key": key}
   if not stable:
     out["keyed_by_identity"] = True
   return out
@@ -200,22 +201,24 @@ def check(objective: IconObjective, model, layer: str, whiten: bool,
     make = icon_family(objective, layer, whitening, cossim_pow)
     make(jnp.zeros((depth,), jnp.float32))
     if not is_form(objective):
-      _check_on_model(model, make, depth, render_config)
+      check_family(model, make, np.zeros((1, depth), np.float32),
+                   render_config)
   except IconObjectiveError:
     raise
   except (ValueError, KeyError) as e:   # KeyError: base.UnknownLayerError
     raise IconObjectiveError(str(e)) from None
 
 
-def _check_on_model(model, make: Family, depth: int, render_config) -> None:
-  """The family's objective on the model's abstract activations."""
+def check_family(model, make: Family, args, render_config) -> None:
+  """A family's objective for ``args`` (one item) checked on the model's
+  abstract activations (:func:`atlasjax.optvis.render.check`)."""
   from atlasjax.optvis import render as render_lib  # pylint: disable=g-import-not-at-top
-  check_family = getattr(render_lib, "check", None)
-  if check_family is not None:
-    check_family(model, make, np.zeros((1, depth), np.float32), render_config)
+  check = getattr(render_lib, "check", None)
+  if check is not None:
+    check(model, make, args, render_config)
     return
   # Until render.check lands: the type and the declared layers.
-  built = make(jnp.zeros((depth,), jnp.float32))
+  built = make(jax.tree_util.tree_map(lambda a: jnp.asarray(a)[0], args))
   if not isinstance(built, objectives.Objective):
     raise IconObjectiveError(
         f"the family returned {type(built).__name__}, not an Objective; wrap "

@@ -17,9 +17,10 @@ server, no external request, data in ``<script>``-loaded files.
 """
 
 from atlasjax.microscope.pipeline import (MicroscopeConfig, MicroscopeError, build,
-                                       layer_pairs, load_renders, render_layer,
-                                       site_layers)
+                                       check_renders, layer_pairs, load_renders,
+                                       render_layer, site_layers, unit_family)
 from atlasjax.microscope.site import write_site
 
 __all__ = ["MicroscopeConfig", "MicroscopeError", "build", "write_site",
-           "site_layers", "layer_pairs", "render_layer", "load_renders"]
+           "site_layers", "layer_pairs", "render_layer", "load_renders",
+           "check_renders", "unit_family"]

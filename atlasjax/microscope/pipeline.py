@@ -36,8 +36,10 @@ from atlasjax import circuits
 from atlasjax import images as images_lib
 from atlasjax import workdir as workdir_lib
 from atlasjax.classic import examples as examples_lib
+from atlasjax.atlas import icon_objective
 from atlasjax.models import base
 from atlasjax.optvis import objectives
+from atlasjax.optvis import registry
 from atlasjax.optvis import render as render_lib
 
 MANIFEST = "manifest.json"
@@ -53,6 +55,10 @@ _MIN_INTS = {"size": 1, "steps": 1, "chunk_size": 1, "diversity": 0,
              "examples": 1, "batch_size": 1, "links": 1, "tile": 1}
 
 
+# The built-in unit objective (MicroscopeConfig.objective).
+CHANNEL = "channel"
+
+
 class MicroscopeError(ValueError):
   """A work directory or setting that cannot be used (message names the fix)."""
 
@@ -66,7 +72,14 @@ class MicroscopeConfig:
     size: render side in pixels.
     steps: optimisation steps per render.
     chunk_size: channels per render call (and per saved chunk file).
-    transforms: the renderer's transforms preset.
+    transforms: the renderer's transforms preset (a built-in name, a name
+      registered in :mod:`atlasjax.optvis.registry` or
+      ``"package.module:factory"``).
+    param: the image parameterization (the same kinds of names).
+    objective: ``"channel"`` (each channel's mean activation), or a
+      registered objective name / ``"package.module:factory"`` whose
+      ``factory(layer)`` returns a family ``channel index -> Objective``
+      (the index is a traced int32 scalar).
     diversity: diverse renders per channel (0: none).
     diversity_weight: weight of the diversity term.
     examples: dataset examples kept per channel.
@@ -81,6 +94,8 @@ class MicroscopeConfig:
   steps: int = 64
   chunk_size: int = 64
   transforms: str = "standard"
+  param: str = "fft"
+  objective: str = CHANNEL
   diversity: int = 0
   diversity_weight: float = 1e2
   examples: int = 6
@@ -143,6 +158,9 @@ def _manifest(model: base.Model, params, config: MicroscopeConfig,
               paths: Sequence[str]) -> dict:
   settings = {k: v for k, v in dataclasses.asdict(config).items()
               if k not in _RERUN_FREE}
+  if config.objective != CHANNEL:   # keyed by the factory's structure too
+    settings["objective"] = [config.objective, icon_objective.digest(
+        registry.lookup("objective", config.objective))[0]]
   return {"version": MANIFEST_VERSION, "model": model.name,
           "weights": workdir_lib.params_fingerprint(params),
           "settings": settings, "images": len(paths),
@@ -196,11 +214,45 @@ def diverse_family(layer: str, weight: float):
                     + weight * objectives.diversity(layer))
 
 
+def unit_family(config: MicroscopeConfig, layer: str, diverse: bool = False):
+  """``channel -> Objective`` of a layer's renders (``config.objective``)."""
+  if config.objective == CHANNEL:
+    return (diverse_family(layer, config.diversity_weight) if diverse
+            else channel_family(layer))
+  make = registry.lookup("objective", config.objective)(layer)
+  if not diverse:
+    return make
+  weight = config.diversity_weight
+  return lambda c: make(c) + weight * objectives.diversity(layer)
+
+
+def check_renders(model, config: MicroscopeConfig) -> None:
+  """The pieces and the unit objective of every rendered layer, checked on
+  the model before anything is written (nothing compiled)."""
+  for kind in ("param", "transforms", "objective"):
+    value = getattr(config, kind)
+    if kind == "objective" and value == CHANNEL:
+      continue
+    try:
+      registry.check(kind, value)
+    except registry.RegistryError as e:
+      raise MicroscopeError(f"--{kind}={value}: {e}") from None
+  if config.objective == CHANNEL:
+    return
+  for layer in config.layers:
+    try:
+      icon_objective.check_family(model, unit_family(config, layer),
+                                  np.zeros((1,), np.int32), render_config(config))
+    except (ValueError, KeyError) as e:
+      raise MicroscopeError(f"--objective={config.objective} on {layer}: "
+                            f"{e}") from None
+
+
 def render_config(config: MicroscopeConfig, diverse: bool = False):
   """The renderer's config for a layer's renders (``diverse``: the diversity renders)."""
   return render_lib.RenderConfig(
       size=config.size, steps=config.steps, chunk_size=config.chunk_size,
-      transforms=config.transforms,
+      transforms=config.transforms, param=config.param,
       images_per_item=config.diversity if diverse else 1)
 
 
@@ -213,8 +265,7 @@ def render_layer(model, params, layer: str, config: MicroscopeConfig,
   """
   depth = model.layer(layer).depth
   kind = "diversity" if diverse else "renders"
-  make = (diverse_family(layer, config.diversity_weight) if diverse
-          else channel_family(layer))
+  make = unit_family(config, layer, diverse)
   rc = render_config(config, diverse)
   key = jax.random.PRNGKey(config.seed + (1 if diverse else 0))
   starts = range(0, depth, config.chunk_size)
@@ -369,6 +420,7 @@ def build(model: base.Model, params, config: MicroscopeConfig,
     if not isinstance(value, int) or value < low:
       raise MicroscopeError(f"--{field}={value!r}: must be an integer ≥ {low}.")
   layers = site_layers(model, config.layers)
+  check_renders(model, config)
   pairs = layer_pairs(model, config.layers)
   paths = workdir_lib.utf8_names(image_paths, "microscope")
   manifest = check_manifest(workdir, _manifest(model, params, config, paths))
