@@ -205,7 +205,8 @@ def check(objective: IconObjective, model, layer: str, whiten: bool,
                    render_config)
   except IconObjectiveError:
     raise
-  except (ValueError, KeyError) as e:   # KeyError: base.UnknownLayerError
+  except (ValueError, KeyError, TypeError) as e:
+    # KeyError: base.UnknownLayerError; TypeError: a family called wrongly.
     raise IconObjectiveError(str(e)) from None
 
 

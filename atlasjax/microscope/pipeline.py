@@ -220,6 +220,10 @@ def unit_family(config: MicroscopeConfig, layer: str, diverse: bool = False):
     return (diverse_family(layer, config.diversity_weight) if diverse
             else channel_family(layer))
   make = registry.lookup("objective", config.objective)(layer)
+  if not callable(make):
+    raise MicroscopeError(
+        f"--objective={config.objective}: its factory returned "
+        f"{type(make).__name__}, not a family (channel -> Objective).")
   if not diverse:
     return make
   weight = config.diversity_weight
@@ -243,7 +247,9 @@ def check_renders(model, config: MicroscopeConfig) -> None:
     try:
       icon_objective.check_family(model, unit_family(config, layer),
                                   np.zeros((1,), np.int32), render_config(config))
-    except (ValueError, KeyError) as e:
+    except MicroscopeError:
+      raise
+    except (ValueError, KeyError, TypeError) as e:
       raise MicroscopeError(f"--objective={config.objective} on {layer}: "
                             f"{e}") from None
 
