@@ -115,10 +115,11 @@ def main(argv):
   feature, arg = parse_objective(_OBJECTIVE.value, model,
                                  lambda: labels_lib.load(cli.DATA.value))
   photos = load_photos(_IMAGE.value, _SIZE.value)   # every input checked first
-  out = cli.output_dir(_OUT.value)
   config = dataclasses.replace(acc.DEFAULT_CONFIG, steps=_STEPS.value, lr=_LR.value,
                                alpha_map=_ALPHA_MAP.value,
                                transforms=_TRANSFORMS.value)
+  acc.check_transforms(config, _SIZE.value)
+  out = cli.output_dir(_OUT.value)
   n = len(photos)
   result = acc.accentuate(model, params, jnp.asarray(photos), feature,
                           jnp.full((n,), arg, jnp.int32), layer, _REG_WEIGHT.value,

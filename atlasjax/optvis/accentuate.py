@@ -155,6 +155,22 @@ def _features(model, params, make, feature_args, images, layer, precision):
   return values, acts[layer]
 
 
+def check_transforms(config: render_lib.RenderConfig, size: int) -> None:
+  """Refuses transforms that change the image size (one line).
+
+  The regularizer compares the activations of the transformed image with
+  the photo's at every position, so both must have the same shape.
+  """
+  image = jax.ShapeDtypeStruct((size, size, 3), jnp.float32)
+  shape = jax.eval_shape(config.transform(), jax.random.PRNGKey(0), image).shape
+  if tuple(shape) != (size, size, 3):
+    raise ValueError(
+        f"accentuate: transforms {config.transforms!r} turn {size}×{size} "
+        f"images into {shape[0]}×{shape[1]}; accentuation compares "
+        "activations with the photo's position by position, so use transforms "
+        "that keep the size (e.g. 'none', or shifts that wrap around).")
+
+
 def accentuate(model: base.Model, params: PyTree, photos: jax.Array,
                make: Callable[[PyTree], objectives_lib.Objective],
                feature_args: PyTree, layer: str,
@@ -185,6 +201,7 @@ def accentuate(model: base.Model, params: PyTree, photos: jax.Array,
                      "centre-crop them (atlasjax.images.center_crop)")
   model.layer(layer)   # a clear error for an unknown layer
   config = dataclasses.replace(config, size=h, images_per_item=1)
+  check_transforms(config, h)
   start = photo_spectrum(photos)
   image_param = photo_param(h)
   reproduced = jax.vmap(image_param.to_rgb)(start)[:, 0]
@@ -203,6 +220,6 @@ def accentuate(model: base.Model, params: PyTree, photos: jax.Array,
                             result.losses, result.alpha_map)
 
 
-__all__ = ["accentuate", "AccentuationResult", "photo_spectrum", "photo_param",
+__all__ = ["accentuate", "check_transforms", "AccentuationResult", "photo_spectrum", "photo_param",
            "activation_distance", "DEFAULT_CONFIG", "DEFAULT_REG_WEIGHT",
            "LOGIT_EPS"]

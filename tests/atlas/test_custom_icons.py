@@ -26,6 +26,7 @@ from atlasjax.atlas import layout
 from atlasjax.atlas import pipeline
 from atlasjax.atlas import rebuild
 from atlasjax.atlas import render_atlas
+from atlasjax.atlas import variants
 from atlasjax.optvis import objectives
 from atlasjax.optvis import param as param_lib
 from atlasjax.optvis import registry
@@ -207,3 +208,31 @@ def test_a_bad_objective_fails_in_one_line_before_any_write(built, toy, bad,
   with pytest.raises(render_atlas.AtlasError, match=needle):
     pipeline.run(config, model, params, photos, fresh)
   assert not fresh.exists() or not any(fresh.iterdir())
+
+
+def test_a_class_atlas_renders_with_a_custom_family(built, toy, linear_umap):
+  (workdir, _), (model, params) = built, toy
+  attributions = collect.Collection.open(workdir).load(
+      [f"attributions/{LAYER}"])[f"attributions/{LAYER}"]
+  winners = np.bincount(np.argmax(attributions, axis=1), minlength=10)
+  class_index = int(np.argmax(winners))
+  config = variants.ClassAtlasConfig(
+      atlas=dataclasses.replace(CONFIG.atlas, objective=plain_push,
+                                param=PARAM_NAME, transforms=TRANSFORMS_NAME),
+      top_k=len(attributions))
+  path = variants.class_atlas(config, model, params, workdir, class_index)
+  atlas = json.loads(path.read_text())
+  assert atlas["config"]["objective"]["family"] == "plain_push"
+  (grid,) = atlas["grids"]
+  directions = np.load(workdir / grid["directions"])
+  got = icons(workdir, atlas)
+  # Each icon is what plain_push makes of its own cell's direction (one
+  # render per icon, key as the atlas folds it).
+  key = jax.random.fold_in(jax.random.PRNGKey(CONFIG.atlas.seed), 2)
+  render_config = dataclasses.replace(
+      config.atlas.render_config(), chunk_size=len(got))
+  expected = render_lib.render(model, params, plain_push, jnp.asarray(directions),
+                               render_config, key,
+                               item_ids=np.arange(len(directions)))
+  np.testing.assert_array_equal(got, render_atlas.checked_icons(
+      expected.images, expected.values, 0, LAYER))

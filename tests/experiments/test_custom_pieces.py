@@ -25,6 +25,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 MODULE = "custom_pieces_for_tests"
 SOURCE = textwrap.dedent('''
     """A researcher's own pieces (see tests/experiments/test_custom_pieces.py)."""
+    import jax.numpy as jnp
     from atlasjax.optvis import objectives, param, transform
 
     CALLS = []
@@ -38,6 +39,11 @@ SOURCE = textwrap.dedent('''
     def jitter_only(size, *, alpha):
       CALLS.append(("transforms", size))
       return transform.jitter(2)
+
+
+    def roll(size, *, alpha):
+      CALLS.append(("transforms", size))
+      return lambda key, image: jnp.roll(image, 1, axis=0)
 
 
     def push_pull(layer):
@@ -134,3 +140,28 @@ def test_atlas_scripts_take_custom_pieces_and_rerender_in_a_new_process(
   # The work directory now refuses the old settings, naming the objective.
   r = run_script("render_atlas", f"--workdir={work}", *ICONS, "--transforms=none")
   assert r.code == 2 and "atlas.objective" in r.error_lines[0], r
+
+
+def test_accentuate_script_takes_a_custom_family_and_transforms(
+    run_script, pieces, tmp_path, four_photos):
+  _, module = pieces
+  photo = sorted(four_photos.glob("*.jpg"))[0]
+  out = tmp_path / "acc"
+  common = [f"--image={photo}", "--layer_reg=conv2d0", "--size=34",
+            "--steps=1", f"--out={out}"]
+  module.CALLS.clear()
+  r = run_script("accentuate", f"--objective={MODULE}:push_pull@conv2d0:0",
+                 f"--transforms={MODULE}:roll", *common)
+  assert r.code == 0, r
+  (record,) = json.loads((out / "accentuation.json").read_text())
+  assert record["objective"] == f"{MODULE}:push_pull@conv2d0:0"
+  assert {c[0] for c in module.CALLS} == {"objective", "transforms"}
+  for bad, needle in ((f"--objective={MODULE}:nothing@conv2d0:0", "no attribute"),
+                      (f"--objective={MODULE}:push_pull@conv2d0:x", "integer"),
+                      ("--transforms=no_such", "register_transforms"),
+                      ("--transforms=tests_jitter", "keep the size")):
+    flags = [f"--objective={MODULE}:push_pull@conv2d0:0", *common[:-1],
+             f"--out={tmp_path / 'refused'}", bad]
+    r = run_script("accentuate", *flags)
+    assert r.code == 2 and len(r.error_lines) == 1 and needle in r.error_lines[0], r
+    assert not (tmp_path / "refused").exists()
