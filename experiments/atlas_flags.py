@@ -277,7 +277,7 @@ def prepare_variant(variant, config: pipeline.PipelineConfig,
   run record is written: a refused run leaves the work directory as it found
   it. A finished collection is used as it is; only the model must match.
   """
-  variants.check_config(variant, model)
+  variants.check_config(variant, model, params)
   variants.check_collection(config.collect, model, params, images_folder(),
                             workdir)
   run_config.record(workdir, {"model": model.name})

@@ -41,7 +41,7 @@ def main(argv):
   for layer in (layer_a, layer_b):
     layout.check_config(dataclasses.replace(config.layout, layer=layer))
     render_atlas.check_config(dataclasses.replace(config.atlas, layer=layer),
-                              model)
+                              model, params)
   variants.check_collection(config.collect, model, params, af.images_folder(),
                             workdir)
   collection = variants.ensure_collection(

@@ -65,7 +65,7 @@ def main(argv):
       diversity=_DIVERSITY.value, examples=_EXAMPLES.value, links=_LINKS.value,
       seed=_SEED.value)
   microscope.site_layers(model, config.layers)   # bad --layers: one line, now
-  microscope.check_renders(model, config)   # and --param, --transforms, --objective
+  microscope.check_renders(model, config, params)   # and --param, --transforms, --objective
   folder = cli.image_folder(_IMAGES.value)
   paths = images_lib.list_images(folder)
   paths = paths[:_LIMIT.value] if _LIMIT.value else paths

@@ -47,7 +47,7 @@ def main(argv):
   # Validate every layer's job before the run record is written: a refused
   # run leaves the work directory as it found it.
   for layer_config, layout_name, _ in jobs:
-    render_atlas.plan(layer_config, model, workdir, layout_name)
+    render_atlas.plan(layer_config, model, workdir, layout_name, params)
   run_config.record(workdir, run_config.sections(config, model.name, ("atlas",)))
   for layer_config, layout_name, prefix in jobs:
     render_atlas.run(layer_config, model, params, workdir, labels,

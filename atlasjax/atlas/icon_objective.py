@@ -186,14 +186,13 @@ def describe(objective: IconObjective) -> str | dict:
 
 
 def check(objective: IconObjective, model, layer: str, whiten: bool,
-          cossim_pow: float, render_config) -> None:
+          cossim_pow: float, render_config, params=None) -> None:
   """Builds the icons' family and checks it on the model; compiles nothing.
 
   A form with a whitening matrix exactly when the icons will have one (some
   forms refuse it); a custom family on a zero direction of the layer's
-  width, through :func:`atlasjax.optvis.render.check` (declared layers,
-  scalar value, indices in range, no Python branch on the direction).
-  Raises :class:`IconObjectiveError` (one line) otherwise.
+  width (:func:`check_family`). Raises :class:`IconObjectiveError` (one
+  line) otherwise.
   """
   depth = model.layer(layer).depth
   whitening = np.eye(depth, dtype=np.float32) if whiten else None
@@ -202,7 +201,7 @@ def check(objective: IconObjective, model, layer: str, whiten: bool,
     make(jnp.zeros((depth,), jnp.float32))
     if not is_form(objective):
       check_family(model, make, np.zeros((1, depth), np.float32),
-                   render_config)
+                   render_config, params)
   except IconObjectiveError:
     raise
   except (ValueError, KeyError, TypeError) as e:
@@ -210,15 +209,19 @@ def check(objective: IconObjective, model, layer: str, whiten: bool,
     raise IconObjectiveError(str(e)) from None
 
 
-def check_family(model, make: Family, args, render_config) -> None:
-  """A family's objective for ``args`` (one item) checked on the model's
-  abstract activations (:func:`atlasjax.optvis.render.check`)."""
-  from atlasjax.optvis import render as render_lib  # pylint: disable=g-import-not-at-top
-  check = getattr(render_lib, "check", None)
-  if check is not None:
-    check(model, make, args, render_config)
+def check_family(model, make: Family, args, render_config, params=None) -> None:
+  """A family's objective for ``args`` (one item) checked before compiling.
+
+  With ``params``, on the model's abstract activations at the render's size
+  (:func:`atlasjax.optvis.render.check`: declared layers, a scalar value,
+  indices in range, no Python branch on a per-item argument); without (a
+  config checked before the weights are at hand), that it makes an
+  Objective reading layers the model has.
+  """
+  if params is not None:
+    from atlasjax.optvis import render as render_lib  # pylint: disable=g-import-not-at-top
+    render_lib.check(model, params, make, args, render_config)
     return
-  # Until render.check lands: the type and the declared layers.
   built = make(jax.tree_util.tree_map(lambda a: jnp.asarray(a)[0], args))
   if not isinstance(built, objectives.Objective):
     raise IconObjectiveError(

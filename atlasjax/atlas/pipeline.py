@@ -67,7 +67,8 @@ def run(config: PipelineConfig, model: base.Model, params,
   collect_lib.plan(config.collect, model, params, images, workdir)
   for layer in config.collect.layers:
     layout_lib.check_config(dataclasses.replace(config.layout, layer=layer))
-    render_atlas.check_config(dataclasses.replace(config.atlas, layer=layer), model)
+    render_atlas.check_config(dataclasses.replace(config.atlas, layer=layer), model,
+                              params)
   with workdir_lib.lock(workdir, take=lay.is_main):
     return _run_locked(config, model, params, images, workdir, labels, lay)
 

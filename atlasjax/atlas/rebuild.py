@@ -128,7 +128,7 @@ def rerender(workdir: os.PathLike | str, model: base.Model, params,
   workdir = pathlib.Path(workdir)
   jobs = _jobs(workdir, changes)
   for job in jobs:   # every layer validated before anything is written
-    render_atlas.plan(job.config, model, workdir, job.layout_name)
+    render_atlas.plan(job.config, model, workdir, job.layout_name, params)
   main = distributed.layout().is_main
   with workdir_lib.lock(workdir, take=main):
     for job in jobs:

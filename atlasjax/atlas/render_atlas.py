@@ -427,31 +427,34 @@ def _check_names(config: AtlasConfig) -> None:
       raise AtlasError(f"--{kind}={getattr(config, kind)}: {e}") from None
 
 
-def _check_objective(config: AtlasConfig, model: base.Model) -> None:
+def _check_objective(config: AtlasConfig, model: base.Model, params) -> None:
   """The icon objective, built and checked on the model (nothing compiled)."""
   model.layer(config.layer)   # an unknown layer is named as such, not as this
   try:
     icon_objective.check(config.objective, model, config.layer, config.whiten,
-                         config.cossim_pow, config.render_config())
+                         config.cossim_pow, config.render_config(), params)
   except ValueError as e:
     raise AtlasError(
         f"--objective={icon_objective.label(config.objective)}: "
         f"{str(e).rstrip('.')}.") from None
 
 
-def check_config(config: AtlasConfig, model: base.Model) -> None:
+def check_config(config: AtlasConfig, model: base.Model, params=None) -> None:
   """Refuses settings the icons cannot be rendered with; reads nothing.
 
   Needs no work directory, so a pipeline checks it before its first stage
-  writes anything: bounds of the numbers, the named choices, and that the
-  model sees icons of ``icon_size`` after the transforms.
+  writes anything: bounds of the numbers, the named choices (custom ones
+  imported), that the model sees icons of ``icon_size`` after the
+  transforms, and the icon objective (with ``params``, a custom family
+  traced on the icons' abstract activations:
+  :func:`atlasjax.optvis.render.check`).
   """
   _check_numbers(config)
   _check_names(config)
   render_config = config.render_config()
   render_lib.check_input_size(model, render_config, render_config.image_param(),
                               render_config.transform())
-  _check_objective(config, model)
+  _check_objective(config, model, params)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -469,13 +472,14 @@ class AtlasPlan:
 
 
 def plan(config: AtlasConfig, model: base.Model, workdir: os.PathLike | str,
-         layout_name: str = layout_lib.LAYOUT_DIR) -> AtlasPlan:
+         layout_name: str = layout_lib.LAYOUT_DIR, params=None) -> AtlasPlan:
   """Validates the settings, the collection and the layout; writes nothing.
 
   Scripts call it before they record the run's settings, so a refused run
   leaves the work directory as it found it; :func:`run` calls it again.
+  ``params``: as :func:`check_config`.
   """
-  check_config(config, model)
+  check_config(config, model, params)
   workdir = pathlib.Path(workdir)
   collection = collect_lib.Collection.open(workdir)
   layer = collection.check_layer(config.layer)
@@ -659,7 +663,7 @@ def run(config: AtlasConfig, model: base.Model, params, workdir: os.PathLike | s
   """
   workdir = pathlib.Path(workdir)
   main = distributed.layout().is_main
-  checked = plan(config, model, workdir, layout_name)
+  checked = plan(config, model, workdir, layout_name, params)
   path = workdir / f"{prefix}{ATLAS_JSON}"
   with workdir_lib.lock(workdir, take=main):
     inputs = _load_inputs(config, params, workdir, checked.collection,

@@ -229,13 +229,13 @@ def required_samples(atlas: render_atlas.AtlasConfig) -> int:
 
 
 def check_config(config: ClassAtlasConfig | CompareClassesConfig,
-                 model: base.Model) -> None:
+                 model: base.Model, params=None) -> None:
   """Refuses a variant's settings before anything is collected or written.
 
   The icon settings as :func:`render_atlas.check_config`, the UMAP settings
   as :func:`layout.check_config`, and ``top_k ≥ 0``.
   """
-  render_atlas.check_config(config.atlas, model)
+  render_atlas.check_config(config.atlas, model, params)
   layout_lib.check_config(_layout_config(config))
   if not isinstance(config.top_k, int) or config.top_k < 0:
     raise render_atlas.AtlasError(f"--top_k={config.top_k!r}: must be an "
@@ -384,7 +384,7 @@ def class_atlas(config: ClassAtlasConfig, model: base.Model, params,
   the selection). Raises :class:`NotEnoughSamplesError` before any UMAP or
   rendering when the class has too few samples for the grid.
   """
-  check_config(config, model)
+  check_config(config, model, params)
   workdir = pathlib.Path(workdir)
   layer = config.atlas.layer
   collection = collect_lib.Collection.open(workdir)
@@ -493,7 +493,7 @@ def compare_classes(config: CompareClassesConfig, model: base.Model, params,
   if len(config.atlas.grid_sizes) != 1:
     raise ValueError("A comparison atlas has one grid size, got "
                      f"{config.atlas.grid_sizes}.")
-  check_config(config, model)
+  check_config(config, model, params)
   workdir = pathlib.Path(workdir)
   layer = config.atlas.layer
   collection = collect_lib.Collection.open(workdir)

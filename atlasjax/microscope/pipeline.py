@@ -230,7 +230,7 @@ def unit_family(config: MicroscopeConfig, layer: str, diverse: bool = False):
   return lambda c: make(c) + weight * objectives.diversity(layer)
 
 
-def check_renders(model, config: MicroscopeConfig) -> None:
+def check_renders(model, config: MicroscopeConfig, params=None) -> None:
   """The pieces and the unit objective of every rendered layer, checked on
   the model before anything is written (nothing compiled)."""
   for kind in ("param", "transforms", "objective"):
@@ -246,7 +246,8 @@ def check_renders(model, config: MicroscopeConfig) -> None:
   for layer in config.layers:
     try:
       icon_objective.check_family(model, unit_family(config, layer),
-                                  np.zeros((1,), np.int32), render_config(config))
+                                  np.zeros((1,), np.int32), render_config(config),
+                                  params)
     except MicroscopeError:
       raise
     except (ValueError, KeyError, TypeError) as e:
@@ -426,7 +427,7 @@ def build(model: base.Model, params, config: MicroscopeConfig,
     if not isinstance(value, int) or value < low:
       raise MicroscopeError(f"--{field}={value!r}: must be an integer ≥ {low}.")
   layers = site_layers(model, config.layers)
-  check_renders(model, config)
+  check_renders(model, config, params)
   pairs = layer_pairs(model, config.layers)
   paths = workdir_lib.utf8_names(image_paths, "microscope")
   manifest = check_manifest(workdir, _manifest(model, params, config, paths))

@@ -188,8 +188,11 @@ def test_the_fingerprint_follows_the_family_structure():
 
 
 @pytest.mark.parametrize("bad, needle", [
-    (lambda d: d.sum(), "not an Objective"),
+    (lambda d: d.sum(), "Objective"),
     (lambda d: objectives.direction("conv9", d), "conv9"),
+    (lambda d: objectives.Objective(lambda acts: acts[LAYER].mean((0, 1, 2)),
+                                    (LAYER,)), "scalar"),
+    (lambda d: objectives.channel(LAYER, 0 if d[0] > 0 else 1), "Python value"),
     ("no_such_family", "register_objective"),
     ("no_such_module:icons", "cannot import"),
 ])
