@@ -204,6 +204,9 @@ def accentuate(model: base.Model, params: PyTree, photos: jax.Array,
   check_transforms(config, h)
   start = photo_spectrum(photos)
   image_param = photo_param(h)
+  # The feature family, on the render's abstract activations, before the
+  # photos' own forward pass calls it (one line for a bad family).
+  render_lib.check(model, params, make, feature_args, config, param=image_param)
   reproduced = jax.vmap(image_param.to_rgb)(start)[:, 0]
   value0, target = _features(model, params, make, feature_args, reproduced, layer,
                              config.precision)
