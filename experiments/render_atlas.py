@@ -25,8 +25,9 @@ from atlasjax.atlas import run_config
 
 _RERENDER = flags.DEFINE_boolean(
     "rerender", False, "Re-render the icons of the finished atlas in --workdir "
-    "with the icon flags given (objective, param, transforms, steps …); the "
-    "collection and layout are kept.")
+    "(of --layers if given, else every layer) with the icon flags given "
+    "(objective, param, transforms, steps …); the collection and layout are "
+    "kept.")
 
 
 def main(argv):
@@ -36,7 +37,9 @@ def main(argv):
   config = af.pipeline_config(model)
   workdir = cli.output_dir(af.workdir(model, config), "--workdir")
   if _RERENDER.value:
-    paths = rebuild.rerender(workdir, model, params, labels,
+    layers = (config.collect.layers if af.FIELD_FLAGS["layers"].present
+              else None)   # default: every layer of the work directory
+    paths = rebuild.rerender(workdir, model, params, labels, layers=layers,
                              viewer=config.viewer, **af.given_atlas_settings())
     if process.is_main:
       print(f"Re-rendered: {', '.join(str(p) for p in paths)}")

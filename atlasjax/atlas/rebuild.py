@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-from typing import Any
+from typing import Any, Sequence
 
 from atlasjax import distributed
 from atlasjax import labels as labels_lib
@@ -81,19 +81,28 @@ def recorded_config(atlas: dict, changes: dict[str, Any]
   return render_atlas.AtlasConfig(**values)
 
 
-def _jobs(workdir: pathlib.Path, changes: dict[str, Any]) -> list[_Job]:
-  """The main atlas and every layer it lists, each with its new config."""
+def _jobs(workdir: pathlib.Path, changes: dict[str, Any],
+          layers: Sequence[str] | None) -> list[_Job]:
+  """The main atlas and every layer it lists (or those of ``layers``), each
+  with its new config."""
   main_path = workdir / render_atlas.ATLAS_JSON
   if not main_path.is_file():
     raise RerenderError(f"No {main_path}: build the atlas first "
                         "(experiments/atlas.py), then re-render it.")
   main = workdir_lib.read_json(main_path)
+  names = [render_atlas.ATLAS_JSON, *main.get("other_layers", [])]
+  recorded = [main] + [workdir_lib.read_json(workdir / n) for n in names[1:]]
+  built = [r["layer"] for r in recorded]
+  missing = sorted(set(layers or ()) - set(built))
+  if missing:
+    raise RerenderError(f"{workdir} has no atlas of {', '.join(missing)}; its "
+                        f"layers: {', '.join(built)}.")
   jobs = []
-  for i, name in enumerate([render_atlas.ATLAS_JSON, *main.get("other_layers", [])]):
-    recorded = main if i == 0 else workdir_lib.read_json(workdir / name)
-    layout_name, prefix = pipeline.layer_paths(recorded["layer"], main=i == 0)
-    jobs.append(_Job(workdir / name, layout_name, prefix, recorded,
-                     recorded_config(recorded, changes)))
+  for i, (name, atlas) in enumerate(zip(names, recorded)):
+    if layers is None or atlas["layer"] in layers:
+      layout_name, prefix = pipeline.layer_paths(atlas["layer"], main=i == 0)
+      jobs.append(_Job(workdir / name, layout_name, prefix, atlas,
+                       recorded_config(atlas, changes)))
   return jobs
 
 
@@ -108,7 +117,8 @@ def _keep_extras(job: _Job, atlas: dict) -> dict:
 
 
 def rerender(workdir: os.PathLike | str, model: base.Model, params,
-             labels: labels_lib.Labels | None = None, *, viewer: bool = True,
+             labels: labels_lib.Labels | None = None, *,
+             layers: Sequence[str] | None = None, viewer: bool = True,
              **changes: Any) -> list[pathlib.Path]:
   """Re-renders every atlas layer of ``workdir`` with ``changes``; rebuilds the rest.
 
@@ -116,7 +126,11 @@ def rerender(workdir: os.PathLike | str, model: base.Model, params,
     workdir: a finished atlas work directory (``experiments/atlas.py``).
     model: the network the atlas was collected with.
     params: its parameters.
-    labels: class names of the cells (as :func:`render_atlas.run`).
+    labels: class names of the cells (as :func:`render_atlas.run`; without
+      them cells are labelled by class index).
+    layers: the layers to re-render (default: every layer of the work
+      directory's atlas; a family written for one layer's width should name
+      that layer).
     viewer: rewrite the browser viewer afterwards.
     **changes: fields of :class:`AtlasConfig` to change, e.g.
       ``objective=lambda d: objectives.direction("mixed4c", d)``,
@@ -126,7 +140,7 @@ def rerender(workdir: os.PathLike | str, model: base.Model, params,
     The rewritten ``atlas.json`` files, the main one first.
   """
   workdir = pathlib.Path(workdir)
-  jobs = _jobs(workdir, changes)
+  jobs = _jobs(workdir, changes, layers)
   for job in jobs:   # every layer validated before anything is written
     render_atlas.plan(job.config, model, workdir, job.layout_name, params)
   main = distributed.layout().is_main
@@ -137,8 +151,9 @@ def rerender(workdir: os.PathLike | str, model: base.Model, params,
       if main:
         _keep_extras(job, atlas)
     if main:
-      run_config.replace_section(workdir, "atlas",
-                                 render_atlas.config_json(jobs[0].config))
+      if jobs[0].path.name == render_atlas.ATLAS_JSON:   # the main layer's
+        run_config.replace_section(workdir, "atlas",
+                                   render_atlas.config_json(jobs[0].config))
       if viewer:
         pipeline.write_viewer(workdir)
   return [job.path for job in jobs]

@@ -204,6 +204,9 @@ def test_a_bad_objective_fails_in_one_line_before_any_write(built, toy, bad,
     rebuild.rerender(workdir, model, params, objective=bad)
   assert "\n" not in str(e.value) and str(e.value).startswith("--objective=")
   assert tree_hash(workdir) == before
+  with pytest.raises(rebuild.RerenderError, match="no atlas of mixed4c"):
+    rebuild.rerender(workdir, model, params, layers=["mixed4c"],
+                     objective=plain_push)
   # The pipeline refuses it before its first stage writes anything.
   fresh = tmp_path / "fresh"
   config = dataclasses.replace(CONFIG, atlas=dataclasses.replace(
