@@ -46,6 +46,7 @@ import numpy as np
 from atlasjax.optvis import family as family_lib
 from atlasjax.optvis import objectives
 from atlasjax.optvis import registry
+from atlasjax.optvis import render as render_lib
 
 # The icon objective's default form (see objectives.direction_neuron_cossim).
 DEFAULT_FORM = "cosine"
@@ -198,8 +199,9 @@ def check(objective: IconObjective, model, layer: str, whiten: bool,
   whitening = np.eye(depth, dtype=np.float32) if whiten else None
   try:
     make = icon_family(objective, layer, whitening, cossim_pow)
-    make(jnp.zeros((depth,), jnp.float32))
-    if not is_form(objective):
+    if is_form(objective):
+      make(jnp.zeros((depth,), jnp.float32))   # builds: some forms refuse S
+    else:
       check_family(model, make, np.zeros((1, depth), np.float32),
                    render_config, params)
   except IconObjectiveError:
@@ -219,7 +221,6 @@ def check_family(model, make: Family, args, render_config, params=None) -> None:
   Objective reading layers the model has.
   """
   if params is not None:
-    from atlasjax.optvis import render as render_lib  # pylint: disable=g-import-not-at-top
     render_lib.check(model, params, make, args, render_config)
     return
   built = make(jax.tree_util.tree_map(lambda a: jnp.asarray(a)[0], args))
