@@ -11,6 +11,7 @@ fidelity figures, run record and viewer must follow.
 import dataclasses
 import hashlib
 import json
+import pathlib
 import shutil
 
 import jax
@@ -32,8 +33,6 @@ from atlasjax.optvis import param as param_lib
 from atlasjax.optvis import registry
 from atlasjax.optvis import render as render_lib
 from atlasjax.optvis import transform as transform_lib
-
-import conftest
 
 LAYER = "conv2"
 CONFIG = pipeline.PipelineConfig(
@@ -96,16 +95,25 @@ def icons(workdir, atlas):
                    for c in grid["cells"]])
 
 
+def linear_umap_class(config):
+  """tests/conftest.py's LinearUmap (the name ``conftest`` may be another
+  folder's when several test folders run together)."""
+  root = pathlib.Path(__file__).resolve().parents[1] / "conftest.py"
+  return next(p.LinearUmap for p in config.pluginmanager.get_plugins()
+              if pathlib.Path(getattr(p, "__file__", None) or "/").resolve() == root)
+
+
 @pytest.fixture(scope="module")
-def built(toy, sample_dir, tmp_path_factory):
-  """The toy atlas with the built-in objective (UMAP stood in by LinearUmap)."""
+def built(toy, sample_dir, tmp_path_factory, request):
+  """The toy atlas with a registered objective (UMAP stood in by LinearUmap)."""
   model, params = toy
+  stand_in = linear_umap_class(request.config)
   photos = tmp_path_factory.mktemp("photos")
   for path in sorted(sample_dir.glob("*.jpg"))[:8]:
     shutil.copy(path, photos / path.name)
   work = tmp_path_factory.mktemp("atlas")
   with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(layout, "_reducer", lambda *a, **k: conftest.LinearUmap())
+    patch.setattr(layout, "_reducer", lambda *a, **k: stand_in())
     pipeline.run(CONFIG, model, params, photos, work)
   return work, photos
 
