@@ -77,6 +77,24 @@ def file_name(name: str) -> str:
   return re.sub(r"[^A-Za-z0-9_.-]", lambda m: f"~{ord(m.group()):02x}", name)
 
 
+def url_path(name: str) -> str:
+  """``name`` (a layer such as ``block1/attn/out``, or a relative path) as a
+  relative URL path that is safe in any HTML attribute or URL hash.
+
+  Each ``/``-separated segment keeps only allow-listed characters
+  (``[A-Za-z0-9_.~-]``); every other byte is percent-encoded, so a ``:`` can
+  never start a scheme (``javascript:``), nor a quote end an attribute.
+  Empty, ``.`` and ``..`` segments (absolute paths, escapes from the site's
+  folder) raise ``ValueError``.
+  """
+  import urllib.parse  # pylint: disable=g-import-not-at-top
+  parts = str(name).split("/")
+  if any(p in ("", ".", "..") for p in parts):
+    raise ValueError(f"{name!r} is not a relative path inside the site (empty, "
+                     "'.' or '..' segment, or absolute); it cannot be linked.")
+  return "/".join(urllib.parse.quote(p, safe="") for p in parts)
+
+
 def temporary_name(path: os.PathLike | str) -> pathlib.Path:
   """A temporary name beside ``path``, unique across processes and threads."""
   path = pathlib.Path(path)
