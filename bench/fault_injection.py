@@ -1,9 +1,11 @@
 """Fault injection at scale: kill -9 each resumable stage at seeded random
-points, rerun, compare every output byte with an uninterrupted run.
+points, rerun, compare every output byte with an uninterrupted run. The
+stages: collect, layout, icons, the Microscope, and the dictionary stages
+(``dictionary``: positions and training; ``pages``: feature pages).
 
   python bench/fault_injection.py --trials=3 --seed=22 > /tmp/faults.jsonl
 
-For each stage (collect, layout, icons, microscope) ``--trials`` children are
+For each stage ``--trials`` children are
 started on the toy CNN and SIGKILLed a seeded random delay (``--min_delay`` …
 ``--max_delay`` s) after that stage's start marker (a kill that lands after the
 child finished counts as "done", not as a fault); each is then rerun to completion in this
@@ -45,7 +47,8 @@ _PROBES = flags.DEFINE_bool("probes", True, "Also run the issue-22 probes.")
 _STAGES = flags.DEFINE_list("stages", list(harness.STAGES),
                             "Stages to kill (--trials=0: probes only, no "
                             "reference run).")
-PROBE_FILES = ("tests/faults/test_findings.py", "tests/test_data.py",
+PROBE_FILES = ("tests/faults/test_findings.py", "tests/faults/test_workdir_rule.py",
+               "tests/test_data.py",
                "tests/experiments/test_validation_before_write.py",
                "tests/test_code_shape.py")
 PROBE_FILTER = ("not (lookup_order or download or fresh_machine or offline or "

@@ -115,9 +115,12 @@ def stage(config: DictionaryConfig, model: base.Model, params,
 
 
 def collect(config: DictionaryConfig, model: base.Model, params,
-            images: os.PathLike | str, workdir: os.PathLike | str):
-  """``(train, heldout)`` :class:`Positions` of ``images`` (resumable)."""
-  train, heldout = split(photos(config, images), config.heldout_every)
+            images: os.PathLike | str | Sequence[str], workdir: os.PathLike | str):
+  """``(train, heldout)`` :class:`Positions` of ``images`` (a folder, or the
+  list :func:`photos` made of it; resumable)."""
+  paths = (photos(config, images) if isinstance(images, (str, os.PathLike))
+           else list(images))
+  train, heldout = split(paths, config.heldout_every)
   folder = pathlib.Path(workdir) / "positions"
   kw = dict(size=config.size, shard_photos=config.shard_photos)
   with workdir_lib.lock(workdir):
@@ -162,9 +165,10 @@ def run(config: DictionaryConfig, model: base.Model, params,
   :class:`atlasjax.workdir.StageMismatch` for a work directory made from
   other inputs; :class:`atlasjax.workdir.WorkdirError` if another run holds it.
   """
-  run_stage = stage(config, model, params, photos(config, images), workdir)
+  paths = photos(config, images)
+  run_stage = stage(config, model, params, paths, workdir)
   with run_stage.run():
-    train, heldout = collect(config, model, params, images, workdir)
+    train, heldout = collect(config, model, params, paths, workdir)
     info = {"model": model.name, "weights": run_stage.fingerprint["weights"],
             "layer": config.layer,
             "train_photos": train.manifest["settings"]["photos"],

@@ -189,13 +189,14 @@ def write_pages(out: os.PathLike | str, layer: str, d: sae.Dictionary,
   folder = pathlib.Path(out) / PAGES_DIR / layer
   features = list(range(d.features)) if features is None else list(features)
   unit_link = unit_link or _site_index(layer) + "#/unit/{layer}/{channel}"
+  linked = site.url_path(layer)   # each segment of "block1/attn/out" encoded
   cells = []
   for i, f in enumerate(features):
     store.save_png(folder / f"f{f}.png", renders[i])
     for r, tile in enumerate(example_crops(found, f, crop, size)):
       store.save_png(folder / f"f{f}_ex{r}.jpg", tile)
     neurons = "".join(
-        f'<li><a href="{html.escape(unit_link.format(layer=site.url_path(layer), channel=c))}">'
+        f'<li><a href="{html.escape(unit_link.format(layer=linked, channel=c))}">'
         f"{html.escape(layer)}:{c}</a> {w:+.3f}</li>"
         for c, w in strongest_neurons(d, f))
     crops = "".join(f'<img src="f{f}_ex{r}.jpg" width={TILE}>'
