@@ -63,13 +63,15 @@ def run_trials(root: pathlib.Path, rng) -> list[dict]:
   if not _TRIALS.value:
     return []
   photos = harness.make_photos(root / "photos")
-  harness.run_stages(photos, root / "reference", log=lambda _: None)
+  stages = harness.needed(_STAGES.value)
+  harness.run_stages(photos, root / "reference", log=lambda _: None, stages=stages)
   reference = harness.snapshot(root / "reference")
   rows = []
   for stage in _STAGES.value:
     for t in range(_TRIALS.value):
       delay = float(rng.uniform(_MIN_DELAY.value, _MAX_DELAY.value))
-      result = harness.trial(photos, root / f"{stage}_{t}", reference, stage, delay)
+      result = harness.trial(photos, root / f"{stage}_{t}", reference, stage, delay,
+                             stages=stages)
       row = {"workload": "fault_injection", "stage": stage, "trial": t,
              "delay_s": round(delay, 3), "killed_in": result.killed_in,
              "child_s": round(result.elapsed_s, 2),

@@ -100,6 +100,17 @@ def _atlas_stages(model, params, photos, atlas_dir, stages, log) -> None:
       chunk_size=2, transforms="none", n_examples=2), model, params, atlas_dir)
 
 
+def needed(stages) -> tuple[str, ...]:
+  """The stages a run of ``stages`` needs: the atlas stages chain from
+  collect, the feature pages need the dictionary."""
+  atlas = STAGES[:3]
+  out = list(atlas[:1 + max((atlas.index(s) for s in stages if s in atlas), default=-1)])
+  out += [s for s in ("microscope",) if s in stages]
+  if "dictionary" in stages or "pages" in stages:
+    out += ["dictionary"] + (["pages"] if "pages" in stages else [])
+  return tuple(out)
+
+
 def _dictionary_stages(model, params, photos, folder, stages, log) -> None:
   """dictionary.py's stage (positions, training with checkpoints every 4
   steps, the interchange file), then dictionary_pages.py's (renders, top

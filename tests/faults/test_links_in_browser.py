@@ -77,8 +77,8 @@ def _site(folder):
       {"name": LAYER, "depth": DEPTH, "stride": 1, "rendered": False,
        "crop": None, "units": units}) + ");")
   page = (site.STATIC_DIR / "index.html").read_text().replace("{{TITLE}}", "t")
-  page = page.replace("{{LAYER_SCRIPTS}}", f'<script src="microscope/data/'
-                      f'{workdir.url_path(LAYER)}.js"></script>')
+  page = page.replace("{{LAYER_SCRIPTS}}",   # LAYER's characters need no encoding
+                      f'<script src="microscope/data/{LAYER}.js"></script>')
   (folder / "index.html").write_text(page)
   return folder / "index.html"
 

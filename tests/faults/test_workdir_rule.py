@@ -157,16 +157,16 @@ def test_probe5_dictionary_resumes_only_from_the_same_content(trained, tmp_path,
   assert again["steps"] > 0                       # the same inputs resume
   before = _files(work)
   other_params = jax.tree_util.tree_map(lambda a: a * 1.01, params)
-  with pytest.raises(workdir.StageMismatch, match="weights"):
+  with pytest.raises(ValueError, match="weights"):   # a StageMismatch
     pipeline.run(DICT, toy_model.TOY_MODEL, other_params, photos, work)
   edited = tmp_path / "edited"
   edited.mkdir()
   for p in photos.iterdir():
     (edited / p.name).write_bytes(p.read_bytes())
   Image.new("RGB", (32, 32), (9, 9, 9)).save(edited / "p3.png")   # same name
-  with pytest.raises(workdir.StageMismatch, match="photos"):
+  with pytest.raises(ValueError, match="photos"):
     pipeline.run(DICT, toy_model.TOY_MODEL, params, edited, work)
-  with pytest.raises(workdir.StageMismatch, match="seed"):
+  with pytest.raises(ValueError, match="seed"):
     pipeline.run(dataclasses.replace(DICT, train=dataclasses.replace(
         DICT.train, seed=3)), toy_model.TOY_MODEL, params, photos, work)
   assert _files(work) == before                   # refused before any write
