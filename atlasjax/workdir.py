@@ -351,6 +351,22 @@ def check_held(workdir: os.PathLike | str) -> None:
       "Fix process 0's error, or put --workdir on storage every process shares.")
 
 
+def _follow(workdir: pathlib.Path, key: pathlib.Path) -> Iterator[pathlib.Path]:
+  """:func:`lock` in a process other than 0: wait for process 0 to have
+  taken the lock, check that it is held, and count the folder as held here
+  (nested locks then meet no second barrier, as on process 0)."""
+  if _job_processes() > 1:
+    _job_barrier(workdir)
+    check_held(workdir)
+  _HELD[key] = 1
+  _SPELT[str(key)] = os.path.abspath(workdir)
+  try:
+    yield workdir
+  finally:
+    _HELD.pop(key, None)
+    _SPELT.pop(str(key), None)
+
+
 @contextlib.contextmanager
 def lock(workdir: os.PathLike | str, *, take: bool = True) -> Iterator[pathlib.Path]:
   """Holds ``<workdir>/.lock`` for the duration of a run.
@@ -372,11 +388,8 @@ def lock(workdir: os.PathLike | str, *, take: bool = True) -> Iterator[pathlib.P
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   key = workdir.resolve()
-  if not take:
-    if _job_processes() > 1:
-      _job_barrier(workdir)
-      check_held(workdir)
-    yield workdir
+  if not take and key not in _HELD:
+    yield from _follow(workdir, key)
     return
   if key in _HELD:
     _HELD[key] += 1

@@ -318,7 +318,8 @@ def test_other_processes_of_a_job_check_the_lock(tmp_path, held, monkeypatch):
   met = []
   monkeypatch.setattr(workdir, "_job_barrier", met.append)
   with workdir.lock(held, take=False):     # process 0 (the child) holds it
-    pass
+    with workdir.lock(held, take=False):   # nested (a pipeline's stage): no
+      pass                                 # second barrier, as on process 0
   free = tmp_path / "free"
   with pytest.raises(workdir.WorkdirError, match="not locked by process 0"):
     with workdir.lock(free, take=False):
