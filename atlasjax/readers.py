@@ -38,6 +38,7 @@ import math
 import os
 import pathlib
 import zipfile
+import zlib
 from typing import Any, Mapping
 
 import numpy as np
@@ -117,7 +118,7 @@ class Archive:
 
 
 # Errors zipfile and the npy parser raise on damaged bytes.
-DAMAGED = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError,
+DAMAGED = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
            ValueError, NotImplementedError, KeyError, IndexError, OverflowError,
            UnicodeDecodeError, SyntaxError, TypeError)
 
@@ -502,9 +503,9 @@ def read_json(path: os.PathLike | str, schema: Any = None, *,
   if size > max_bytes:
     raise refuse(path, f"{size} bytes is more than the {max_bytes} a JSON "
                  "file may hold here", fix)
-  with open(path, "rb") as f:
-    data = f.read(max_bytes + 1)
-  if len(data) > max_bytes:
+  with open(path, "rb") as f:  # read(n) allocates n: ask for what stat saw
+    data = f.read(size + 1)
+  if len(data) > size:
     raise refuse(path, f"grew past {max_bytes} bytes while read", fix)
   try:
     value = json.loads(data.decode("utf-8"), parse_constant=_no_constant)

@@ -37,6 +37,7 @@ import math
 import os
 import pickle
 import pickletools
+import warnings
 import zipfile
 from typing import Any
 
@@ -133,7 +134,7 @@ class _Tensor:
                      "the file holds")
     budget[0] -= nbytes
     if not self.shape:
-      return base[self.offset].copy()
+      return np.array(base[self.offset])  # a 0-d array, like every other tensor
     last = self.offset + sum((n - 1) * s for n, s in zip(self.shape, self.stride))
     if any(n == 0 for n in self.shape):
       return np.zeros(self.shape, base.dtype)
@@ -179,12 +180,16 @@ def _check_opcodes(f: io.BytesIO) -> None:
   start = f.tell()
   limit = len(f.getbuffer()) - start
   try:
-    for opcode, arg, _ in pickletools.genops(f):
-      if opcode.name not in _ALLOWED_OPCODES:
-        raise PthError(f"pickle opcode {opcode.name} is not used by torch.save; "
-                       "refusing to load this file")
-      if opcode.name in _MEMO_PUTS and not 0 <= arg <= limit:
-        raise PthError(f"pickle memo index {arg} in a {limit}-byte pickle")
+    with warnings.catch_warnings():
+      # pickletools decodes STRING arguments with codecs.escape_decode, which
+      # warns about invalid escapes in a damaged file; the opcodes are what count.
+      warnings.simplefilter("ignore", DeprecationWarning)
+      for opcode, arg, _ in pickletools.genops(f):
+        if opcode.name not in _ALLOWED_OPCODES:
+          raise PthError(f"pickle opcode {opcode.name} is not used by "
+                         "torch.save; refusing to load this file")
+        if opcode.name in _MEMO_PUTS and not 0 <= arg <= limit:
+          raise PthError(f"pickle memo index {arg} in a {limit}-byte pickle")
   finally:
     f.seek(start)
 
