@@ -416,7 +416,10 @@ def _tally(kind: Kind, raw: bytes, content, pristine: bool) -> str:
   try:
     return attempt(kind, raw, content, pristine)
   except Exception as e:  # pylint: disable=broad-except  # counted, reported
-    outcome = f"other: {type(e).__name__}"
+    kind_of = type(e).__name__
+    if type(e).__module__ not in ("builtins", __name__):
+      kind_of = f"{type(e).__module__}.{kind_of}"
+    outcome = f"other: {kind_of}"
     FIRST_ERRORS.setdefault((kind.name, outcome), str(e).splitlines()[0][:300]
                             if str(e) else "")
     return outcome
