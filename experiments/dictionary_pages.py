@@ -65,7 +65,6 @@ def main(argv):
   model, params = cli.load_model()
   d = sae.load(f"{_WORKDIR.value}/{pipeline.DICTIONARY_FILE}")
   layer = store.load_json(f"{_WORKDIR.value}/{pipeline.METRICS_FILE}")["layer"]
-  sae.check_fits(d, model, layer)
   features = parse_features(_FEATURES.value, d.features)
   paths = images_lib.list_images(cli.image_folder(_IMAGES.value))
   out = cli.output_dir(_OUT.value or _WORKDIR.value)

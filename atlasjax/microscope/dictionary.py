@@ -240,8 +240,10 @@ def label_atlas(atlas_workdir: os.PathLike | str, d: sae.Dictionary,
   atlas = result.Atlas.open(atlas_workdir, layer)
   written = []
   for grid in atlas.info["grids"]:
-    directions = readers.read_npy(atlas.workdir / grid["directions"],
-                                  readers.Array((None, d.depth)))
+    directions = np.load(atlas.workdir / grid["directions"])
+    if directions.shape[1] != d.depth:
+      raise ValueError(f"The dictionary reads {d.depth} channels; the atlas of "
+                       f"{atlas.layer} has {directions.shape[1]}.")
     labels = label_cells(d, directions, top)
     entries = [{"x": c["x"], "y": c["y"], "features": labels[c["direction"]]}
                for c in grid["cells"]]

@@ -278,7 +278,7 @@ class _Writer:
     path = base / pathlib.PurePath(g["directions"]).parent / DICTIONARY_LABELS_FILE
     if not path.is_file():
       return False
-    labels = readers.read_dictionary_labels(path)
+    labels = _load_json(path, "dictionary labels")
     by_xy = {(c["x"], c["y"]): c["features"] for c in _req(labels, "cells", str(path), list)}
     pages = labels.get("pages")
     folder = (path.parent / pages) if pages else None
