@@ -82,6 +82,12 @@ def refuse(path: os.PathLike | str, problem: str, fix: str) -> FileFormatError:
 # zip archives
 
 
+# Errors zipfile and the npy parser raise on damaged bytes.
+DAMAGED = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
+           ValueError, NotImplementedError, KeyError, IndexError, OverflowError,
+           UnicodeDecodeError, SyntaxError, TypeError)
+
+
 class Archive:
   """A zip archive whose central directory has been checked
   (see :func:`open_zip`); members are read with :meth:`read` or
@@ -102,25 +108,29 @@ class Archive:
     return self.members[name].file_size
 
   def open(self, name: str):
-    """A stream of member ``name`` (raises :class:`FileFormatError` if absent)."""
+    """A stream of member ``name`` (raises :class:`FileFormatError` if absent
+    or if its local header is damaged)."""
     if name not in self.members:
       raise refuse(self.label, f"no member {name!r}", self.fix)
-    return self.zip.open(self.members[name])
+    try:
+      return self.zip.open(self.members[name])
+    except DAMAGED as e:
+      raise refuse(self.label, f"member {name!r} is damaged "
+                   f"({type(e).__name__}: {e})", self.fix) from None
 
   def read(self, name: str) -> bytes:
     """Member ``name`` whole (its size is already checked), CRC verified."""
-    with self.open(name) as f:
-      data = f.read(self.size(name))
-      if len(data) != self.size(name) or f.read(1):
-        raise refuse(self.label, f"member {name!r} does not hold the "
-                     f"{self.size(name)} bytes its directory entry says", self.fix)
+    try:
+      with self.open(name) as f:
+        data = f.read(self.size(name))
+        complete = len(data) == self.size(name) and not f.read(1)
+    except DAMAGED as e:
+      raise refuse(self.label, f"member {name!r} is damaged "
+                   f"({type(e).__name__}: {e})", self.fix) from None
+    if not complete:
+      raise refuse(self.label, f"member {name!r} does not hold the "
+                   f"{self.size(name)} bytes its directory entry says", self.fix)
     return data
-
-
-# Errors zipfile and the npy parser raise on damaged bytes.
-DAMAGED = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
-           ValueError, NotImplementedError, KeyError, IndexError, OverflowError,
-           UnicodeDecodeError, SyntaxError, TypeError)
 
 
 def _check_directory(zf: zipfile.ZipFile, total: int, label: str, fix: str) -> None:

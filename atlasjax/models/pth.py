@@ -341,7 +341,7 @@ def load(path: os.PathLike | str) -> Any:
     raise PthError(str(readers.refuse(path, str(e), FIX))) from None
   except (pickle.UnpicklingError, EOFError, AttributeError, TypeError,
           KeyError, ValueError, IndexError, OverflowError, RecursionError,
-          UnicodeDecodeError, zipfile.BadZipFile) as e:
+          UnicodeDecodeError, NotImplementedError, zipfile.BadZipFile) as e:
     raise PthError(str(readers.refuse(
         path, f"not a readable PyTorch checkpoint ({type(e).__name__}: {e})",
         FIX))) from None
