@@ -85,7 +85,7 @@ def refuse(path: os.PathLike | str, problem: str, fix: str) -> FileFormatError:
 # Errors zipfile and the npy parser raise on damaged bytes.
 DAMAGED = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
            ValueError, NotImplementedError, KeyError, IndexError, OverflowError,
-           UnicodeDecodeError, SyntaxError, TypeError)
+           UnicodeDecodeError, SyntaxError, TypeError, RecursionError)
 
 
 class Archive:
