@@ -29,6 +29,7 @@ onto :class:`~atlasjax.readers.FileFormatError` in another change.
 
 from __future__ import annotations
 
+import atexit
 import collections
 import contextlib
 import dataclasses
@@ -37,6 +38,7 @@ import io
 import json
 import pathlib
 import resource
+import shutil
 import tempfile
 import tracemalloc
 import zipfile
@@ -80,6 +82,7 @@ DTYPES = ("float16", "float64", "int32", "int8", "uint8", "bool", "complex64",
 # Deepest nesting a JSON mutation builds (json.dumps recurses).
 MAX_NEST = 900
 WORK = pathlib.Path(tempfile.mkdtemp(prefix="fuzz_readers_"))
+atexit.register(shutil.rmtree, WORK, True)
 
 
 @dataclasses.dataclass(frozen=True)
