@@ -38,6 +38,7 @@ from PIL import Image, ImageDraw, ImageFont
 from atlasjax import images as images_lib
 from atlasjax import plotting
 from atlasjax import progress
+from atlasjax import readers
 from atlasjax import workdir as workdir_lib
 from atlasjax.classic import examples as examples_lib
 from atlasjax.features import sae
@@ -307,7 +308,7 @@ def draw_labels(atlas_workdir: os.PathLike | str, size: int,
     raise ValueError(f"{atlas.workdir} has no grid of size {size}; it has "
                      f"{[g['size'] for g in atlas.info['grids']]}.")
   folder = atlas.workdir / pathlib.Path(grid["directions"]).parent
-  cells = store.load_json(folder / LABELS_FILE)["cells"]
+  cells = readers.read_dictionary_labels(folder / LABELS_FILE)["cells"]
   with Image.open(atlas.workdir / grid["atlas"]) as image:
     cell = max(image.width // size, LABELLED_CELL_PX)
     image = image.convert("RGB").resize((cell * size, cell * size), Image.NEAREST)

@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from atlasjax import readers
 from atlasjax import workdir as workdir_lib
 
 STATIC_DIR = pathlib.Path(__file__).resolve().parent / "static"
@@ -59,7 +60,7 @@ CLASSES_PER_CHUNK = 64
 DICTIONARY_LABELS_FILE = "dictionary_labels.json"
 
 
-class AtlasFormatError(ValueError):
+class AtlasFormatError(readers.FileFormatError):
   """atlas.json is malformed or names files that do not exist."""
 
 
@@ -73,9 +74,9 @@ def _load_json(path: pathlib.Path, what: str) -> Any:
   if not path.is_file():
     raise AtlasFormatError(f"{what} not found: {path}")
   try:
-    return json.loads(path.read_text())
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise AtlasFormatError(f"{what} is not valid JSON: {path}: {e}") from e
+    return readers.read_json(path, fix=readers.ATLAS_FIX)
+  except readers.FileFormatError as e:
+    raise AtlasFormatError(f"{what}: {e}") from None
 
 
 def _req(d: dict, key: str, where: str, types=None):
