@@ -47,6 +47,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from atlasjax import readers
+
 LOCK_FILE = ".lock"
 TMP_SUFFIX = ".tmp"
 # Hex digits kept of a SHA-256 in fingerprints: 64 bits, plenty to tell inputs apart.
@@ -156,14 +158,23 @@ def save_image(path: os.PathLike | str, image, format: str | None = None,  # pyl
   write_with(path, lambda f: image.save(f, fmt, **options))
 
 
+# Work-directory arrays may hold NaN where a stage means "none" (the stage
+# that reads them checks values); their structure is checked here.
+WORKDIR_ARRAY = readers.Array(kinds=readers.FLOAT + readers.INTEGER + readers.BOOL
+                              + readers.BFLOAT16, finite=False)
+
+
 def load_npy(path: os.PathLike | str) -> np.ndarray:
-  """Reads an ``.npy`` written by :func:`save_npy` (pickles refused)."""
-  return np.load(path, allow_pickle=False)
+  """Reads an ``.npy`` written by :func:`save_npy` through
+  :func:`atlasjax.readers.read_npy` (no pickles; its header's size checked
+  against the file before anything is allocated)."""
+  return readers.read_npy(path, WORKDIR_ARRAY)
 
 
 def read_json(path: os.PathLike | str) -> Any:
-  """Reads a UTF-8 JSON file."""
-  return json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
+  """Reads a UTF-8 JSON file through :func:`atlasjax.readers.read_json`
+  (size, encoding and nesting checked)."""
+  return readers.read_json(path)
 
 
 def is_temporary(path: os.PathLike | str) -> bool:
