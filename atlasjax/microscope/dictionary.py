@@ -233,7 +233,8 @@ def check_atlas(atlas_workdir: os.PathLike | str, d: sae.Dictionary,
 
   atlas = result.Atlas.open(atlas_workdir, layer)
   for grid in atlas.info["grids"]:
-    depth = np.load(atlas.workdir / grid["directions"], mmap_mode="r").shape[1]
+    depth = readers.read_npy(atlas.workdir / grid["directions"],
+                             readers.Array((None, None))).shape[1]
     if depth != d.depth:
       raise ValueError(f"The dictionary reads {d.depth} channels; the atlas of "
                        f"{atlas.layer} has {depth}.")
@@ -277,7 +278,8 @@ def label_atlas(atlas_workdir: os.PathLike | str, d: sae.Dictionary,
 def _write_labels(atlas, d, top, pages) -> list[pathlib.Path]:
   written = []
   for grid in atlas.info["grids"]:
-    directions = np.load(atlas.workdir / grid["directions"])
+    directions = readers.read_npy(atlas.workdir / grid["directions"],
+                                  readers.Array((None, d.depth)))
     labels = label_cells(d, directions, top)
     entries = [{"x": c["x"], "y": c["y"], "features": labels[c["direction"]]}
                for c in grid["cells"]]
