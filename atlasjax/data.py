@@ -24,7 +24,9 @@ agree with them): a copy cannot vouch for itself. For photos, a local
 to downloading the 1000 originals. A file whose hash does not match is never
 used: in the cache it is downloaded again, in a local copy it raises
 :class:`DataError` naming the file and the fix. An explicit path that does not
-exist is an error, never a silent fall-back to another copy; manifest names
+exist, or that holds no data of the kind asked for, is an error, never a
+silent fall-back to another copy; a verified photo folder holding photos that
+are not pinned is refused (they would be used unverified); manifest names
 must be plain relative paths (no absolute paths, no ``..``).
 
 The published base URLs can be replaced (a mirror, or a loopback server in the
@@ -407,17 +409,26 @@ def find_root(subdir: str, explicit: os.PathLike | str | None = None
               ) -> pathlib.Path | None:
   """The first data root that contains ``subdir``, or None.
 
-  Raises :class:`DataError` if ``explicit`` names a path that does not exist
-  (a typo must not silently select another copy).
+  An explicit path is the only candidate: it must exist and hold ``subdir``
+  (or be that folder), else :class:`DataError` — a typo or an empty folder
+  must not silently select another copy.
   """
-  if explicit and not pathlib.Path(explicit).exists():
-    raise DataError(f"--data={explicit} does not exist; pass the folder that "
-                    f"holds {GOOGLENET_DIR}/ and {SAMPLE_DIR}/ (or unset it).")
-  for source, root in _candidates(explicit):
+  if explicit:
+    root = pathlib.Path(explicit)
+    if not root.exists():
+      raise DataError(f"--data={explicit} does not exist; pass the folder that "
+                      f"holds {GOOGLENET_DIR}/ and {SAMPLE_DIR}/ (or unset it).")
     if (root / subdir).is_dir():
       return root
-    if source == "explicit path" and root.name == subdir and root.is_dir():
+    if root.name == subdir and root.is_dir():
       return root.parent
+    raise DataError(
+        f"--data={explicit} holds no {subdir}/; pass the folder that holds "
+        f"{GOOGLENET_DIR}/ and {SAMPLE_DIR}/, pass --images=DIR for photos, or "
+        f"unset --data (then ${ENV_VAR} or the cache is used).")
+  for _, root in _candidates(None):
+    if (root / subdir).is_dir():
+      return root
   return None
 
 
@@ -462,6 +473,7 @@ def photos_dir(*, allow_download: bool = True,
     _verify_or_offline(folder, source, None)
   else:
     fetch(source, folder, desc="photos")
+  refuse_unpinned(folder, source.sha256)
   return folder
 
 
@@ -477,9 +489,27 @@ def sample_dir(data: os.PathLike | str | None = None, *,
   root = find_root(SAMPLE_DIR, data)
   if root is not None:
     folder = root / SAMPLE_DIR
-    verify_local(folder, sample_sums())
+    sums = sample_sums()
+    verify_local(folder, sums)
+    refuse_unpinned(folder, sums)
     return folder
   return photos_dir(allow_download=allow_download, source=source)
+
+
+def refuse_unpinned(folder: pathlib.Path, pinned: Mapping[str, str]) -> None:
+  """Raises :class:`DataError` if ``folder`` holds photos that are not pinned.
+
+  A verified photo set is used whole (every photo under the folder is
+  listed), so one extra photo, in a sub-folder or not, would enter the atlas
+  unverified.
+  """
+  from atlasjax import images as images_lib  # pylint: disable=g-import-not-at-top
+  extra = sorted(os.path.relpath(p, folder) for p in images_lib.list_images(folder)
+                 if os.path.relpath(p, folder) not in pinned)
+  if extra:
+    raise DataError(
+        f"{folder} holds {len(extra)} photo(s) that are not pinned (first: "
+        f"{extra[0]!r}); remove them, or pass --images=DIR to use your own photos.")
 
 
 def _verify_or_offline(folder: pathlib.Path, source: Source, data) -> None:

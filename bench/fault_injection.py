@@ -1,9 +1,11 @@
 """Fault injection at scale: kill -9 each resumable stage at seeded random
-points, rerun, compare every output byte with an uninterrupted run.
+points, rerun, compare every output byte with an uninterrupted run. The
+stages: collect, layout, icons, the Microscope, and the dictionary stages
+(``dictionary``: positions and training; ``pages``: feature pages).
 
   python bench/fault_injection.py --trials=3 --seed=22 > /tmp/faults.jsonl
 
-For each stage (collect, layout, icons, microscope) ``--trials`` children are
+For each stage ``--trials`` children are
 started on the toy CNN and SIGKILLed a seeded random delay (``--min_delay`` …
 ``--max_delay`` s) after that stage's start marker (a kill that lands after the
 child finished counts as "done", not as a fault); each is then rerun to completion in this
@@ -13,6 +15,14 @@ pytest. Prints one JSON line per trial and per probe, then a summary line and
 the Markdown table for bench/RESULTS.md. The machine and its 1-minute load
 average are in every line: the machine is shared, so wall times are not the
 point here; outcomes are.
+
+With ``--fuzz_examples=N`` every file reader is then fuzzed with N Hypothesis
+examples per file kind (tests/faults/test_fuzz_readers.py: mutated ``.npz``,
+``.pth`` and JSON files must load correctly or be refused with one
+``FileFormatError`` line, within a memory budget); failures are counted, not
+raised, one JSON line and one table row per kind (issue 29):
+
+  python bench/fault_injection.py --trials=0 --noprobes --fuzz_examples=1000
 """
 
 from __future__ import annotations
@@ -45,7 +55,8 @@ _PROBES = flags.DEFINE_bool("probes", True, "Also run the issue-22 probes.")
 _STAGES = flags.DEFINE_list("stages", list(harness.STAGES),
                             "Stages to kill (--trials=0: probes only, no "
                             "reference run).")
-PROBE_FILES = ("tests/faults/test_findings.py", "tests/test_data.py",
+PROBE_FILES = ("tests/faults/test_findings.py", "tests/faults/test_workdir_rule.py",
+               "tests/test_data.py",
                "tests/experiments/test_validation_before_write.py",
                "tests/test_code_shape.py")
 PROBE_FILTER = ("not (lookup_order or download or fresh_machine or offline or "
@@ -60,13 +71,15 @@ def run_trials(root: pathlib.Path, rng) -> list[dict]:
   if not _TRIALS.value:
     return []
   photos = harness.make_photos(root / "photos")
-  harness.run_stages(photos, root / "reference", log=lambda _: None)
+  stages = harness.needed(_STAGES.value)
+  harness.run_stages(photos, root / "reference", log=lambda _: None, stages=stages)
   reference = harness.snapshot(root / "reference")
   rows = []
   for stage in _STAGES.value:
     for t in range(_TRIALS.value):
       delay = float(rng.uniform(_MIN_DELAY.value, _MAX_DELAY.value))
-      result = harness.trial(photos, root / f"{stage}_{t}", reference, stage, delay)
+      result = harness.trial(photos, root / f"{stage}_{t}", reference, stage, delay,
+                             stages=stages)
       row = {"workload": "fault_injection", "stage": stage, "trial": t,
              "delay_s": round(delay, 3), "killed_in": result.killed_in,
              "child_s": round(result.elapsed_s, 2),
@@ -133,6 +146,52 @@ def run_global_nan_probe() -> dict:
   return row
 
 
+_FUZZ_EXAMPLES = flags.DEFINE_integer(
+    "fuzz_examples", 0, "Hypothesis examples per file kind (0: no fuzzing).")
+_FUZZ_SEED = flags.DEFINE_integer("fuzz_seed", 29, "Seed of the fuzzing.")
+_FUZZ_KINDS = flags.DEFINE_list("fuzz_kinds", [], "File kinds to fuzz "
+                                "(default all).")
+
+
+def run_fuzz() -> list[dict]:
+  """``--fuzz_examples`` mutated files of each kind; one row per kind."""
+  if not _FUZZ_EXAMPLES.value:
+    return []
+  import time  # pylint: disable=g-import-not-at-top
+  import test_fuzz_readers as fuzz  # pylint: disable=g-import-not-at-top
+  unknown = set(_FUZZ_KINDS.value) - set(fuzz.KINDS)
+  if unknown:
+    raise app.UsageError(f"--fuzz_kinds: unknown {sorted(unknown)}; use some "
+                         f"of {', '.join(fuzz.KINDS)}.")
+  rows = []
+  for name in _FUZZ_KINDS.value or list(fuzz.KINDS):
+    start = time.perf_counter()
+    fuzz.fuzz_test(fuzz.KINDS[name], _FUZZ_EXAMPLES.value, seed=_FUZZ_SEED.value,
+                   tally=True)()
+    outcomes = {o: n for (k, o), n in fuzz.OUTCOMES.items() if k == name}
+    row = {"workload": "fuzz_readers", "kind": name,
+           "examples": sum(outcomes.values()),
+           "loaded": outcomes.pop("loaded", 0),
+           "refused": outcomes.pop("refused", 0), "other": outcomes,
+           "first_errors": {o: m for (k, o), m in fuzz.FIRST_ERRORS.items()
+                            if k == name},
+           "seconds": round(time.perf_counter() - start, 1),
+           "seed": _FUZZ_SEED.value}
+    _emit(row)
+    rows.append(row)
+  return rows
+
+
+def fuzz_table(rows: list[dict]) -> str:
+  lines = ["| file kind | examples | loaded correctly | refused (one line) | "
+           "other outcome |", "|---|---|---|---|---|"]
+  for r in rows:
+    other = ", ".join(f"{o}: {n}" for o, n in r["other"].items()) or "0"
+    lines.append(f"| {r['kind']} | {r['examples']} | {r['loaded']} | "
+                 f"{r['refused']} | {other} |")
+  return "\n".join(lines)
+
+
 def table(trials: list[dict], probes: list[dict]) -> str:
   lines = ["| stage | kills | killed mid-stage | temporaries left by the kill | "
            "reruns byte-identical |", "|---|---|---|---|---|"]
@@ -160,11 +219,16 @@ def main(argv):
   with tempfile.TemporaryDirectory() as tmp:
     trials = run_trials(pathlib.Path(tmp), rng)
   probes = run_probes() + [run_global_nan_probe()] if _PROBES.value else []
+  fuzzed = run_fuzz()
   _emit({"workload": "fault_injection_summary", "kills": len(trials),
          "identical": sum(r["identical"] for r in trials),
          "probes": len(probes),
-         "probes_passed": sum(p["outcome"] == "PASSED" for p in probes)})
+         "probes_passed": sum(p["outcome"] == "PASSED" for p in probes),
+         "fuzz_examples": sum(r["examples"] for r in fuzzed),
+         "fuzz_other": sum(sum(r["other"].values()) for r in fuzzed)})
   print(table(trials, probes))
+  if fuzzed:
+    print(fuzz_table(fuzzed))
 
 
 if __name__ == "__main__":

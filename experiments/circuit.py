@@ -34,6 +34,7 @@ import numpy as np
 
 import cli
 from atlasjax import circuits
+from atlasjax import workdir as workdir_lib
 from atlasjax.optvis import render as render_lib
 
 DEFAULT_UNIT = "mixed4b:389"
@@ -79,7 +80,9 @@ def draw(path, title, target, rows, kernels_scale):
                 interpolation="nearest")
       ax.axis("off")
   fig.suptitle(title, fontsize=11)
-  fig.savefig(path, dpi=110, bbox_inches="tight")
+  # Atomic: a killed run leaves the old figure or the new one, never half.
+  workdir_lib.write_with(path, lambda f: fig.savefig(f, format="png", dpi=110,
+                                                     bbox_inches="tight"))
   plt.close(fig)
 
 
@@ -144,8 +147,7 @@ def main(argv):
        f"(expanded weights, {kernels.shape[0]}×{kernels.shape[1]})",
        (f"{layer_b}:{unit}", image_of[(layer_b, unit)]), rows, scale)
   record["figure"] = os.path.basename(stem + ".png")
-  with open(stem + ".json", "w") as f:
-    json.dump(record, f, indent=1)
+  workdir_lib.write_json(stem + ".json", record)
   print(json.dumps({"figure": stem + ".png", "json": stem + ".json",
                     "renders": len(units), "render_seconds": round(t_render, 1),
                     "weights_seconds": round(t_weights, 1)}))

@@ -15,8 +15,13 @@ features (``grid_<n>/dictionary_labels.json``, and the atlas image with each
 cell's strongest feature printed on it, ``atlas_dictionary_labels.jpg``), and
 rewrites its viewer (if it has one) so that each cell shows them, linked to
 these pages.
+
+Everything is checked before anything is written: the dictionary must have
+been trained on the same model and weights (``metrics.json``), and so must
+the atlas. The run holds the lock of ``--out`` and of ``--atlas``.
 """
 
+import contextlib
 import pathlib
 import re
 
@@ -26,6 +31,7 @@ import jax
 import cli
 from atlasjax import images as images_lib
 from atlasjax import viewer
+from atlasjax import workdir as workdir_lib
 from atlasjax.classic import examples as examples_lib
 from atlasjax.features import objectives as feature_objectives
 from atlasjax.features import pipeline
@@ -64,10 +70,22 @@ def main(argv):
   del argv
   model, params = cli.load_model()
   d = sae.load(f"{_WORKDIR.value}/{pipeline.DICTIONARY_FILE}")
-  layer = store.load_json(f"{_WORKDIR.value}/{pipeline.METRICS_FILE}")["layer"]
+  trained_on = pipeline.check_trained_on(_WORKDIR.value, model, params)
+  layer = trained_on["layer"]
   features = parse_features(_FEATURES.value, d.features)
-  paths = images_lib.list_images(cli.image_folder(_IMAGES.value))
+  paths = workdir_lib.utf8_names(
+      images_lib.list_images(cli.image_folder(_IMAGES.value)), "dictionary_pages")
+  if _ATLAS.value:
+    pages.check_atlas(_ATLAS.value, d, layer, trained_on)
   out = cli.output_dir(_OUT.value or _WORKDIR.value)
+  with contextlib.ExitStack() as held:
+    for folder in filter(None, (out, _ATLAS.value)):
+      held.enter_context(workdir_lib.lock(folder))
+    write(model, params, d, layer, features, paths, out, trained_on)
+
+
+def write(model, params, d, layer, features, paths, out, trained_on) -> None:
+  """Renders the features, writes their pages and labels the atlas."""
   config = render_lib.RenderConfig(size=_SIZE.value, steps=_STEPS.value)
   renders = feature_objectives.render_features(
       model, params, d, layer, features, config=config,
@@ -79,7 +97,8 @@ def main(argv):
                             model.input_size, features=features)
   print(f"wrote {len(features)} feature pages: {index}")
   if _ATLAS.value:
-    for path in pages.label_atlas(_ATLAS.value, d, layer, pages=index.parent):
+    for path in pages.label_atlas(_ATLAS.value, d, layer, pages=index.parent,
+                                  trained_on=trained_on):
       size = store.load_json(path)["size"]
       print(f"wrote {path} and {pages.draw_labels(_ATLAS.value, size, layer)}")
     if (pathlib.Path(_ATLAS.value) / "index.html").is_file():   # a viewer is there

@@ -18,6 +18,7 @@ import cli
 from atlasjax import evaluation
 from atlasjax import images as images_lib
 from atlasjax import labels as labels_lib
+from atlasjax import workdir as workdir_lib
 
 _IMAGES = flags.DEFINE_string(
     "images", None, "Folder of <wnid>_*.jpg photos (default: the sample photos).")
@@ -40,7 +41,9 @@ def main(argv):
   if result.report.skipped:
     print(result.report.summary())
   if _SAVE_LOGITS.value:
-    np.save(_SAVE_LOGITS.value, result.logits.astype(np.float32))
+    path = _SAVE_LOGITS.value   # np.save's naming: ".npy" added when missing
+    path = path if path.endswith(".npy") else path + ".npy"
+    workdir_lib.save_npy(path, result.logits.astype(np.float32))
   print(json.dumps(result.metrics()))
 
 

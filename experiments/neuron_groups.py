@@ -50,6 +50,8 @@ def main(argv):
   label = (labels_lib.load(cli.DATA.value).lookup(_ATTRIBUTION.value)
            if _ATTRIBUTION.value else None)
   dictionary = sae.load(_DICTIONARY.value) if _DICTIONARY.value else None
+  if dictionary is not None:
+    sae.check_fits(dictionary, model, layer)
   out = cli.output_dir(_OUT.value)
   image = groups_lib.load_photo(photo, model)
   if dictionary is not None:

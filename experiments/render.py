@@ -25,7 +25,6 @@ accumulated ``|∂L/∂x|`` as alpha, as in MaCo's figures).
 """
 
 import dataclasses
-import json
 import re
 
 from absl import flags
@@ -36,6 +35,7 @@ from PIL import Image
 
 import cli
 from atlasjax import labels as labels_lib
+from atlasjax import workdir as workdir_lib
 from atlasjax.optvis import objectives
 from atlasjax.optvis import registry
 from atlasjax.optvis import param as param_lib
@@ -232,14 +232,15 @@ def main(argv):
 
   def save(name, images, value, alpha=None):
     file = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:120] + f"_{len(records):03d}.png"
-    Image.fromarray(to_uint8(strip(images))).save(out / file)
+    workdir_lib.save_image(out / file, Image.fromarray(to_uint8(strip(images))))
     record = {"objective": name, "file": file, "final_value": float(value)}
     if alpha is not None:
       images, alpha = np.asarray(images), np.asarray(alpha)
       rgba = (param_lib.transparency(images, alpha) if images.ndim == 3 else
               np.stack([param_lib.transparency(i, a) for i, a in zip(images, alpha)]))
       record["alpha_file"] = file[:-4] + "_alpha.png"
-      Image.fromarray(to_uint8(strip(rgba))).save(out / record["alpha_file"])
+      workdir_lib.save_image(out / record["alpha_file"],
+                             Image.fromarray(to_uint8(strip(rgba))))
     records.append(record)
     tiles.append(np.asarray(strip(images), np.float32)[..., :3])
 
@@ -268,8 +269,9 @@ def main(argv):
          result.values[0],
          None if result.alpha_map is None else np.asarray(result.alpha_map[0]))
 
-  Image.fromarray(to_uint8(contact_sheet(tiles))).save(out / "contact_sheet.png")
-  (out / "results.json").write_text(json.dumps(records, indent=1))
+  workdir_lib.save_image(out / "contact_sheet.png",
+                         Image.fromarray(to_uint8(contact_sheet(tiles))))
+  workdir_lib.write_json(out / "results.json", records)
   print(f"wrote {len(records)} images, contact_sheet.png and results.json to {out}")
 
 

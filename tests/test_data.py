@@ -192,10 +192,12 @@ def test_lookup_order(isolated, monkeypatch):
   # An explicit path to the bvlc_googlenet folder itself is accepted too.
   assert data_lib.find_root(GOOGLENET, roots["explicit"] / GOOGLENET) == roots["explicit"]
   assert data_lib.find_root(GOOGLENET) == roots["env"]
-  # An explicit path without the files falls through to the next candidates...
+  # An explicit path without the files is an error, never a fall-back to
+  # $ATLASJAX_DATA (issue 29, probe 2)...
   (isolated / "elsewhere").mkdir()
-  assert data_lib.find_root(GOOGLENET, isolated / "elsewhere") == roots["env"]
-  # ...but one that does not exist is a typo: an error, not a fall-back.
+  with pytest.raises(data_lib.DataError, match="holds no bvlc_googlenet"):
+    data_lib.find_root(GOOGLENET, isolated / "elsewhere")
+  # ...and so is one that does not exist (a typo).
   with pytest.raises(data_lib.DataError, match="does not exist"):
     data_lib.find_root(GOOGLENET, isolated / "nowhere")
   monkeypatch.delenv(data_lib.ENV_VAR)
@@ -342,7 +344,7 @@ def test_offline_error_is_one_line_naming_the_fixes(isolated, serve):
   with pytest.raises(data_lib.DataError, match=r"not available offline.*--images"):
     data_lib.googlenet_dir(allow_download=False)
   (isolated / "empty").mkdir()   # exists, without photos (a missing one is a typo)
-  with pytest.raises(data_lib.DataError, match=r"imagenet-sample-images.*--images"):
+  with pytest.raises(data_lib.DataError, match=r"holds no imagenet-sample/.*--images"):
     data_lib.sample_dir(isolated / "empty", allow_download=False)
   # The default photo set from an unreachable host: the same one line.
   with pytest.raises(data_lib.DataError) as info:

@@ -39,7 +39,6 @@ import hashlib
 import json
 import os
 import pathlib
-import shutil
 import time
 
 import numpy as np
@@ -348,8 +347,8 @@ def _embed(job: LayoutPlan, features: np.ndarray) -> np.ndarray:
   stamp = partial / "settings.json"
   if partial.exists() and (not stamp.exists()
                            or workdir_lib.read_json(stamp) != job.settings):
-    shutil.rmtree(partial)
-  partial.mkdir(parents=True, exist_ok=True)
+    workdir_lib.remove_tree(partial)   # never through a symlink
+  workdir_lib.make_dirs(partial)
   workdir_lib.write_json(stamp, job.settings)
   return umap_layout_sampled(features, job.params, config.seed, config.fit_sample,
                              config.n_epochs, state_dir=partial)
@@ -398,7 +397,7 @@ def run(config: LayoutConfig, workdir: os.PathLike | str,
     if info is not None:
       progress.note(f"layout: reusing {job.out}")
       return info
-    job.out.mkdir(parents=True, exist_ok=True)
+    workdir_lib.make_dirs(job.out)    # refused if it leads out through a symlink
     (job.out / LAYOUT_JSON).unlink(missing_ok=True)
     vectors = job.collection.vectors_memmap(config.layer)
     if indices is not None:
@@ -414,7 +413,8 @@ def run(config: LayoutConfig, workdir: os.PathLike | str,
                   f"metric={p.metric}, seed={config.seed})")
     raw = _embed(job, features)
     info = _save(job, raw, whitening, time.perf_counter() - start)
-    shutil.rmtree(job.out / PARTIAL_DIR, ignore_errors=True)
+    if not (job.out / PARTIAL_DIR).is_symlink():
+      workdir_lib.remove_tree(job.out / PARTIAL_DIR)
   progress.note(f"layout: {info['n']} points in {info['seconds']:.1f} s "
                 f"({info['outliers']} outliers beyond the {config.margin:.0%} "
                 f"margin, left out of grid cells) → {job.out}")

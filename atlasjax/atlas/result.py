@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from atlasjax import display
+from atlasjax import readers
 from atlasjax import workdir as workdir_lib
 from atlasjax.atlas import render_atlas
 
@@ -42,7 +43,7 @@ class Atlas:
     if not path.exists():
       raise FileNotFoundError(f"No atlas at {path}; build one with "
                               "experiments/atlas.py --workdir=" f"{workdir}")
-    return cls(workdir, json.loads(path.read_text()))
+    return cls(workdir, readers.read_atlas(path))
 
   @property
   def layer(self) -> str:
@@ -76,4 +77,4 @@ class Atlas:
 
 
 def _is_main(path: pathlib.Path, layer: str) -> bool:
-  return path.exists() and json.loads(path.read_text()).get("layer") == layer
+  return path.exists() and readers.read_atlas(path)["layer"] == layer

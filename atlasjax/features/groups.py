@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from atlasjax import images as images_lib
+from atlasjax import readers
 from atlasjax.features import nmf as nmf_lib
 from atlasjax.features import objectives as feature_objectives
 from atlasjax.features import sae as sae_lib
@@ -49,6 +50,18 @@ DEFAULT_RENDER = render_lib.RenderConfig(size=96, steps=256)
 # the activations' scale; channels never attributed keep this small weight
 # instead of zero (a zero column would make the un-weighting divide by zero).
 MIN_ATTRIBUTION_WEIGHT = 1e-3
+METHODS = ("nmf", "nmf+attribution", "dictionary")
+GROUPS_FILE = "groups.npz"
+# What groups.npz must hold (see :func:`save`); named sizes agree across arrays.
+FILE_SPEC = {
+    "image": readers.Array(("S", "S", 3)),
+    "activations": readers.Array(("H", "W", "C")),
+    "spatial": readers.Array(("H", "W", "N")),
+    "channels": readers.Array(("N", "C")),
+    "layer": readers.Array((), kinds=readers.STRING, finite=False),
+    "method": readers.Array((), kinds=readers.STRING, finite=False),
+}
+FIX = "write it again with experiments/neuron_groups.py"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,11 +181,8 @@ def from_dictionary(dictionary: sae_lib.Dictionary, model: base.Model, params,
   those features' part of the reconstruction (the decoder bias and the other
   features are left out). Decoder rows may be negative.
   """
+  sae_lib.check_fits(dictionary, model, layer)
   acts = layer_activations(model, params, image, layer)
-  if acts.shape[-1] != dictionary.encoder.shape[0]:
-    raise ValueError(f"The dictionary reads {dictionary.encoder.shape[0]} "
-                     f"channels; {layer} has {acts.shape[-1]}. Pass the layer "
-                     "it was trained on.")
   codes = np.asarray(sae_lib.encode(dictionary, acts.reshape(-1, acts.shape[-1])))
   top = np.argsort(-codes.sum(0), kind="stable")[:groups]
   spatial = codes[:, top].reshape(*acts.shape[:2], len(top))
@@ -255,10 +265,33 @@ def save(groups: NeuronGroups, out: os.PathLike | str,
   ``method``.
   """
   out = pathlib.Path(out)
-  store.save_npz(out / "groups.npz", {
+  store.save_npz(out / GROUPS_FILE, {
       "image": groups.image, "activations": groups.activations,
       "spatial": groups.spatial, "channels": groups.channels,
       "layer": np.array(groups.layer), "method": np.array(groups.method)})
   if picture is not None:
     store.save_png(out / "groups.png", picture)
-  return out / "groups.npz"
+  return out / GROUPS_FILE
+
+
+def load(path: os.PathLike | str) -> NeuronGroups:
+  """Reads a ``groups.npz`` written by :func:`save`, validated before use:
+  shapes agree (``[S, S, 3]``, ``[H, W, C]``, ``[H, W, n]``, ``[n, C]``),
+  values are finite, the photo lies in [0, 1] and ``method`` is known.
+
+  Raises:
+    atlasjax.readers.FileFormatError: anything amiss, on one line.
+  """
+  f, _ = readers.read_npz(path, FILE_SPEC, default=None, fix=FIX)
+  layer, method = str(f["layer"]), str(f["method"])
+  if not layer:
+    raise readers.refuse(path, "'layer' is empty", FIX)
+  if method not in METHODS:
+    raise readers.refuse(path, f"unknown method {method[:40]!r} (one of "
+                         f"{', '.join(METHODS)})", FIX)
+  if f["image"].size and not 0 <= f["image"].min() <= f["image"].max() <= 1:
+    raise readers.refuse(path, "'image' has values outside [0, 1]", FIX)
+  return NeuronGroups(layer, f["image"].astype(np.float32),
+                      f["activations"].astype(np.float32),
+                      f["spatial"].astype(np.float32),
+                      f["channels"].astype(np.float32), method)

@@ -89,10 +89,7 @@ def render_features(model: base.Model, params, d: sae.Dictionary, layer: str,
   """Renders ``features`` (default all ``F``) as one batched program."""
   if kind not in KINDS:
     raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
-  if model.layer(layer).depth != d.depth:
-    raise ValueError(f"The dictionary reads {d.depth} channels; {layer} has "
-                     f"{model.layer(layer).depth}. Pass the layer it was "
-                     "trained on.")
+  sae.check_fits(d, model, layer)
   features = np.arange(d.features) if features is None else np.asarray(features)
   if kind == "direction":
     make, args = Direction(layer), direction_args(d, features)

@@ -11,6 +11,12 @@
 * ``metrics.json``: held-out R², mean L0, dead fraction, training vectors/s.
 
 Every stage resumes: a rerun reuses finished shards and the latest checkpoint.
+The run is a :class:`atlasjax.workdir.Stage`: settings and photos are checked
+before anything is written, the work directory's lock is held throughout, and
+a folder whose earlier run was made from other inputs (photo contents, the
+weights' bytes, the model, any setting: ``dictionary.inputs.json``) is
+refused with one line instead of resumed. Photo names that are not valid
+UTF-8 are skipped with a warning, as the atlas's collect stage does.
 :func:`stability` trains the same dictionary from a second seed and reports
 how well the two match (Hungarian pairing on decoder cosines).
 """
@@ -26,6 +32,7 @@ import numpy as np
 
 from atlasjax import images as images_lib
 from atlasjax import progress
+from atlasjax import workdir as workdir_lib
 from atlasjax.features import positions as positions_lib
 from atlasjax.features import sae
 from atlasjax.features import store
@@ -35,6 +42,9 @@ from atlasjax.models import base
 DICTIONARY_FILE = "dictionary.npz"
 METRICS_FILE = "metrics.json"
 STABILITY_FILE = "stability.json"
+# The stage's name in its work directory (its fingerprint file is
+# ``dictionary.inputs.json``).
+STAGE = "dictionary"
 # One photo in this many is held out (ImageNet-style 90/10 split).
 DEFAULT_HELDOUT_EVERY = 10
 
@@ -72,17 +82,52 @@ def split(paths: Sequence[str], heldout_every: int) -> tuple[list[str], list[str
   return train, heldout
 
 
+def photos(config: DictionaryConfig, images: os.PathLike | str) -> list[str]:
+  """The photos a run uses: ``images`` listed (names that are not UTF-8
+  skipped with a warning), at most ``config.max_photos`` in file order."""
+  return workdir_lib.utf8_names(images_lib.list_images(images),
+                                "dictionary")[:config.max_photos]
+
+
+def fingerprint(config: DictionaryConfig, model: base.Model, params,
+                paths: Sequence[str]) -> dict:
+  """What the dictionary depends on: the photos' and weights' content, the
+  model and every setting (see :class:`atlasjax.workdir.Stage`)."""
+  return {"model": model.name, "weights": workdir_lib.params_fingerprint(params),
+          "photos": workdir_lib.photos_fingerprint(paths), "n_photos": len(paths),
+          "layer": config.layer, "size": config.size or model.input_size,
+          "heldout_every": config.heldout_every, "max_photos": config.max_photos,
+          "shard_photos": config.shard_photos, "train": config.train.to_json()}
+
+
+def stage(config: DictionaryConfig, model: base.Model, params,
+          paths: Sequence[str], workdir: os.PathLike | str) -> workdir_lib.Stage:
+  """The dictionary :class:`~atlasjax.workdir.Stage` of ``workdir``, its
+  settings validated (raises before anything is written)."""
+  model.layer(config.layer)
+  if not paths:
+    raise ValueError("No photos to collect; pass a folder of photos.")
+  split(paths, config.heldout_every)
+  result = workdir_lib.Stage(pathlib.Path(workdir), STAGE,
+                             fingerprint(config, model, params, paths))
+  result.check()
+  return result
+
+
 def collect(config: DictionaryConfig, model: base.Model, params,
-            images: os.PathLike | str, workdir: os.PathLike | str):
-  """``(train, heldout)`` :class:`Positions` of ``images`` (resumable)."""
-  paths = images_lib.list_images(images)[:config.max_photos]
+            images: os.PathLike | str | Sequence[str], workdir: os.PathLike | str):
+  """``(train, heldout)`` :class:`Positions` of ``images`` (a folder, or the
+  list :func:`photos` made of it; resumable)."""
+  paths = (photos(config, images) if isinstance(images, (str, os.PathLike))
+           else list(images))
   train, heldout = split(paths, config.heldout_every)
   folder = pathlib.Path(workdir) / "positions"
   kw = dict(size=config.size, shard_photos=config.shard_photos)
-  return (positions_lib.collect(model, params, train, config.layer,
-                                folder / "train", **kw),
-          positions_lib.collect(model, params, heldout, config.layer,
-                                folder / "heldout", **kw))
+  with workdir_lib.lock(workdir):
+    return (positions_lib.collect(model, params, train, config.layer,
+                                  folder / "train", **kw),
+            positions_lib.collect(model, params, heldout, config.layer,
+                                  folder / "heldout", **kw))
 
 
 def fit(config: train_lib.TrainConfig, train: positions_lib.Positions,
@@ -90,6 +135,13 @@ def fit(config: train_lib.TrainConfig, train: positions_lib.Positions,
         info: dict | None = None) -> dict:
   """Trains, evaluates and writes ``dictionary.npz`` and ``metrics.json``."""
   workdir = pathlib.Path(workdir)
+  with workdir_lib.lock(workdir):
+    return _fit(config, train, heldout, workdir, info)
+
+
+def _fit(config, train, heldout, workdir, info) -> dict:
+  # orbax writes and prunes checkpoints itself: its folder is checked here.
+  workdir_lib.make_dirs(workdir / train_lib.CHECKPOINTS)
   result = train_lib.train(config, train, workdir)
   dead = np.asarray(result["state"]["since_fired"]) >= config.dead_after
   metrics = {**(info or {}),
@@ -107,14 +159,37 @@ def fit(config: train_lib.TrainConfig, train: positions_lib.Positions,
 
 def run(config: DictionaryConfig, model: base.Model, params,
         images: os.PathLike | str, workdir: os.PathLike | str) -> dict:
-  """Collects, trains and evaluates; returns the metrics (see the module doc)."""
-  workdir = pathlib.Path(workdir)
-  model.layer(config.layer)
-  train, heldout = collect(config, model, params, images, workdir)
-  info = {"model": model.name, "layer": config.layer,
-          "train_photos": train.manifest["settings"]["photos"],
-          "heldout_photos": heldout.manifest["settings"]["photos"]}
-  return fit(config.train, train, heldout, workdir, info)
+  """Collects, trains and evaluates; returns the metrics (see the module doc).
+
+  Raises (before writing anything) ``ValueError`` for bad settings and
+  :class:`atlasjax.workdir.StageMismatch` for a work directory made from
+  other inputs; :class:`atlasjax.workdir.WorkdirError` if another run holds it.
+  """
+  paths = photos(config, images)
+  run_stage = stage(config, model, params, paths, workdir)
+  with run_stage.run():
+    train, heldout = collect(config, model, params, paths, workdir)
+    info = {"model": model.name, "weights": run_stage.fingerprint["weights"],
+            "layer": config.layer,
+            "train_photos": train.manifest["settings"]["photos"],
+            "heldout_photos": heldout.manifest["settings"]["photos"]}
+    return fit(config.train, train, heldout, workdir, info)
+
+
+def check_trained_on(workdir: os.PathLike | str, model: base.Model, params) -> dict:
+  """``workdir``'s ``metrics.json``, checked to come from ``model`` with
+  these weights (a dictionary of other weights labels features that mean
+  nothing here); raises ``ValueError`` naming the difference."""
+  metrics = store.load_json(pathlib.Path(workdir) / METRICS_FILE)
+  if metrics.get("model") not in (None, model.name):
+    raise ValueError(f"{workdir}'s dictionary was trained on {metrics['model']}, "
+                     f"not {model.name}; pass the same --model.")
+  weights = metrics.get("weights")
+  if weights is not None and weights != workdir_lib.params_fingerprint(params):
+    raise ValueError(f"{workdir}'s dictionary was trained on other weights of "
+                     f"{model.name} (fingerprint {weights}); pass the same "
+                     "--data/--weights.")
+  return metrics
 
 
 def stability(config: DictionaryConfig, workdir: os.PathLike | str,
@@ -131,11 +206,12 @@ def stability(config: DictionaryConfig, workdir: os.PathLike | str,
   train = positions_lib.Positions(workdir / "positions" / "train")
   heldout = positions_lib.Positions(workdir / "positions" / "heldout")
   other = workdir / f"seed_{seed}"
-  fit(dataclasses.replace(config.train, seed=seed), train, heldout, other)
-  matched = sae.match(sae.load(workdir / DICTIONARY_FILE),
-                      sae.load(other / DICTIONARY_FILE))
-  matched["seeds"] = [config.train.seed, seed]
-  store.save_json(workdir / STABILITY_FILE, matched)
+  with workdir_lib.lock(workdir):
+    fit(dataclasses.replace(config.train, seed=seed), train, heldout, other)
+    matched = sae.match(sae.load(workdir / DICTIONARY_FILE),
+                        sae.load(other / DICTIONARY_FILE))
+    matched["seeds"] = [config.train.seed, seed]
+    store.save_json(workdir / STABILITY_FILE, matched)
   progress.note(f"stability: seeds {config.train.seed} and {seed}: mean matched "
                 f"decoder cosine {matched['mean_cosine']:.3f}, "
                 f"{matched['fraction_above_0.9']:.1%} above 0.9")

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from atlasjax import readers
 from atlasjax.features import store
 
 # Keys of dictionary.npz (the interchange format).
@@ -128,20 +129,56 @@ def save(d: Dictionary, path: os.PathLike | str) -> pathlib.Path:
   return pathlib.Path(path)
 
 
+# What dictionary.npz must hold: C channels, F features (named sizes agree).
+FILE_SPEC = {
+    "encoder": readers.Array(("C", "F")),
+    "encoder_bias": readers.Array(("F",)),
+    "decoder": readers.Array(("F", "C")),
+    "decoder_bias": readers.Array(("C",)),
+    "k": readers.Array(kinds=readers.INTEGER),
+    "input_scale": readers.Array(kinds=readers.FLOAT),
+}
+FIX = ("train it again with experiments/dictionary.py --workdir=W (it writes "
+       "W/dictionary.npz)")
+
+
 def load(path: os.PathLike | str) -> Dictionary:
-  """Reads ``dictionary.npz``; a file missing a key is a clear error."""
+  """Reads ``dictionary.npz``, validated before use.
+
+  Every array is checked (shapes ``[C, F]``, ``[F]``, ``[F, C]``, ``[C]`` with
+  one ``C`` and one ``F``, float dtypes, finite values) before it is
+  allocated, ``k`` must be one integer in ``1..F`` and ``input_scale`` one
+  finite number above zero (:mod:`atlasjax.readers`).
+
+  Raises:
+    FileNotFoundError: no file at ``path``.
+    atlasjax.readers.FileFormatError: anything else amiss, on one line.
+  """
   path = pathlib.Path(path)
   if not path.is_file():
     raise FileNotFoundError(f"No dictionary at {path}; train one with "
                             "experiments/dictionary.py --workdir=W (it writes "
                             "W/dictionary.npz).")
-  with np.load(path) as f:
-    missing = [k for k in ARRAYS + SCALARS if k not in f]
-    if missing:
-      raise ValueError(f"{path} is not a dictionary file: it lacks "
-                       f"{', '.join(missing)}.")
-    arrays = {k: jnp.asarray(f[k]) for k in ARRAYS}
-    return Dictionary(**arrays, k=int(f["k"]), input_scale=float(f["input_scale"]))
+  f, dims = readers.read_npz(path, FILE_SPEC, default=None, fix=FIX)
+  k = readers.scalar(f, "k", path, FIX, minimum=1, integer=True)
+  if k > dims["F"]:
+    raise readers.refuse(path, f"k={k} is more than its {dims['F']} features",
+                         FIX)
+  scale = readers.scalar(f, "input_scale", path, FIX)
+  if not scale > 0:
+    raise readers.refuse(path, f"input_scale={scale} must be above zero", FIX)
+  arrays = {name: jnp.asarray(f[name], jnp.float32) for name in ARRAYS}
+  return Dictionary(**arrays, k=k, input_scale=scale)
+
+
+def check_fits(d: Dictionary, model, layer: str) -> None:
+  """Refuses (``ValueError``, one line) a dictionary that does not read
+  ``layer``'s channels, before anything is computed with it."""
+  depth = model.layer(layer).depth
+  if d.depth != depth:
+    raise ValueError(f"The dictionary reads {d.depth} channels; {layer} has "
+                     f"{depth} (model {model.name}). Pass the layer and model "
+                     "it was trained on.")
 
 
 def decoder_cosines(a: Dictionary, b: Dictionary) -> np.ndarray:

@@ -24,7 +24,7 @@ load_json = workdir_lib.read_json
 
 def _in_folder(path: os.PathLike | str) -> pathlib.Path:
   path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
+  workdir_lib.make_dirs(path.parent)   # never through a symlink out of a held work directory
   return path
 
 

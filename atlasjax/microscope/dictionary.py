@@ -38,6 +38,7 @@ from PIL import Image, ImageDraw, ImageFont
 from atlasjax import images as images_lib
 from atlasjax import plotting
 from atlasjax import progress
+from atlasjax import readers
 from atlasjax import workdir as workdir_lib
 from atlasjax.classic import examples as examples_lib
 from atlasjax.features import sae
@@ -189,13 +190,14 @@ def write_pages(out: os.PathLike | str, layer: str, d: sae.Dictionary,
   folder = pathlib.Path(out) / PAGES_DIR / layer
   features = list(range(d.features)) if features is None else list(features)
   unit_link = unit_link or _site_index(layer) + "#/unit/{layer}/{channel}"
+  linked = site.url_path(layer)   # each segment of "block1/attn/out" encoded
   cells = []
   for i, f in enumerate(features):
     store.save_png(folder / f"f{f}.png", renders[i])
     for r, tile in enumerate(example_crops(found, f, crop, size)):
       store.save_png(folder / f"f{f}_ex{r}.jpg", tile)
     neurons = "".join(
-        f'<li><a href="{html.escape(unit_link.format(layer=layer, channel=c))}">'
+        f'<li><a href="{html.escape(unit_link.format(layer=linked, channel=c))}">'
         f"{html.escape(layer)}:{c}</a> {w:+.3f}</li>"
         for c, w in strongest_neurons(d, f))
     crops = "".join(f'<img src="f{f}_ex{r}.jpg" width={TILE}>'
@@ -222,9 +224,38 @@ def label_cells(d: sae.Dictionary, directions: np.ndarray,
            for f in order[i] if codes[i, f] > 0] for i in range(len(codes))]
 
 
+def check_atlas(atlas_workdir: os.PathLike | str, d: sae.Dictionary,
+                layer: str | None = None, trained_on: dict | None = None) -> None:
+  """Raises ``ValueError`` unless the atlas can be labelled by ``d``: same
+  width and, when ``trained_on`` (the dictionary's ``metrics.json``) says,
+  the same model and weights as the atlas's collection. Writes nothing."""
+  from atlasjax.atlas import result  # pylint: disable=g-import-not-at-top
+
+  atlas = result.Atlas.open(atlas_workdir, layer)
+  for grid in atlas.info["grids"]:
+    depth = readers.read_npy(atlas.workdir / grid["directions"],
+                             readers.Array((None, None))).shape[1]
+    if depth != d.depth:
+      raise ValueError(f"The dictionary reads {d.depth} channels; the atlas of "
+                       f"{atlas.layer} has {depth}.")
+  trained_on = trained_on or {}
+  collected = atlas.workdir / "collect" / "manifest.json"
+  settings = (store.load_json(collected).get("settings", {})
+              if collected.is_file() else {})
+  for key, theirs in (("model", atlas.info.get("model")),
+                      ("weights", settings.get("weights"))):
+    ours = trained_on.get(key)
+    if ours is not None and theirs is not None and ours != theirs:
+      raise ValueError(f"The dictionary was trained on {key} {ours}; the atlas "
+                       f"{atlas.workdir} was made with {theirs}: its labels "
+                       "would mean nothing. Label an atlas of the same model "
+                       "and weights.")
+
+
 def label_atlas(atlas_workdir: os.PathLike | str, d: sae.Dictionary,
                 layer: str | None = None, top: int = 3,
-                pages: os.PathLike | str | None = None) -> list[pathlib.Path]:
+                pages: os.PathLike | str | None = None,
+                trained_on: dict | None = None) -> list[pathlib.Path]:
   """Labels every grid of an atlas by dictionary features.
 
   Writes ``grid_<n>/dictionary_labels.json``: one entry per cell, in the
@@ -232,17 +263,23 @@ def label_atlas(atlas_workdir: os.PathLike | str, d: sae.Dictionary,
   ``features`` (id and code, strongest first), and ``pages``, the folder of
   the feature pages (:func:`write_pages`) relative to that file, or null.
   The atlas viewer (:mod:`atlasjax.viewer`) shows the labels of the cell
-  under the pointer, each linked to its page.
+  under the pointer, each linked to its page. Checked first
+  (:func:`check_atlas`, ``trained_on`` the dictionary's ``metrics.json``);
+  written under the atlas's lock.
   """
   from atlasjax.atlas import result  # pylint: disable=g-import-not-at-top
 
+  check_atlas(atlas_workdir, d, layer, trained_on)
   atlas = result.Atlas.open(atlas_workdir, layer)
+  with workdir_lib.lock(atlas.workdir):
+    return _write_labels(atlas, d, top, pages)
+
+
+def _write_labels(atlas, d, top, pages) -> list[pathlib.Path]:
   written = []
   for grid in atlas.info["grids"]:
-    directions = np.load(atlas.workdir / grid["directions"])
-    if directions.shape[1] != d.depth:
-      raise ValueError(f"The dictionary reads {d.depth} channels; the atlas of "
-                       f"{atlas.layer} has {directions.shape[1]}.")
+    directions = readers.read_npy(atlas.workdir / grid["directions"],
+                                  readers.Array((None, d.depth)))
     labels = label_cells(d, directions, top)
     entries = [{"x": c["x"], "y": c["y"], "features": labels[c["direction"]]}
                for c in grid["cells"]]
@@ -273,7 +310,7 @@ def draw_labels(atlas_workdir: os.PathLike | str, size: int,
     raise ValueError(f"{atlas.workdir} has no grid of size {size}; it has "
                      f"{[g['size'] for g in atlas.info['grids']]}.")
   folder = atlas.workdir / pathlib.Path(grid["directions"]).parent
-  cells = store.load_json(folder / LABELS_FILE)["cells"]
+  cells = readers.read_dictionary_labels(folder / LABELS_FILE)["cells"]
   with Image.open(atlas.workdir / grid["atlas"]) as image:
     cell = max(image.width // size, LABELLED_CELL_PX)
     image = image.convert("RGB").resize((cell * size, cell * size), Image.NEAREST)

@@ -37,7 +37,6 @@ import html
 import json
 import os
 import pathlib
-import shutil
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -58,6 +57,9 @@ JPEG_QUALITY = 85
 FEATURE_PAGES_DIR = "dictionary"
 FEATURE_LINKS_FILE = "links.json"
 _LAYER_CALL = "Microscope.addLayer(%s);"
+# A layer name as a URL path (each segment percent-encoded but for allow-listed
+# characters): in the unit hash (#/unit/<layer>/<c>) and in image and script URLs.
+url_path = workdir_lib.url_path
 
 
 def _js(call: str, payload) -> str:
@@ -81,10 +83,10 @@ def unit_feature_links(workdir: os.PathLike | str, layer: str) -> list | None:
   if not path.is_file():
     return None
   data = workdir_lib.read_json(path)
-  folder = f"{FEATURE_PAGES_DIR}/{layer}"
-  pages = set(data["pages"])
-  return [[[f, w, f"{folder}/f{f}.html" if f in pages else None,
-            f"{folder}/f{f}.png" if f in pages else None] for f, w in unit]
+  folder = f"{FEATURE_PAGES_DIR}/{url_path(layer)}"
+  pages = {int(f) for f in data["pages"]}
+  return [[[int(f), float(w), f"{folder}/f{int(f)}.html" if f in pages else None,
+            f"{folder}/f{int(f)}.png" if f in pages else None] for f, w in unit]
           for unit in data["units"]]
 
 
@@ -164,7 +166,7 @@ class _Site:
         tile = plotting.to_uint8(plotting.resize(
             image, (self.config.tile, self.config.tile)))
         workdir_lib.save_image(target, Image.fromarray(tile), quality=JPEG_QUALITY)
-      out.append([f"ex/{layer}/{name}", round(float(score), 3),
+      out.append([f"ex/{url_path(layer)}/{name}", round(float(score), 3),
                   os.path.basename(self.paths[int(i)])])
     return out
 
@@ -176,9 +178,9 @@ class _Site:
     renders = pipeline.load_renders(self.workdir, layer) if rendered else {}
     diverse = (pipeline.load_renders(self.workdir, layer, "diversity")
                if rendered else {})
-    img_dir, ex_dir = self.out / "img" / layer, self.out / "ex" / layer
-    img_dir.mkdir(parents=True, exist_ok=True)
-    ex_dir.mkdir(parents=True, exist_ok=True)
+    img_dir = workdir_lib.make_dirs(self.out / "img" / layer)
+    ex_dir = workdir_lib.make_dirs(self.out / "ex" / layer)
+    url = url_path(layer)
     ex_file = self.workdir / "examples" / f"{layer}.npz"
     top = (dict(np.load(ex_file, allow_pickle=False)) if ex_file.is_file()
            else None)
@@ -196,10 +198,10 @@ class _Site:
               "f": features[c]}
       if c in renders:
         _save_png(renders[c], img_dir / f"{c}.png")
-        unit["v"] = f"img/{layer}/{c}.png"
+        unit["v"] = f"img/{url}/{c}.png"
       for k, image in enumerate(diverse.get(c, ())):
         _save_png(image, img_dir / f"{c}_d{k}.png")
-        unit["d"].append(f"img/{layer}/{c}_d{k}.png")
+        unit["d"].append(f"img/{url}/{c}_d{k}.png")
       if top is not None:
         unit["ex"] = self.example_tiles(layer, c, top, ex_dir)
       for a, w in incoming:
@@ -208,7 +210,7 @@ class _Site:
         unit["out"] = _links(w, c, self.config.links, b, inputs=False)
       units.append(unit)
     script = self.out / "data" / f"{layer}.js"
-    script.parent.mkdir(parents=True, exist_ok=True)  # module paths: "block1/attn"
+    workdir_lib.make_dirs(script.parent)  # module paths: "block1/attn"
     workdir_lib.write_text(script, _js(
         _LAYER_CALL,
         {"name": layer, "depth": info.depth, "stride": info.stride,
@@ -241,9 +243,8 @@ def write_site(model, config, workdir: os.PathLike | str, layers, weights: dict,
   workdir = pathlib.Path(workdir)
   out = workdir / SITE_DIR
   data_dir = out / "data"
-  if data_dir.is_dir():
-    shutil.rmtree(data_dir)   # stale layers of an earlier site
-  data_dir.mkdir(parents=True)
+  workdir_lib.remove_tree(data_dir)   # stale layers of an earlier site
+  workdir_lib.make_dirs(data_dir)
   for name in ("microscope.js", "microscope.css"):
     workdir_lib.write_bytes(out / name, (STATIC_DIR / name).read_bytes())
   site = _Site(model, config, workdir, out, weights, paths, crops or {},
@@ -255,7 +256,7 @@ def write_site(model, config, workdir: os.PathLike | str, layers, weights: dict,
       "size": config.size, "steps": config.steps,
       "images": str(image_root) if image_root else None}))
   scripts = "\n".join(
-      f'<script src="{SITE_DIR}/data/{html.escape(m["name"])}.js"></script>'
+      f'<script src="{SITE_DIR}/data/{url_path(m["name"])}.js"></script>'
       for m in meta)
   page = (STATIC_DIR / "index.html").read_text()
   page = page.replace("{{TITLE}}", html.escape(title)).replace(

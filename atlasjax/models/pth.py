@@ -19,6 +19,13 @@ opcode a checkpoint does not need (``INST``, ``OBJ``, ``NEWOBJ``, extension
 codes, buffers...); the objects it may name are created afresh for each load
 and the storage types refuse ``BUILD``, so a crafted file cannot change how a
 later, legitimate file is read. torch itself is never imported.
+
+Memory is bounded by the file's size (issue 29): zip members are checked
+against the archive's directory before they are read
+(:func:`atlasjax.readers.open_zip`), a storage's byte count against its
+declared element count before it is kept, memo indices against the pickle's
+length, and every tensor against its storage, so that all tensors together
+never exceed :data:`MAX_TENSOR_EXPANSION` times the file.
 """
 
 from __future__ import annotations
@@ -26,18 +33,28 @@ from __future__ import annotations
 import collections
 import dataclasses
 import io
+import math
 import os
 import pickle
 import pickletools
+import warnings
 import zipfile
 from typing import Any
 
 import numpy as np
 
+from atlasjax import readers
+
 # torch.serialization's constants for the legacy format.
 LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL_VERSION = 1001
 _LEGACY_SIZE_BYTES = 8  # each storage starts with its element count as int64
+# All tensors of a checkpoint together may hold at most this many times the
+# file's bytes (views of one storage, e.g. tied weights, count each time).
+MAX_TENSOR_EXPANSION = 4
+# Opcodes that store into the pickle memo at an explicit index.
+_MEMO_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+FIX = "re-download the checkpoint or re-save it with torch.save"
 
 # Storage classes torch pickles by name, and their element types.
 STORAGE_DTYPES = {
@@ -53,7 +70,7 @@ STORAGE_DTYPES = {
 }
 
 
-class PthError(ValueError):
+class PthError(readers.FileFormatError):
   """A file that is not a PyTorch checkpoint this reader can read safely."""
 
 
@@ -100,14 +117,24 @@ class _Tensor:
   shape: tuple[int, ...]
   stride: tuple[int, ...]
 
-  def resolve(self) -> np.ndarray:
+  def resolve(self, budget: list[int]) -> np.ndarray:
+    """The tensor's values; ``budget`` holds the bytes all tensors of the
+    file may still take (decremented)."""
     base = self.storage.array
     if base is None:
       raise PthError(f"storage {self.storage.key!r} was never read")
     if any(s < 0 for s in self.stride) or len(self.stride) != len(self.shape):
       raise PthError(f"unsupported strides {self.stride} for shape {self.shape}")
+    if any(n < 0 for n in self.shape):
+      raise PthError(f"negative size in shape {self.shape}")
+    nbytes = math.prod(self.shape) * base.itemsize
+    if nbytes > base.nbytes or nbytes > budget[0]:
+      raise PthError(f"a tensor of shape {list(self.shape)} ({nbytes} bytes) "
+                     f"from a {base.nbytes}-byte storage: more values than "
+                     "the file holds")
+    budget[0] -= nbytes
     if not self.shape:
-      return base[self.offset].copy()
+      return np.array(base[self.offset])  # a 0-d array, like every other tensor
     last = self.offset + sum((n - 1) * s for n, s in zip(self.shape, self.stride))
     if any(n == 0 for n in self.shape):
       return np.zeros(self.shape, base.dtype)
@@ -147,13 +174,22 @@ def _allowed_globals() -> dict:
 
 def _check_opcodes(f: io.BytesIO) -> None:
   """Refuses a pickle (read from ``f``'s position) that uses any opcode outside
-  :data:`_ALLOWED_OPCODES`; leaves ``f`` where it was."""
+  :data:`_ALLOWED_OPCODES`, or a memo index beyond the pickle's length (the
+  unpickler would grow its memo table to that index); leaves ``f`` where it
+  was."""
   start = f.tell()
+  limit = len(f.getbuffer()) - start
   try:
-    for opcode, _, _ in pickletools.genops(f):
-      if opcode.name not in _ALLOWED_OPCODES:
-        raise PthError(f"pickle opcode {opcode.name} is not used by torch.save; "
-                       "refusing to load this file")
+    with warnings.catch_warnings():
+      # pickletools decodes STRING arguments with codecs.escape_decode, which
+      # warns about invalid escapes in a damaged file; the opcodes are what count.
+      warnings.simplefilter("ignore", DeprecationWarning)
+      for opcode, arg, _ in pickletools.genops(f):
+        if opcode.name not in _ALLOWED_OPCODES:
+          raise PthError(f"pickle opcode {opcode.name} is not used by "
+                         "torch.save; refusing to load this file")
+        if opcode.name in _MEMO_PUTS and not 0 <= arg <= limit:
+          raise PthError(f"pickle memo index {arg} in a {limit}-byte pickle")
   finally:
     f.seek(start)
 
@@ -182,14 +218,14 @@ class _Unpickler(pickle.Unpickler):
     return self._load_storage(*pid[1:])
 
 
-def _resolve(obj):
+def _resolve(obj, budget: list[int]):
   """Replaces every :class:`_Tensor` in nested containers by its array."""
   if isinstance(obj, _Tensor):
-    return obj.resolve()
+    return obj.resolve(budget)
   if isinstance(obj, dict):
-    return type(obj)((k, _resolve(v)) for k, v in obj.items())
+    return type(obj)((k, _resolve(v, budget)) for k, v in obj.items())
   if isinstance(obj, (list, tuple)):
-    return type(obj)(_resolve(v) for v in obj)
+    return type(obj)(_resolve(v, budget) for v in obj)
   return obj
 
 
@@ -199,34 +235,39 @@ def _storage_ref(storage_type, key, numel) -> _Storage:
   return _Storage(str(key), storage_type.dtype, int(numel))
 
 
-def _load_zip(archive: zipfile.ZipFile) -> Any:
-  pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+def _load_zip(archive: readers.Archive, budget: list[int]) -> Any:
+  """The object of a zip checkpoint whose directory is already checked."""
+  pickles = [n for n in archive.members if n.endswith("/data.pkl") or n == "data.pkl"]
   if len(pickles) != 1:
     raise PthError("zip archive without exactly one data.pkl: not a torch.save file")
   prefix = pickles[0][:-len("data.pkl")]
   byteorder = "little"
-  if prefix + "byteorder" in archive.namelist():
+  if prefix + "byteorder" in archive.members:
     byteorder = archive.read(prefix + "byteorder").decode().strip()
+  if byteorder not in ("little", "big"):
+    raise PthError(f"unknown byte order {byteorder[:20]!r}")
   cache: dict[str, _Storage] = {}
 
   def load_storage(storage_type, key, location, numel):
     del location  # arrays always land in host memory
     if key not in cache:
       ref = _storage_ref(storage_type, key, numel)
-      raw = archive.read(f"{prefix}data/{key}")
+      name = f"{prefix}data/{ref.key}"
       dtype = ref.dtype.newbyteorder("<" if byteorder == "little" else ">")
-      if len(raw) != ref.numel * dtype.itemsize:
-        raise PthError(f"storage {key!r} has {len(raw)} bytes, expected "
-                       f"{ref.numel} × {dtype.itemsize}")
-      ref.array = np.frombuffer(raw, dtype).astype(ref.dtype)
+      if name not in archive.members:
+        raise PthError(f"storage {ref.key!r} is missing from the archive")
+      if archive.size(name) != ref.numel * dtype.itemsize:
+        raise PthError(f"storage {ref.key!r} has {archive.size(name)} bytes, "
+                       f"expected {ref.numel} × {dtype.itemsize}")
+      ref.array = np.frombuffer(archive.read(name), dtype).astype(ref.dtype)
       cache[key] = ref
     return cache[key]
 
-  with archive.open(pickles[0]) as f:
-    return _resolve(_Unpickler(io.BytesIO(f.read()), load_storage).load())
+  data = archive.read(pickles[0])
+  return _resolve(_Unpickler(io.BytesIO(data), load_storage).load(), budget)
 
 
-def _load_legacy(f: io.BytesIO) -> Any:
+def _load_legacy(f: io.BytesIO, budget: list[int]) -> Any:
   def restricted_load():
     return _Unpickler(f, _no_storage).load()
 
@@ -236,7 +277,7 @@ def _load_legacy(f: io.BytesIO) -> Any:
   if version != LEGACY_PROTOCOL_VERSION:
     raise PthError(f"unsupported legacy protocol version {version}")
   sys_info = restricted_load()
-  if not sys_info.get("little_endian", False):
+  if not isinstance(sys_info, dict) or not sys_info.get("little_endian", False):
     raise PthError("big-endian legacy checkpoints are not supported")
 
   roots: dict[str, _Storage] = {}
@@ -256,6 +297,8 @@ def _load_legacy(f: io.BytesIO) -> Any:
 
   obj = _Unpickler(f, load_storage).load()
   keys = _Unpickler(f, _no_storage).load()
+  if not isinstance(keys, list):
+    raise PthError("the storage key list is not a list")
   for key in keys:
     ref = roots.get(key)
     if ref is None:
@@ -270,7 +313,7 @@ def _load_legacy(f: io.BytesIO) -> Any:
     ref.array = np.frombuffer(raw, ref.dtype.newbyteorder("<")).astype(ref.dtype)
   for view, root_key, offset in views:
     view.array = roots[root_key].array[offset:offset + view.numel]
-  return _resolve(obj)
+  return _resolve(obj, budget)
 
 
 def _no_storage(*pid):
@@ -286,13 +329,19 @@ def load(path: os.PathLike | str) -> Any:
   """
   with open(path, "rb") as f:
     data = f.read()
+  budget = [MAX_TENSOR_EXPANSION * len(data)]
   try:
     if zipfile.is_zipfile(io.BytesIO(data)):
-      with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        return _load_zip(archive)
-    return _load_legacy(io.BytesIO(data))
-  except PthError as e:
-    raise PthError(f"{path}: {e}") from None
+      with readers.open_zip(data, label=str(path), fix=FIX) as archive:
+        return _load_zip(archive, budget)
+    return _load_legacy(io.BytesIO(data), budget)
+  except readers.FileFormatError as e:
+    if str(e).startswith(str(path)):  # open_zip's own error names the file
+      raise PthError(str(e)) from None
+    raise PthError(str(readers.refuse(path, str(e), FIX))) from None
   except (pickle.UnpicklingError, EOFError, AttributeError, TypeError,
-          KeyError, ValueError) as e:
-    raise PthError(f"{path}: not a readable PyTorch checkpoint ({e})") from None
+          KeyError, ValueError, IndexError, OverflowError, RecursionError,
+          UnicodeDecodeError, NotImplementedError, zipfile.BadZipFile) as e:
+    raise PthError(str(readers.refuse(
+        path, f"not a readable PyTorch checkpoint ({type(e).__name__}: {e})",
+        FIX))) from None

@@ -23,6 +23,16 @@ A grid labelled by a sparse dictionary
 ``dictionary_labels.json`` beside the grid's ``directions``) also shows each
 cell's strongest dictionary features, linked to their feature pages when those
 were written (the folder the labels file names).
+
+Every URL that reaches the page is a path inside the work directory, each
+segment percent-encoded but for allow-listed characters
+(:func:`atlasjax.workdir.url_path`): a crafted ``atlas.json`` or labels file
+cannot put a ``javascript:`` link or an absolute path on the page, and files
+outside the work directory (after following symlinks) are refused, as are
+example ids that leave ``images_root`` (thumbnails are made only of photos
+under it) and class-name files outside the atlas's folder. The viewer's
+folders are written and cleared only inside the work directory: a symlinked
+``viewer/`` is refused, never followed.
 """
 
 from __future__ import annotations
@@ -35,11 +45,11 @@ import json
 import math
 import os
 import pathlib
-import shutil
 from typing import Any
 
 import numpy as np
 
+from atlasjax import readers
 from atlasjax import workdir as workdir_lib
 
 STATIC_DIR = pathlib.Path(__file__).resolve().parent / "static"
@@ -50,7 +60,7 @@ CLASSES_PER_CHUNK = 64
 DICTIONARY_LABELS_FILE = "dictionary_labels.json"
 
 
-class AtlasFormatError(ValueError):
+class AtlasFormatError(readers.FileFormatError):
   """atlas.json is malformed or names files that do not exist."""
 
 
@@ -64,9 +74,9 @@ def _load_json(path: pathlib.Path, what: str) -> Any:
   if not path.is_file():
     raise AtlasFormatError(f"{what} not found: {path}")
   try:
-    return json.loads(path.read_text())
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise AtlasFormatError(f"{what} is not valid JSON: {path}: {e}") from e
+    return readers.read_json(path, fix=readers.ATLAS_FIX)
+  except readers.FileFormatError as e:
+    raise AtlasFormatError(f"{what}: {e}") from None
 
 
 def _req(d: dict, key: str, where: str, types=None):
@@ -86,6 +96,15 @@ def _file(base: pathlib.Path, rel: str, where: str) -> pathlib.Path:
   if not p.is_file():
     raise AtlasFormatError(f"{where}: file not found: {p}")
   return p
+
+
+def _plain_relative(name: Any) -> bool:
+  """Whether an example id names a file under ``images_root`` (relative,
+  no ``..``): thumbnails are made of the collected photos, nothing else."""
+  if not isinstance(name, str) or not name or "\0" in name:
+    return False
+  parts = pathlib.PurePosixPath(name).parts
+  return not name.startswith(("/", "\\")) and ".." not in parts and "\\" not in name
 
 
 def load_atlas(workdir: str | os.PathLike) -> list[_Layer]:
@@ -160,8 +179,21 @@ def _validate(layer: _Layer):
 
 # ---------------------------------------------------------------------------
 def _url(path: pathlib.Path, workdir: pathlib.Path) -> str:
-  rel = os.path.relpath(path.resolve(), workdir.resolve())
-  return pathlib.PurePath(rel).as_posix()
+  """``path`` as a URL relative to the page: inside the work directory
+  (symlinks followed), allow-listed characters only."""
+  rel = pathlib.PurePath(os.path.relpath(path.resolve(), workdir.resolve())).as_posix()
+  if rel == ".." or rel.startswith("../") or os.path.isabs(rel):
+    raise AtlasFormatError(f"{path} is outside the work directory {workdir}; "
+                           "a viewer links only files inside it.")
+  return workdir_lib.url_path(rel)
+
+
+def _inside(path: pathlib.Path, root: pathlib.Path, what: str) -> pathlib.Path:
+  real, top = path.resolve(), root.resolve()
+  if real != top and top not in real.parents:
+    raise AtlasFormatError(f"{what} {path} is outside {root}; refusing to read it "
+                           "into a published viewer.")
+  return path
 
 
 def _js(var_call: str, payload: Any) -> str:
@@ -213,7 +245,7 @@ class _Writer:
     """Index into ``name_lists`` of the layer's class names: the listed file,
     else whatever the cells name."""
     if spec.get("class_names"):
-      p = (base / spec["class_names"]).resolve()
+      p = _inside(base / spec["class_names"], self.workdir, "class_names").resolve()
       if p not in self.name_paths:
         names = _load_json(p, "class_names")
         if not isinstance(names, list):
@@ -237,7 +269,8 @@ class _Writer:
       key = (str(images_root), eid)
       if key not in self.thumb_ok:
         self.thumb_ok[key] = None
-        if images_root is not None:
+        if (images_root is not None and _plain_relative(eid)
+            and images_root.resolve() in (images_root / eid).resolve().parents):
           stem = hashlib.sha1(f"{images_root}/{eid}".encode()).hexdigest()[:20]
           if _thumb(images_root / eid, self.thumbs_dir / f"{stem}.jpg",
                     self.thumb_size):
@@ -268,6 +301,21 @@ class _Writer:
       cols["exNames"].append(ex_names)
     return cols
 
+  def feature_label(self, f: Any, folder: pathlib.Path | None, where: str) -> list:
+    """``[feature, code, page, image]`` of one label, checked: an integer
+    feature, a finite code, links only to pages inside the work directory."""
+    feature, code = (f.get("feature"), f.get("code")) if isinstance(f, dict) else (None, None)
+    if (isinstance(feature, bool) or not isinstance(feature, int) or feature < 0
+        or isinstance(code, bool) or not isinstance(code, (int, float))
+        or not math.isfinite(code)):
+      raise AtlasFormatError(f"{where}: a label must be {{'feature': int >= 0, "
+                             f"'code': finite number}}, got {f!r}")
+    page = folder / f"f{feature}.html" if folder is not None else None
+    known = page is not None and page.is_file()
+    return [feature, float(f"{code:.4g}"),
+            _url(page, self.workdir) if known else None,
+            _url(page.with_suffix(".png"), self.workdir) if known else None]
+
   def feature_labels(self, g: dict, base: pathlib.Path, cols: dict) -> bool:
     """Adds the ``feat`` column (``[feature, code, page, image]`` per label,
     strongest first) from the grid's dictionary labels; False if it has none.
@@ -278,17 +326,14 @@ class _Writer:
     if not path.is_file():
       return False
     labels = _load_json(path, "dictionary labels")
-    by_xy = {(c["x"], c["y"]): c["features"] for c in _req(labels, "cells", str(path), list)}
+    by_xy = {(c.get("x"), c.get("y")): _req(c, "features", str(path), list)
+             for c in _req(labels, "cells", str(path), list)}
     pages = labels.get("pages")
+    if pages is not None and not isinstance(pages, str):
+      raise AtlasFormatError(f"{path}: 'pages' must be a relative folder or null")
     folder = (path.parent / pages) if pages else None
-
-    def label(f: dict) -> list:
-      page = folder / f"f{f['feature']}.html" if folder else None
-      known = page is not None and page.is_file()
-      return [int(f["feature"]), float(f"{f['code']:.4g}"),
-              _url(page, self.workdir) if known else None,
-              _url(page.with_suffix(".png"), self.workdir) if known else None]
-    cols["feat"] = [[label(f) for f in by_xy.get((x, y), [])]
+    cols["feat"] = [[self.feature_label(f, folder, str(path))
+                     for f in by_xy.get((x, y), [])]
                     for x, y in zip(cols["x"], cols["y"])]
     return True
 
@@ -382,10 +427,10 @@ def write_viewer(workdir: str | os.PathLike, *, thumb_size: int = 64,
   with workdir_lib.lock(workdir):
     writer = _Writer(workdir, out / "data", out / "thumbs", thumb_size,
                      examples_per_cell)
-    if writer.data_dir.is_dir():
-      shutil.rmtree(writer.data_dir)  # stale chunks of an earlier, different atlas
-    writer.data_dir.mkdir(parents=True)
-    writer.thumbs_dir.mkdir(parents=True, exist_ok=True)
+    # Stale chunks of an earlier, different atlas; never through a symlink.
+    workdir_lib.remove_tree(writer.data_dir)
+    workdir_lib.make_dirs(writer.data_dir)
+    workdir_lib.make_dirs(writer.thumbs_dir)
     for name in ("viewer.js", "viewer.css"):
       workdir_lib.write_bytes(out / name, (STATIC_DIR / name).read_bytes())
     meta_layers = [writer.layer(li, layer) for li, layer in enumerate(layers)]

@@ -1,7 +1,8 @@
 """Fault injection: ``kill -9`` a run at a seeded random point, rerun, compare.
 
-The four resumable stages (collect, layout, icon rendering, the Microscope)
-run on the toy CNN of ``tests/toy_model.py`` over a few synthetic photos, in
+The resumable stages (collect, layout, icon rendering, the Microscope, and
+the dictionary stages: ``dictionary`` collects all positions and trains a
+sparse dictionary, ``pages`` writes its feature pages) run on the toy CNN of ``tests/toy_model.py`` over a few synthetic photos, in
 a child process that prints ``stage <name>`` as each stage starts. A trial
 waits for the marker of a (seeded) chosen stage, sleeps a seeded random
 fraction of a second, sends SIGKILL, then reruns everything to completion and
@@ -32,11 +33,14 @@ from PIL import Image
 HERE = pathlib.Path(__file__).resolve().parent
 TESTS = HERE.parent
 REPO = TESTS.parent
-STAGES = ("collect", "layout", "icons", "microscope")
+STAGES = ("collect", "layout", "icons", "microscope", "dictionary", "pages")
 DONE = "done"
-# Files that legitimately differ between runs: the lock holds the pid.
+# Files that legitimately differ between runs: the lock holds the pid; orbax's
+# checkpoint folders hold wall-clock metadata (the dictionary they lead to is
+# compared byte for byte).
 IGNORED = (".lock",)
-TIMING_KEYS = ("seconds",)
+IGNORED_DIRS = ("checkpoints",)
+TIMING_KEYS = ("seconds", "training_vectors_per_s")
 N_PHOTOS = 16
 
 
@@ -54,7 +58,8 @@ def run_stages(photos: os.PathLike, workdir: os.PathLike, log=print,
   """collect → layout → icons in ``workdir/atlas``; the Microscope in
   ``workdir/microscope``. Each stage resumes what an earlier run left.
   ``stages`` picks a subset: the atlas stages in order from collect (each
-  needs the previous one), the Microscope alone."""
+  needs the previous one), the Microscope alone, the dictionary stages in
+  ``workdir/dictionary`` (pages need the dictionary)."""
   sys.path.insert(0, str(TESTS))
   import toy_model  # pylint: disable=g-import-not-at-top
   from atlasjax import images as images_lib  # pylint: disable=g-import-not-at-top
@@ -64,6 +69,8 @@ def run_stages(photos: os.PathLike, workdir: os.PathLike, log=print,
   atlas_dir = workdir / "atlas"
   if "collect" in stages:
     _atlas_stages(model, params, photos, atlas_dir, stages, log)
+  if "dictionary" in stages:
+    _dictionary_stages(model, params, photos, workdir / "dictionary", stages, log)
   if "microscope" in stages:
     log("stage microscope")
     microscope.build(model, params, microscope.MicroscopeConfig(
@@ -93,6 +100,46 @@ def _atlas_stages(model, params, photos, atlas_dir, stages, log) -> None:
       chunk_size=2, transforms="none", n_examples=2), model, params, atlas_dir)
 
 
+def needed(stages) -> tuple[str, ...]:
+  """The stages a run of ``stages`` needs: the atlas stages chain from
+  collect, the feature pages need the dictionary."""
+  atlas = STAGES[:3]
+  out = list(atlas[:1 + max((atlas.index(s) for s in stages if s in atlas), default=-1)])
+  out += [s for s in ("microscope",) if s in stages]
+  if "dictionary" in stages or "pages" in stages:
+    out += ["dictionary"] + (["pages"] if "pages" in stages else [])
+  return tuple(out)
+
+
+def _dictionary_stages(model, params, photos, folder, stages, log) -> None:
+  """dictionary.py's stage (positions, training with checkpoints every 4
+  steps, the interchange file), then dictionary_pages.py's (renders, top
+  examples, pages) into the same folder."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from atlasjax import images as images_lib  # pylint: disable=g-import-not-at-top
+  from atlasjax.features import objectives, pipeline, sae, train  # pylint: disable=g-import-not-at-top
+  from atlasjax.microscope import dictionary  # pylint: disable=g-import-not-at-top
+  from atlasjax.optvis import render  # pylint: disable=g-import-not-at-top
+  from atlasjax import workdir  # pylint: disable=g-import-not-at-top
+  log("stage dictionary")
+  pipeline.run(pipeline.DictionaryConfig(
+      "conv2", train=train.TrainConfig(features=8, k=2, epochs=2, batch_size=64,
+                                       checkpoint_every=4),
+      heldout_every=4, shard_photos=2), model, params, photos, folder)
+  if "pages" not in stages:
+    return
+  log("stage pages")
+  d = sae.load(folder / pipeline.DICTIONARY_FILE)
+  with workdir.lock(folder):
+    renders = objectives.render_features(
+        model, params, d, "conv2", config=render.RenderConfig(
+            size=32, steps=4, transforms="none"), key=jax.random.PRNGKey(0)).images
+    found = dictionary.top_examples(d, model, params, images_lib.list_images(photos),
+                                    "conv2", 2)
+    dictionary.write_pages(folder, "conv2", d, jax.device_get(renders), found, 16,
+                           model.input_size)
+
+
 def _normalised(path: pathlib.Path) -> bytes:
   if path.suffix != ".json":
     return path.read_bytes()
@@ -108,7 +155,8 @@ def _normalised(path: pathlib.Path) -> bytes:
 def snapshot(root: pathlib.Path) -> dict[str, bytes]:
   """``{relative path: normalised bytes}`` of every file under ``root``."""
   return {str(p.relative_to(root)): _normalised(p) for p in sorted(root.rglob("*"))
-          if p.is_file() and p.name not in IGNORED}
+          if p.is_file() and p.name not in IGNORED
+          and not set(p.relative_to(root).parts) & set(IGNORED_DIRS)}
 
 
 def differences(a: dict[str, bytes], b: dict[str, bytes]) -> list[str]:

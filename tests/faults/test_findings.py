@@ -418,3 +418,20 @@ def test_synthetic_viewer_refuses_to_overwrite_a_real_atlas(tmp_path):
   with pytest.raises(synthetic.SyntheticError, match="real atlas"):
     synthetic.make_workdir(tmp_path, sizes=(4,))
   assert (tmp_path / "atlas.json").read_bytes() == before
+
+
+def test_layout_never_writes_or_deletes_through_a_symlinked_folder(
+    collected, tmp_path, monkeypatch):
+  """Issue 29, probe 7: a layout folder that is a symlink out of the work
+  directory is refused; the foreign tree (a stale-looking partial/) stays."""
+  import shutil
+  monkeypatch.setattr(layout, "_reducer", lambda n, *a, **k: _FakeUmap())
+  wd = tmp_path / "wd"
+  shutil.copytree(collected / "wd", wd)
+  foreign = tmp_path / "foreign"
+  (foreign / layout.PARTIAL_DIR).mkdir(parents=True)
+  (foreign / layout.PARTIAL_DIR / "keep.txt").write_text("mine")
+  (wd / "layout").symlink_to(foreign, target_is_directory=True)
+  with pytest.raises(workdir_lib.WorkdirError, match="outside the work directory"):
+    layout.run(layout.LayoutConfig(layer="conv2", fit_sample=6, whiten=False), wd)
+  assert [p.name for p in foreign.rglob("*")] == [layout.PARTIAL_DIR, "keep.txt"]

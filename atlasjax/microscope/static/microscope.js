@@ -23,12 +23,22 @@ const Microscope = (() => {
     return e;
   }
 
-  function unitHref(layer, c) { return `#/unit/${layer}/${c}`; }
+  // Layer names may hold "/" (ViT sub-layers: block1/attn/out): each segment
+  // is percent-encoded, and the router takes the last segment as the unit.
+  function encodePath(name) { return String(name).split("/").map(encodeURIComponent).join("/"); }
+  function unitHref(layer, c) { return `#/unit/${encodePath(layer)}/${c}`; }
+  function layerHref(layer) { return `#/layer/${encodePath(layer)}`; }
+  function hasLayer(name) { return Object.prototype.hasOwnProperty.call(layers, name); }
+  // A URL from the data files: relative, allow-listed characters only (no
+  // scheme such as javascript:, no absolute or protocol-relative path).
+  function safeUrl(u) {
+    return typeof u === "string" && /^[A-Za-z0-9_.~%-][A-Za-z0-9_.~%\/-]*$/.test(u) ? u : null;
+  }
 
   function thumb(layer, c) {
     // The unit's visualization, else its best dataset example, else a blank.
-    const u = layers[layer] && layers[layer].units[c];
-    const src = u && (u.v || (u.ex.length ? u.ex[0][0] : null));
+    const u = hasLayer(layer) && layers[layer].units[c];
+    const src = safeUrl(u && (u.v || (u.ex.length ? u.ex[0][0] : null)));
     return src ? el("img", {src: BASE + src, alt: `${layer}:${c}`, loading: "lazy"})
                : el("div", {className: "ms-noimg"});
   }
@@ -51,7 +61,7 @@ const Microscope = (() => {
   }
 
   function linkCard([layer, c, norm, shape, values], sign) {
-    const known = layers[layer] !== undefined;
+    const known = hasLayer(layer);
     const card = el(known ? "a" : "div", {
       className: "ms-link unit-link", href: known ? unitHref(layer, c) : null,
       "data-unit": `${layer}:${c}`, "data-sign": sign},
@@ -77,7 +87,8 @@ const Microscope = (() => {
     return el("section", {},
       el("h3", {text: "Dictionary features (decoder weight on this unit)"}),
       el("div", {className: "ms-links", "data-list": "features"},
-         ...features.map(([f, w, page, img]) => el(page ? "a" : "div", {
+         ...features.map(([f, w, page, img]) => [f, w, safeUrl(page), safeUrl(img)])
+           .map(([f, w, page, img]) => el(page ? "a" : "div", {
            className: "ms-link feature-link", href: page, "data-feature": String(f)},
            img ? el("img", {src: img, alt: `${name} feature ${f}`, loading: "lazy"})
                : el("div", {className: "ms-noimg"}),
@@ -111,24 +122,24 @@ const Microscope = (() => {
   function showUnit(name, c) {
     const L = layers[name], u = L.units[c];
     const head = el("div", {className: "ms-unit-head"},
-      u.v ? el("img", {className: "ms-vis", src: BASE + u.v, alt: `${name}:${c}`})
+      safeUrl(u.v) ? el("img", {className: "ms-vis", src: BASE + u.v, alt: `${name}:${c}`})
           : el("div", {className: "ms-noimg ms-vis", text: "not rendered"}),
       el("div", {},
         el("h2", {text: `${name}:${c}`}),
         el("p", {className: "ms-muted",
                  text: `Unit ${c} of ${L.depth} in ${name} (stride ${L.stride}).`}),
-        el("p", {}, el("a", {href: `#/layer/${name}`, text: `All units of ${name}`}),
+        el("p", {}, el("a", {href: layerHref(name), text: `All units of ${name}`}),
            " · ", c > 0 ? el("a", {href: unitHref(name, c - 1), text: "← previous"}) : null,
            " ", c + 1 < L.depth ? el("a", {href: unitHref(name, c + 1), text: "next →"}) : null)));
     const parts = [head];
     if (u.d.length)
       parts.push(el("h3", {text: "Diversity"}),
                  el("div", {className: "ms-strip"},
-                    ...u.d.map(s => el("img", {src: BASE + s, alt: "diverse render"}))));
+                    ...u.d.filter(safeUrl).map(s => el("img", {src: BASE + s, alt: "diverse render"}))));
     if (u.ex.length)
       parts.push(el("h3", {text: "Dataset examples" +
                                  (L.crop ? ` (${L.crop}px crops around the maximum)` : "")}),
-                 el("div", {className: "ms-examples"}, ...u.ex.map(([src, score, file]) =>
+                 el("div", {className: "ms-examples"}, ...u.ex.filter(e => safeUrl(e[0])).map(([src, score, file]) =>
                    el("figure", {title: file}, el("img", {src: BASE + src, alt: file}),
                       el("figcaption", {text: score.toFixed(1)})))));
     parts.push(featureSection(name, u.f),
@@ -147,14 +158,19 @@ const Microscope = (() => {
   }
 
   function route() {
-    const parts = decodeURIComponent(location.hash.replace(/^#\/?/, "")).split("/");
+    // #/unit/<layer>/<c> and #/layer/<layer>, <layer> possibly several
+    // segments: each segment decoded on its own, the unit is the last one.
+    const parts = location.hash.replace(/^#\/?/, "").split("/").map(p => {
+      try { return decodeURIComponent(p); } catch (e) { return p; }
+    });
     status("");
-    if (parts[0] === "unit" && layers[parts[1]]) {
-      const c = Number(parts[2]);
-      if (Number.isInteger(c) && c >= 0 && c < layers[parts[1]].depth)
-        return showUnit(parts[1], c);
+    if (parts[0] === "unit" && parts.length >= 3) {
+      const name = parts.slice(1, -1).join("/"), last = parts[parts.length - 1];
+      const c = /^\d+$/.test(last) ? Number(last) : -1;
+      if (hasLayer(name) && c >= 0 && c < layers[name].depth) return showUnit(name, c);
     }
-    if (parts[0] === "layer" && layers[parts[1]]) return showGrid(parts[1]);
+    const name = parts.slice(1).join("/");
+    if (parts[0] === "layer" && hasLayer(name)) return showGrid(name);
     showGrid(firstLayer());
   }
 
@@ -167,13 +183,13 @@ const Microscope = (() => {
     if (!m) return null;
     const name = m[1] || root().dataset.layer;
     const c = Number(m[2]);
-    return layers[name] && c < layers[name].depth ? [name, c] : null;
+    return hasLayer(name) && c < layers[name].depth ? [name, c] : null;
   }
 
   function start() {
     const idx = window.MICROSCOPE_INDEX;
     document.getElementById("ms-layers").replaceChildren(...idx.layers.map(l =>
-      el("a", {href: `#/layer/${l.name}`, text: l.name, "data-layer": l.name,
+      el("a", {href: layerHref(l.name), text: l.name, "data-layer": l.name,
                className: l.rendered ? "" : "neighbour"})));
     document.getElementById("ms-search-form").addEventListener("submit", ev => {
       ev.preventDefault();

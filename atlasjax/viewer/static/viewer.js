@@ -374,15 +374,22 @@
     });
   }
 
+  // A URL from the data files: relative, allow-listed characters only (the
+  // writer encodes every link so; anything else, e.g. javascript:, is dropped).
+  function safeUrl(u) {
+    return typeof u === 'string' && /^[A-Za-z0-9_.~%-][A-Za-z0-9_.~%\/-]*$/.test(u) ? u : null;
+  }
+
   function featureLabels(feats) {
     // The cell's strongest dictionary features (dictionary_labels.json, see
     // writer.py), each linked to its feature page when one was written.
     if (!feats || !feats.length) return '';
     var h = '<div class="av-muted">Dictionary features</div><ol class="av-feat">';
     feats.forEach(function (f) {
-      var label = (f[3] ? '<img src="' + esc(f[3]) + '" alt="">' : '') +
-        '<span>feature ' + f[0] + '</span><span class="av-val">' + f[1].toFixed(3) + '</span>';
-      h += '<li data-feature="' + f[0] + '">' + (f[2] ? '<a href="' + esc(f[2]) + '">' +
+      var page = safeUrl(f[2]), image = safeUrl(f[3]), id = esc(Number(f[0]));
+      var label = (image ? '<img src="' + esc(image) + '" alt="">' : '') +
+        '<span>feature ' + id + '</span><span class="av-val">' + Number(f[1]).toFixed(3) + '</span>';
+      h += '<li data-feature="' + id + '">' + (page ? '<a href="' + esc(page) + '">' +
         label + '</a>' : label) + '</li>';
     });
     return h + '</ol>';
