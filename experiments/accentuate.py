@@ -34,8 +34,8 @@ from atlasjax import labels as labels_lib
 from atlasjax import plotting
 from atlasjax.optvis import accentuate as acc
 from atlasjax.optvis import objectives
-from atlasjax.optvis import registry
 from atlasjax.optvis import param as param_lib
+from atlasjax.optvis import registry
 
 _IMAGE = flags.DEFINE_multi_string("image", [], "Photo(s) to accentuate.")
 _OBJECTIVE = flags.DEFINE_string("objective", None, "Feature objective spec.",

@@ -170,6 +170,7 @@ def custom_objective(spec: str, model) -> tuple[str, str, str] | None:
   return factory, layer, indices
 
 
-__all__ = ["define_param", "custom_objective", "CUSTOM_OBJECTIVE", "define_transforms", "check_pieces", "MODEL", "DATA", "WEIGHTS", "EXIT_BAD_INPUT", "check_size", "fail", "get_model",
-           "guard", "image_file", "image_folder", "layer_or_default",
+__all__ = ["MODEL", "DATA", "WEIGHTS", "EXIT_BAD_INPUT", "check_size", "fail", "get_model",
+           "define_param", "define_transforms", "check_pieces",
+           "custom_objective", "CUSTOM_OBJECTIVE", "guard", "image_file", "image_folder", "layer_or_default",
            "load_model", "output_dir", "parse", "run", "spatial_layer"]

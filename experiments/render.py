@@ -37,8 +37,8 @@ import cli
 from atlasjax import labels as labels_lib
 from atlasjax import workdir as workdir_lib
 from atlasjax.optvis import objectives
-from atlasjax.optvis import registry
 from atlasjax.optvis import param as param_lib
+from atlasjax.optvis import registry
 from atlasjax.optvis import render as render_lib
 
 _OBJECTIVE = flags.DEFINE_multi_string("objective", [], "Objective spec(s); see the module doc.")

@@ -35,8 +35,8 @@ import numpy as np
 from atlasjax import circuits
 from atlasjax import images as images_lib
 from atlasjax import workdir as workdir_lib
-from atlasjax.classic import examples as examples_lib
 from atlasjax.atlas import icon_objective
+from atlasjax.classic import examples as examples_lib
 from atlasjax.models import base
 from atlasjax.optvis import objectives
 from atlasjax.optvis import registry
