@@ -428,8 +428,13 @@ def _check_names(config: AtlasConfig) -> None:
 
 
 def _check_objective(config: AtlasConfig, model: base.Model, params) -> None:
-  """The icon objective, built and checked on the model (nothing compiled)."""
-  model.layer(config.layer)   # an unknown layer is named as such, not as this
+  """The icon objective, built and checked on the model (nothing compiled).
+
+  A layer the model lacks is left to the stages that read it (a collection
+  of another model is named as such by :func:`plan`).
+  """
+  if config.layer not in model.layer_names:
+    return
   try:
     icon_objective.check(config.objective, model, config.layer, config.whiten,
                          config.cossim_pow, config.render_config(), params)
