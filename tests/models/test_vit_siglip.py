@@ -25,102 +25,15 @@ import jax
 import numpy as np
 import pytest
 
+import big_vision_files as files
 from atlasjax import models, readers
 from atlasjax.models import vit
+from big_vision_files import GRID, HEADS, MLP, SIZE, WIDTH, DEPTH, PATCH
 
 _SPEC = importlib.util.spec_from_file_location(
     "atlasjax_tests_numpy_reference", pathlib.Path(__file__).with_name("numpy_reference.py"))
 ref = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(ref)
-
-WIDTH, DEPTH, MLP, HEADS, PATCH, GRID = 32, 2, 64, 4, 8, 4
-SIZE = PATCH * GRID
-
-
-def block_layout(width, mlp_dim, heads):
-  """``{key: shape}`` of one big_vision ``Encoder1DBlock`` (linen names)."""
-  hd = width // heads
-  shapes = {f"{ln}/{p}": (width,) for ln in ("LayerNorm_0", "LayerNorm_1")
-            for p in ("scale", "bias")}
-  for qkv in ("query", "key", "value"):
-    shapes[f"MultiHeadDotProductAttention_0/{qkv}/kernel"] = (width, heads, hd)
-    shapes[f"MultiHeadDotProductAttention_0/{qkv}/bias"] = (heads, hd)
-  shapes["MultiHeadDotProductAttention_0/out/kernel"] = (heads, hd, width)
-  shapes["MultiHeadDotProductAttention_0/out/bias"] = (width,)
-  shapes["MlpBlock_0/Dense_0/kernel"] = (width, mlp_dim)
-  shapes["MlpBlock_0/Dense_0/bias"] = (mlp_dim,)
-  shapes["MlpBlock_0/Dense_1/kernel"] = (mlp_dim, width)
-  shapes["MlpBlock_0/Dense_1/bias"] = (width,)
-  return shapes
-
-
-def encoder_layout(width, depth, mlp_dim, heads, scan, module="Transformer"):
-  shapes = {f"{module}/encoder_norm/{p}": (width,) for p in ("scale", "bias")}
-  for key, shape in block_layout(width, mlp_dim, heads).items():
-    if scan:
-      shapes[f"{module}/encoderblock/{key}"] = (depth,) + shape
-    else:
-      shapes.update({f"{module}/encoderblock_{i}/{key}": shape for i in range(depth)})
-  return shapes
-
-
-def vit_layout(width=WIDTH, depth=DEPTH, mlp_dim=MLP, heads=HEADS, patch=PATCH,
-               grid=GRID, *, pool="map", classes=0, rep=0, scan=True,
-               posemb="learn", registers=0):
-  """``{key: shape}`` of big_vision's ``vit._Model`` (current layout)."""
-  shapes = {"embedding/kernel": (patch, patch, 3, width), "embedding/bias": (width,),
-            **encoder_layout(width, depth, mlp_dim, heads, scan)}
-  if posemb == "learn":
-    shapes["pos_embedding"] = (1, grid * grid, width)
-  if pool == "tok":
-    shapes["cls"] = (1, 1, width)
-  if registers:
-    shapes["registers"] = (1, registers, width)
-  if pool == "map":
-    shapes["MAPHead_0/probe"] = (1, 1, width)
-    shapes.update({"MAPHead_0/" + k: s for k, s in block_layout(width, mlp_dim, heads).items()
-                   if not k.startswith("LayerNorm_1")})
-  features = width
-  if rep:
-    shapes.update({"pre_logits/kernel": (width, rep), "pre_logits/bias": (rep,)})
-    features = rep
-  if classes:
-    shapes.update({"head/kernel": (features, classes), "head/bias": (classes,)})
-  return shapes
-
-
-def text_layout(width=WIDTH, vocab=50, length=8, out=WIDTH):
-  """big_vision's ``text_transformer._Model`` with ``scan=True``."""
-  return {"Embed_0/embedding": (vocab, width), "pos_embedding": (1, length, width),
-          **encoder_layout(width, 1, 2 * width, 2, True, module="Encoder_0"),
-          "head/kernel": (width, out), "head/bias": (out,)}
-
-
-def two_tower(image_shapes, text=True):
-  """A SigLIP checkpoint: ``params/img/…``, ``params/txt/…``, ``params/t``, ``params/b``."""
-  shapes = {f"params/img/{k}": s for k, s in image_shapes.items()}
-  if text:
-    shapes.update({f"params/txt/{k}": s for k, s in text_layout().items()})
-  shapes.update({"params/t": (1,), "params/b": (1,)})
-  return shapes
-
-
-def random_arrays(shapes, seed=0):
-  """Random values (LayerNorm scales near 1); ``txt/`` all NaN (never to be read)."""
-  rng = np.random.default_rng(seed)
-  out = {}
-  for key, shape in shapes.items():
-    value = rng.normal(size=shape) * (0.1 if key.endswith("scale") else 0.3)
-    value = value + key.endswith("scale")
-    out[key] = np.full(shape, np.nan) if "/txt/" in key else value
-  return {k: v.astype(np.float32) for k, v in out.items()}
-
-
-def write(tmp_path, name, arrays):
-  path = tmp_path / name
-  np.savez(path, **arrays)
-  return path
-
 
 @pytest.fixture(scope="module")
 def images():
@@ -141,8 +54,8 @@ def test_siglip_two_tower_loads_by_inference_and_matches_numpy(tmp_path, images,
   architecture is inferred from shapes and said in one line, only ``img/``
   is read (``txt/`` is NaN), and the MAP head's pooled vector, the
   embedding and an MLP hidden layer equal the NumPy forward pass."""
-  arrays = random_arrays(two_tower(vit_layout()))
-  path = write(tmp_path, "siglip.npz", arrays)
+  arrays = files.random_arrays(files.two_tower(files.vit_layout()))
+  path = files.write(tmp_path, "siglip.npz", arrays)
   with caplog.at_level(logging.INFO, logger="atlasjax"):
     model, params = models.load("big_vision", weights=path)
   (line,) = [r.getMessage() for r in caplog.records if "siglip.npz" in r.getMessage()]
@@ -175,10 +88,10 @@ def test_every_head_matches_numpy(tmp_path, images, case):
   on every token): inferred and equal to NumPy."""
   case = dict(case)
   paligemma = case.pop("paligemma", False)
-  shapes = two_tower(vit_layout(**case), text=not paligemma)
+  shapes = files.two_tower(files.vit_layout(**case), text=not paligemma)
   if paligemma:
     shapes["params/llm/embedder/input_embedding"] = (7, 12)
-  arrays = random_arrays(shapes)
+  arrays = files.random_arrays(shapes)
   model, params = models.load("big_vision", weights=write(tmp_path, "m.npz", arrays))
   if case.get("posemb") == "sincos2d":   # no grid in the file: big_vision's 224 px
     assert model.input_size == vit.DEFAULT_SINCOS_SIZE
@@ -202,8 +115,8 @@ def test_so400m14_parameter_count_matches_big_vision_definition():
   want = ref.big_vision_vit_params(width, depth, mlp, heads, 14, 16 * 16, "map")
   assert vit.param_count(spec) == want == 427_680_704
   for name, grid in (("siglip_so400m14", 16), ("siglip_so400m14_384", 27)):
-    members = {k: types.SimpleNamespace(shape=s) for k, s in two_tower(
-        vit_layout(width, depth, mlp, heads, 14, grid)).items()}
+    members = {k: types.SimpleNamespace(shape=s) for k, s in files.two_tower(
+        files.vit_layout(width, depth, mlp, heads, 14, grid)).items()}
     inferred = vit.infer_spec(members, name=name)
     assert inferred == vit.TOWER_SPECS[name]
 
@@ -235,12 +148,12 @@ def _one_line(excinfo, *parts):
 
 
 def test_damaged_and_misfitting_files_are_refused_in_one_line(tmp_path):
-  good = random_arrays(two_tower(vit_layout(), text=False))
+  good = files.random_arrays(files.two_tower(files.vit_layout(), text=False))
   bad = dict(good, **{"params/img/MAPHead_0/probe": np.full((1, 1, WIDTH), np.inf, np.float32)})
   with pytest.raises(vit.WeightsError) as e:
     models.load("big_vision", weights=write(tmp_path, "inf.npz", bad))
   _one_line(e, "MAPHead_0/probe holds NaN or infinite")
-  data = write(tmp_path, "good.npz", good).read_bytes()
+  data = files.write(tmp_path, "good.npz", good).read_bytes()
   (tmp_path / "cut.npz").write_bytes(data[:len(data) // 2])
   with pytest.raises(vit.WeightsError) as e:
     models.load("big_vision", weights=tmp_path / "cut.npz")
