@@ -92,7 +92,7 @@ def test_every_head_matches_numpy(tmp_path, images, case):
   if paligemma:
     shapes["params/llm/embedder/input_embedding"] = (7, 12)
   arrays = files.random_arrays(shapes)
-  model, params = models.load("big_vision", weights=write(tmp_path, "m.npz", arrays))
+  model, params = models.load("big_vision", weights=files.write(tmp_path, "m.npz", arrays))
   if case.get("posemb") == "sincos2d":   # no grid in the file: big_vision's 224 px
     assert model.input_size == vit.DEFAULT_SINCOS_SIZE
     images = np.asarray(jax.random.uniform(jax.random.PRNGKey(4), (2, 224, 224, 3)))
@@ -151,7 +151,7 @@ def test_damaged_and_misfitting_files_are_refused_in_one_line(tmp_path):
   good = files.random_arrays(files.two_tower(files.vit_layout(), text=False))
   bad = dict(good, **{"params/img/MAPHead_0/probe": np.full((1, 1, WIDTH), np.inf, np.float32)})
   with pytest.raises(vit.WeightsError) as e:
-    models.load("big_vision", weights=write(tmp_path, "inf.npz", bad))
+    models.load("big_vision", weights=files.write(tmp_path, "inf.npz", bad))
   _one_line(e, "MAPHead_0/probe holds NaN or infinite")
   data = files.write(tmp_path, "good.npz", good).read_bytes()
   (tmp_path / "cut.npz").write_bytes(data[:len(data) // 2])
@@ -165,11 +165,11 @@ def test_damaged_and_misfitting_files_are_refused_in_one_line(tmp_path):
   _one_line(e, "single .npy array")
   flat = dict(good, **{"params/img/pos_embedding": np.zeros(GRID * GRID * WIDTH, np.float32)})
   with pytest.raises(vit.WeightsError) as e:
-    models.load("big_vision", weights=write(tmp_path, "flat.npz", flat))
+    models.load("big_vision", weights=files.write(tmp_path, "flat.npz", flat))
   _one_line(e, "pos_embedding has shape (512,)")
   odd = dict(good, **{"params/img/pos_embedding": np.zeros((1, 15, WIDTH), np.float32)})
   with pytest.raises(vit.WeightsError) as e:
-    models.load("big_vision", weights=write(tmp_path, "odd.npz", odd))
+    models.load("big_vision", weights=files.write(tmp_path, "odd.npz", odd))
   _one_line(e, "15 entries, not a square grid")
   spec = dataclasses.replace(vit.TOWER_SPECS["siglip_b16"], width=WIDTH, depth=DEPTH,
                              mlp_dim=MLP, num_heads=HEADS, patch=PATCH, image_size=48)
