@@ -489,8 +489,9 @@ def build(spec: ViTSpec) -> base.Model:
 
 # ----------------------------------------------------------------------------
 # Reading ``.npz`` files: each member's size checked against its header first.
-# TODO(lead, issue 29): route through atlasjax.readers' npz reader once it
-# lands; the checks here are the ones it makes (sizes, dtypes, finiteness).
+# The checks are atlasjax.readers' (sizes, dtypes, finiteness; the same
+# exceptions count as a damaged file), kept here because the loader reads
+# headers alone first and then only the image tower's members.
 
 _NPY_MAGIC = b"\x93NUMPY"
 _NPY_SUFFIX = ".npy"
@@ -538,7 +539,7 @@ def _open_npz(path: os.PathLike | str) -> tuple[pathlib.Path, zipfile.ZipFile]:
           "by parameter path, as np.savez writes); pass the .npz file.")
   try:
     return path, zipfile.ZipFile(path)
-  except (zipfile.BadZipFile, OSError) as e:
+  except readers.DAMAGED as e:
     raise WeightsError(f"Cannot read {path} as an .npz checkpoint ({e}): a "
                        "truncated or damaged file? Download it again.") from None
 
@@ -554,7 +555,7 @@ def npz_members(path: os.PathLike | str) -> dict[str, Member]:
           raise WeightsError(f"{path}: member {info.filename!r} is not an array "
                              "(.npy); this is a zip but not an .npz checkpoint.")
         members[info.filename[:-len(_NPY_SUFFIX)]] = _header(zf, info, path)
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+    except readers.DAMAGED + (ValueError,) as e:
       if isinstance(e, WeightsError):
         raise
       raise WeightsError(f"Cannot read {path} as an .npz checkpoint ({e}): a "
@@ -594,7 +595,7 @@ def read_npz(path: os.PathLike | str,
     try:
       return {k: _read_member(zf, k, m, path) for k, m in members.items()
               if keys is None or k in keys}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+    except readers.DAMAGED + (ValueError,) as e:
       if isinstance(e, WeightsError):
         raise
       raise WeightsError(f"Cannot read {path} as an .npz checkpoint ({e}): a "
