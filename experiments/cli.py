@@ -38,8 +38,9 @@ MODEL = flags.DEFINE_string(
 DATA = flags.DEFINE_string("data", None, "Data root (default: $ATLASJAX_DATA, "
                            "then the user cache).")
 WEIGHTS = flags.DEFINE_string(
-    "weights", None, "Weights file of a ViT --model (a big_vision/AugReg "
-    ".npz); ViTs ship no weights. GoogLeNet/EfficientNet load theirs.")
+    "weights", None, "Weights file of a ViT --model (a big_vision/AugReg/SigLIP "
+    ".npz; --model=big_vision infers the ViT from it); ViTs ship no weights. "
+    "GoogLeNet/EfficientNet load theirs.")
 
 
 COMPILATION_CACHE = flags.DEFINE_string(
@@ -59,7 +60,7 @@ def load_model():
 
 def get_model():
   """The ``--model`` (metadata and apply, no weights)."""
-  return models.get(MODEL.value)
+  return models.get(MODEL.value, weights=WEIGHTS.value)
 
 
 def layer_or_default(model, name: str | None) -> str:

@@ -363,7 +363,10 @@ def _save(job: LayoutPlan, raw: np.ndarray, whitening, elapsed: float) -> dict:
     workdir_lib.save_npy(out / "whitening.npy", whitening)
   workdir_lib.save_npy(out / "coords.npy", xy)
   workdir_lib.save_npy(out / OUTLIERS, outliers)
-  top = collection.load(["top_classes"])["top_classes"][:, 0].astype(np.int32)
+  if "top_classes" in next(collection.iter_shards()):
+    top = collection.load(["top_classes"])["top_classes"][:, 0].astype(np.int32)
+  else:  # a model without classes (a SigLIP image tower): one colour
+    top = np.zeros(collection.manifest["samples"], np.int32)
   if job.indices is not None:
     top = top[np.asarray(job.indices)]
     workdir_lib.save_npy(out / "indices.npy", np.asarray(job.indices, np.int64))

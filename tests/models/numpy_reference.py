@@ -145,3 +145,157 @@ def max_rel_error(actual, expected) -> float:
   expected = np.asarray(expected, np.float64)
   assert actual.shape == expected.shape, (actual.shape, expected.shape)
   return float(np.abs(actual - expected).max() / np.abs(expected).max())
+
+
+# ---------------------------------------------------------------------------
+# A plain-NumPy big_vision ViT, written from big_vision/models/vit.py
+# (``_Model``, ``Encoder1DBlock``, ``MlpBlock``, ``MAPHead``,
+# ``posemb_sincos_2d``) and reading a checkpoint's raw keys (current layout:
+# ``embedding``, ``pos_embedding``, ``Transformer/encoderblock_K`` or the
+# stacked ``Transformer/encoderblock``, ``MAPHead_0``, ``pre_logits``,
+# ``head``). float64; shares no code with atlasjax.
+
+BV_LAYERNORM_EPSILON = 1e-6   # flax.linen.LayerNorm's default, which big_vision keeps
+
+
+def bv_layernorm(x, p):
+  mu = x.mean(-1, keepdims=True)
+  var = ((x - mu) ** 2).mean(-1, keepdims=True)
+  return (x - mu) / np.sqrt(var + BV_LAYERNORM_EPSILON) * p["scale"] + p["bias"]
+
+
+def bv_gelu(x):
+  """flax.linen.gelu: the tanh approximation."""
+  return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+
+
+def bv_attention(queries, tokens, p):
+  """flax MultiHeadDotProductAttention on ``[Nq, D]`` queries and ``[N, D]`` tokens."""
+  q = np.einsum("nd,dhk->nhk", queries, p["query"]["kernel"]) + p["query"]["bias"]
+  k, v = (np.einsum("nd,dhk->nhk", tokens, p[n]["kernel"]) + p[n]["bias"]
+          for n in ("key", "value"))
+  logits = np.einsum("qhk,phk->hqp", q, k) / np.sqrt(q.shape[-1])
+  w = np.exp(logits - logits.max(-1, keepdims=True))
+  w /= w.sum(-1, keepdims=True)
+  return (np.einsum("hqp,phk,hkd->qd", w, v, p["out"]["kernel"], optimize=True)
+          + p["out"]["bias"])
+
+
+def bv_mlp(x, p):
+  hidden = bv_gelu(x @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"])
+  return hidden @ p["Dense_1"]["kernel"] + p["Dense_1"]["bias"]
+
+
+def bv_sincos2d(h, w, width, temperature=10_000.0):
+  y, x = np.mgrid[:h, :w]
+  omega = 1.0 / temperature ** (np.arange(width // 4) / (width // 4 - 1))
+  y, x = np.outer(y.ravel(), omega), np.outer(x.ravel(), omega)
+  return np.concatenate([np.sin(x), np.cos(x), np.sin(y), np.cos(y)], axis=1)
+
+
+def bv_tree(flat, prefix=""):
+  """The nested float64 tree of the keys under ``prefix`` (e.g. ``params/img/``)."""
+  tree = {}
+  for key, value in flat.items():
+    if key.startswith(prefix):
+      *path, leaf = key[len(prefix):].split("/")
+      node = tree
+      for part in path:
+        node = node.setdefault(part, {})
+      node[leaf] = np.asarray(value, np.float64)
+  return tree
+
+
+def _bv_block(t, i):
+  enc = t["Transformer"]
+  if "encoderblock" in enc:   # lax.scan layout: every leaf stacked on axis 0
+    def take(node):
+      return {k: take(v) if isinstance(v, dict) else v[i] for k, v in node.items()}
+    return take(enc["encoderblock"])
+  return enc[f"encoderblock_{i}"]
+
+
+def _bv_depth(t):
+  enc = t["Transformer"]
+  if "encoderblock" in enc:
+    return len(enc["encoderblock"]["LayerNorm_0"]["scale"])
+  return sum(k.startswith("encoderblock_") for k in enc)
+
+
+def big_vision_vit(t, image, pool):
+  """big_vision's ``out`` dict for one ``[H, W, 3]`` image in [-1, 1].
+
+  ``t`` is a :func:`bv_tree`; ``pool`` big_vision's ``pool_type`` (the
+  checkpoint does not say "gap" from "none"). Register tokens (a ``registers``
+  array, atlasjax's extension) sit after the CLS token.
+  """
+  kernel = t["embedding"]["kernel"]
+  patch, width = kernel.shape[0], kernel.shape[-1]
+  h, w = image.shape[0] // patch, image.shape[1] // patch
+  patches = image[:h * patch, :w * patch].reshape(h, patch, w, patch, 3)
+  patches = patches.transpose(0, 2, 1, 3, 4).reshape(h * w, -1)
+  x = patches @ kernel.reshape(-1, width) + t["embedding"]["bias"]
+  x = x + (t["pos_embedding"][0] if "pos_embedding" in t else bv_sincos2d(h, w, width))
+  prefix = [t[k][0] for k in ("cls", "registers") if k in t]
+  x = np.concatenate(prefix + [x])
+  out = {}
+  for i in range(_bv_depth(t)):
+    blk = _bv_block(t, i)
+    x = x + bv_attention(*(2 * [bv_layernorm(x, blk["LayerNorm_0"])]),
+                         blk["MultiHeadDotProductAttention_0"])
+    mlp = blk["MlpBlock_0"]
+    hidden = out[f"block{i}/mlp/hidden"] = bv_gelu(
+        bv_layernorm(x, blk["LayerNorm_1"]) @ mlp["Dense_0"]["kernel"]
+        + mlp["Dense_0"]["bias"])
+    x = x + hidden @ mlp["Dense_1"]["kernel"] + mlp["Dense_1"]["bias"]
+  x = out["encoded"] = bv_layernorm(x, t["Transformer"]["encoder_norm"])
+  patches_out = x[sum(len(p) for p in prefix):]
+  if pool == "map":
+    m = t["MAPHead_0"]
+    pooled = bv_attention(m["probe"][0], patches_out, m["MultiHeadDotProductAttention_0"])
+    out["map_pooled"] = pooled[0]
+    x = (pooled + bv_mlp(bv_layernorm(pooled, m["LayerNorm_0"]), m["MlpBlock_0"]))[0]
+  elif pool == "gap":
+    x = patches_out.mean(0)
+  elif pool == "tok":
+    x = x[0]
+  if pool != "none":
+    out["head_input"] = x
+  if "pre_logits" in t:
+    x = np.tanh(x @ t["pre_logits"]["kernel"] + t["pre_logits"]["bias"])
+  out["pre_logits"] = x
+  if "head" in t:
+    out["logits"] = x @ t["head"]["kernel"] + t["head"]["bias"]
+  return out
+
+
+def big_vision_vit_params(width, depth, mlp_dim, heads, patch, tokens, pool,
+                          num_classes=0, rep_size=0):
+  """Parameter count of big_vision's ``vit._Model`` by its module definitions.
+
+  Counted from big_vision/models/vit.py: the ``embedding`` Conv (kernel
+  ``patch·patch·3·width`` + bias), the learned ``pos_embedding``
+  ``[1, tokens, width]``, per ``Encoder1DBlock`` two LayerNorms (scale and
+  bias), a MultiHeadDotProductAttention (query/key/value kernels
+  ``[width, heads, width/heads]`` with biases, out kernel
+  ``[heads, width/heads, width]`` + bias) and an ``MlpBlock`` (two Dense);
+  ``encoder_norm``; ``MAPHead`` (probe ``[1, 1, width]``, attention,
+  LayerNorm, MlpBlock); ``cls`` for ``tok``; ``pre_logits``; ``head``.
+  """
+  del heads   # the attention's parameter count does not depend on the split
+  layernorm = 2 * width
+  attention = 4 * (width * width + width)
+  mlp = 2 * width * mlp_dim + mlp_dim + width
+  n = patch * patch * 3 * width + width + tokens * width
+  n += depth * (2 * layernorm + attention + mlp) + layernorm
+  if pool == "map":
+    n += width + attention + layernorm + mlp
+  if pool == "tok":
+    n += width
+  features = width
+  if rep_size:
+    n += features * rep_size + rep_size
+    features = rep_size
+  if num_classes:
+    n += features * num_classes + num_classes
+  return n
