@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import inspect
 import types
 from typing import Any, Callable, Hashable
 
@@ -84,8 +85,9 @@ def code_key(code: types.CodeType) -> Hashable:
   """
   consts = tuple(code_key(c) if isinstance(c, types.CodeType)
                  else _const_key(c) for c in code.co_consts)
+  # CO_NESTED only says the code was typed inside another function.
   return ("code", code.co_code, code.co_argcount, code.co_posonlyargcount,
-          code.co_kwonlyargcount, code.co_flags, code.co_names,
+          code.co_kwonlyargcount, code.co_flags & ~inspect.CO_NESTED, code.co_names,
           code.co_varnames, code.co_freevars, code.co_cellvars, consts)
 
 

@@ -42,3 +42,13 @@ def test_rebuilt_lambda_reuses_the_compiled_renderer(toy):
   render.render(model, params, _cell(layer="conv1"), args=args, config=config)
   assert render.build.cache_info().misses == 2
   assert first._repr_png_().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_the_same_lambda_typed_at_top_level_and_in_a_function_is_one_family():
+  from atlasjax.optvis import family, objectives
+  top = lambda c: objectives.channel("mixed4a", c)
+
+  def typed_inside():
+    return lambda c: objectives.channel("mixed4a", c)
+  assert family.keyed(top) == family.keyed(typed_inside())
+  assert family.keyed(top) != family.keyed(lambda c: objectives.channel("mixed4b", c))
