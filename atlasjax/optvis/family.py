@@ -8,7 +8,8 @@ function ``arg -> Objective``) and caches it. Keyed on the identity of
 
 would compile again (tens of seconds) although nothing changed. :func:`keyed`
 wraps ``make`` in a :class:`Family` whose equality is structural: two
-functions are the same family when they have the same code and their captured
+functions are the same family when they have the same code (wherever it was
+typed: file and line numbers are not part of the key) and their captured
 values (closure cells, defaults, and the globals the code reads) are equal.
 Values are compared by value where that is safe — numbers, strings, tuples,
 arrays (by dtype, shape and bytes), frozen dataclasses, functions
@@ -70,16 +71,38 @@ def _value_key(value: Any, depth: int) -> Hashable:
   return ("id", id(value))
 
 
+def code_key(code: types.CodeType) -> Hashable:
+  """``code``'s computation, without where it was written.
+
+  Code objects compare equal only at the same first line, so the same lambda
+  typed again on another line (another notebook cell) would be a different
+  family; this key keeps the bytecode, names and constants and drops the
+  file, line numbers and position tables.
+  """
+  consts = tuple(code_key(c) if isinstance(c, types.CodeType)
+                 else _const_key(c) for c in code.co_consts)
+  return ("code", code.co_code, code.co_argcount, code.co_posonlyargcount,
+          code.co_kwonlyargcount, code.co_flags, code.co_names,
+          code.co_varnames, code.co_freevars, code.co_cellvars, consts)
+
+
+def _const_key(c: Any) -> Hashable:
+  """A constant by type and value (``1``, ``1.0`` and ``True`` differ)."""
+  if isinstance(c, (tuple, frozenset)):
+    return (type(c).__name__, tuple(_const_key(x) for x in c))
+  return (type(c).__name__, c)
+
+
 def function_key(fn: Callable, depth: int = 0) -> Hashable:
   """A hashable description of ``fn``'s computation (see the module doc)."""
   if not isinstance(fn, types.FunctionType):
     return _value_key(fn, MAX_DEPTH)   # callables objects: their own eq/id
-  code = fn.__code__
+  code = code_key(fn.__code__)
   cells = tuple(_value_key(c.cell_contents, depth) if _filled(c) else ("empty",)
                 for c in fn.__closure__ or ())
   defaults = _value_key(fn.__defaults__ or (), depth)
   kwdefaults = _value_key(tuple(sorted((fn.__kwdefaults__ or {}).items())), depth)
-  names = _global_names(code)
+  names = _global_names(fn.__code__)
   used = tuple((n, _value_key(fn.__globals__[n], depth)) for n in names
                if n in fn.__globals__)
   return ("function", code, cells, defaults, kwdefaults, used)

@@ -327,7 +327,10 @@ def image(size, batch: int = 1, kind: str = "fft", decorrelate: bool = True,
     batch: images optimised together per item.
     kind: ``"fft"`` (default), ``"pixel"``, ``"laplacian"``, ``"cppn"`` or
       ``"maco"`` (:func:`maco_image` with the sample photos' magnitude,
-      :func:`atlasjax.optvis.spectrum.default_magnitude`).
+      :func:`atlasjax.optvis.spectrum.default_magnitude`), or a name
+      registered with :func:`atlasjax.optvis.registry.register_param` (or a
+      ``"module:factory"`` import path), called as
+      ``factory(size, batch, decorrelate=, alpha=)``.
     decorrelate: apply the colour decorrelation (ignored for ``cppn``).
     sigmoid: squash with a sigmoid, else Lucid's soft clip.
     alpha: add an alpha channel (output ``[B, H, W, 4]``).
@@ -351,7 +354,10 @@ def image(size, batch: int = 1, kind: str = "fft", decorrelate: bool = True,
   elif kind == "laplacian":
     raw = laplacian_pyramid(size, batch, channels, sd=sd)
   else:
-    raise ValueError(f"Unknown parameterization {kind!r}; choose from {KINDS}")
+    # A registered (or "module:factory") parameterization.
+    from atlasjax.optvis import registry   # registry is imported lazily by design
+    return registry.lookup("param", kind)(size, batch, decorrelate=decorrelate,
+                                          alpha=alpha)
   return finish(raw, decorrelate, sigmoid, alpha)
 
 

@@ -77,9 +77,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import logging
 import math
 import sys
-from typing import Any, Callable, Sequence
+import time
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -93,6 +95,7 @@ from atlasjax.models import base
 from atlasjax.optvis import family as family_lib
 from atlasjax.optvis import objectives as objectives_lib
 from atlasjax.optvis import param as param_lib
+from atlasjax.optvis import registry
 from atlasjax.optvis import transform as transform_lib
 
 PyTree = Any
@@ -110,6 +113,27 @@ _BATCH_AXIS = "items"
 # RenderConfig.precision → jax.default_matmul_precision (None: bfloat16 casts).
 PRECISIONS = {"float32": "highest", "tensorfloat32": "tensorfloat32",
               "bfloat16": None}
+LOGGER = logging.getLogger("atlasjax")
+
+
+class Compile(NamedTuple):
+  """One XLA compilation of a render program (see :func:`cache_info`)."""
+  family: str
+  config: str
+  seconds: float
+
+
+class CacheInfo(NamedTuple):
+  """The renderer's caches: ``hits``/``misses`` of the in-process program
+  cache (one entry per family × configuration × pieces × devices) and every
+  XLA compilation this process ran (a persistent-cache load counts too, but
+  takes a fraction of the time)."""
+  hits: int
+  misses: int
+  compiles: tuple[Compile, ...]
+
+
+_COMPILES: list[Compile] = []
 
 
 class RenderError(ValueError):
@@ -374,6 +398,7 @@ class Renderer:
     self._loop_step = (xla_cpu.loop_body(self.step, devices[0].platform)
                        if config.cpu_rewrite else self.step)
     self.fn = jax.jit(self._run_with_precision)
+    self._executables: dict[Any, Any] = {}
 
   # -- sharding helpers ------------------------------------------------------
   def shard(self, tree, replicate: bool = False):
@@ -607,7 +632,33 @@ class Renderer:
     """Renders one chunk of items (device arrays; no host sync)."""
     if self.config.loop == "host":
       return self._run_host(params, key, item_ids, args, chunk_index)
-    return self.fn(params, key, item_ids, args, jnp.int32(chunk_index))
+    inputs = (params, key, item_ids, args, jnp.int32(chunk_index))
+    return self.compiled(*inputs)(*inputs)
+
+  def describe(self, args) -> tuple[str, str]:
+    """``(family name, config summary)`` of a chunk with ``args``."""
+    try:
+      name = self.make(jax.tree_util.tree_map(lambda a: a[0], args)).name
+    except Exception:  # pylint: disable=broad-except  # a name is cosmetic
+      name = ""
+    cfg = self.config
+    return (name or repr(self.make),
+            f"{self.model.name} size={cfg.size} steps={cfg.steps} param={cfg.param} "
+            f"transforms={cfg.transforms} precision={cfg.precision}")
+
+  def compiled(self, *inputs):
+    """The XLA executable for inputs of these shapes, compiled once and
+    logged with its time (ahead of time: no step runs while it is timed)."""
+    leaves, tree = jax.tree_util.tree_flatten(inputs)
+    signature = (tree, tuple((np.shape(x), jnp.result_type(x),
+                              getattr(x, "sharding", None)) for x in leaves))
+    if signature not in self._executables:
+      start = time.perf_counter()
+      self._executables[signature] = self.fn.lower(*inputs).compile()
+      record = Compile(*self.describe(inputs[3]), time.perf_counter() - start)
+      _COMPILES.append(record)
+      LOGGER.info("render: compiled %s (%s) in %.1f s", *record)
+    return self._executables[signature]
 
   def _precise(self, fn):
     """``fn`` traced under the configured matmul precision."""
@@ -676,8 +727,15 @@ def build(model: base.Model, make: MakeObjective, config: RenderConfig,
           image_param: param_lib.ImageParam | None = None,
           transform: transform_lib.Transform | None = None,
           optimizer: optax.GradientTransformation | None = None,
-          devices: tuple[jax.Device, ...] | None = None) -> Renderer:
-  """The (cached) :class:`Renderer` for these static choices."""
+          devices: tuple[jax.Device, ...] | None = None,
+          pieces: Any = None) -> Renderer:
+  """The (cached) :class:`Renderer` for these static choices.
+
+  ``pieces`` only keys the cache: the registered factories that
+  ``config.param`` / ``config.transforms`` name (:func:`custom_pieces`), so
+  re-registering a name with other code builds a new renderer.
+  """
+  del pieces
   if config.attempts < 1 or config.steps < 1 or config.images_per_item < 1:
     raise ValueError(f"attempts, steps and images_per_item must be ≥ 1: {config}")
   if config.loop not in ("scan", "host"):
@@ -693,6 +751,28 @@ def build(model: base.Model, make: MakeObjective, config: RenderConfig,
       model, make, config, image_param, transform,
       optimizer if optimizer is not None else optax.adam(config.lr),
       tuple(devices) if devices is not None else tuple(jax.local_devices()))
+
+
+def custom_pieces(config: RenderConfig) -> tuple:
+  """The registered factories ``config``'s names resolve to, structurally
+  keyed (:mod:`atlasjax.optvis.family`), or None for built-in names."""
+  return tuple(
+      None if name in builtins else family_lib.keyed(registry.lookup(kind, name))
+      for kind, name, builtins in (
+          ("param", config.param, registry.BUILTIN_PARAMS),
+          ("transforms", config.transforms, registry.BUILTIN_TRANSFORMS)))
+
+
+def cache_info() -> CacheInfo:
+  """Hits and misses of the in-process program cache, and every compile."""
+  info = build.cache_info()
+  return CacheInfo(info.hits, info.misses, tuple(_COMPILES))
+
+
+def cache_clear() -> None:
+  """Empties the in-process program cache and the compile record."""
+  build.cache_clear()
+  _COMPILES.clear()
 
 
 @functools.lru_cache(maxsize=64)
@@ -771,7 +851,8 @@ def render(model: base.Model, params: PyTree, make: Callable[..., Any],
   n = _num_items(args)
   key = jax.random.PRNGKey(0) if key is None else key
   renderer = build(model, make, config, param, transforms, optimizer,
-                   tuple(devices) if devices is not None else None)
+                   tuple(devices) if devices is not None else None,
+                   custom_pieces(config))
   renderer.progress = progress if progress is not None else _print_progress
   ids = np.arange(n) if item_ids is None else np.asarray(item_ids)
   if ids.shape != (n,):
@@ -803,4 +884,5 @@ def render(model: base.Model, params: PyTree, make: Callable[..., Any],
 __all__ = ["RenderConfig", "RenderResult", "RenderError", "Renderer", "build",
            "render", "check_input_size", "redirected_relu", "DEFAULT_LR",
            "LUCID_REDIRECT_STEPS", "PRECISIONS", "best_finite_attempt",
-           "nonfinite_items", "cast_params", "network_outputs"]
+           "nonfinite_items", "cast_params", "network_outputs", "cache_info",
+           "cache_clear", "CacheInfo", "Compile", "custom_pieces"]

@@ -443,7 +443,12 @@ PRESETS = ("standard", "distill2017", "atlas", "atlas_notebook", "maco", "none")
 
 
 def preset(name: str, size: int, alpha: bool = False) -> Transform:
-  """The composed preset ``name`` for ``size``-pixel images."""
+  """The composed preset ``name`` for ``size``-pixel images.
+
+  ``name`` may also be registered with
+  :func:`atlasjax.optvis.registry.register_transforms` (or be a
+  ``"module:factory"`` import path): ``factory(size, alpha=) -> Transform``.
+  """
   if name == "standard":
     ts = standard()
   elif name == "distill2017":
@@ -460,7 +465,9 @@ def preset(name: str, size: int, alpha: bool = False) -> Transform:
   elif name == "none":
     ts = []
   else:
-    raise ValueError(f"Unknown transforms preset {name!r}; choose from {PRESETS}")
+    # A registered (or "module:factory") transforms factory.
+    from atlasjax.optvis import registry   # registry is imported lazily by design
+    return registry.lookup("transforms", name)(size, alpha=alpha)
   if alpha:
     ts = [collapse_alpha_random()] + ts
   return compose(*ts)
