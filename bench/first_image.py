@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import resource
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 LUCENT_SCRIPT = pathlib.Path(__file__).resolve().parent / "lucent_first_image.py"
 CHANNEL = ("mixed4a", 97)
 CHILD_TIMEOUT_S = 1800
+# The compile counts' render size and steps (what compiles does not depend on
+# the steps; small sizes keep the part short).
+TASK_SIZE, TASK_STEPS = 64, 8
 
 _PARTS = flags.DEFINE_list("parts", ["first_image", "compiles"],
                            "first_image, compiles.")
@@ -66,6 +70,7 @@ _SPAWNED_AT = flags.DEFINE_float("spawned_at", 0.0, "Internal: parent's clock.")
 def child_atlasjax() -> dict:
   """One fresh-process first image; the stages as seen from inside."""
   start = _SPAWNED_AT.value
+  _persistent_cache_until_landed()
   from atlasjax import display, models  # pylint: disable=g-import-not-at-top
   from atlasjax.optvis import objectives, render  # pylint: disable=g-import-not-at-top
   imported = time.time()
@@ -86,14 +91,45 @@ def child_atlasjax() -> dict:
           "cache": _cache_summary(render)}
 
 
+def child_compiles() -> None:
+  """The five tasks on GoogLeNet at a small size; one JSON line per step."""
+  import research_tasks  # pylint: disable=g-import-not-at-top
+  from atlasjax import models  # pylint: disable=g-import-not-at-top
+  from atlasjax.optvis import render  # pylint: disable=g-import-not-at-top
+  model, params = models.load()
+  config = render.RenderConfig(size=TASK_SIZE, steps=TASK_STEPS)
+  for record in research_tasks.run(model, params, research_tasks.GOOGLENET, config):
+    print(json.dumps({"workload": "research_task_compiles", **record,
+                      "size": TASK_SIZE, "steps": TASK_STEPS,
+                      "load_avg_1m": round(os.getloadavg()[0], 2),
+                      "machine": machine.describe()}), flush=True)
+
+
+def _persistent_cache_until_landed() -> None:
+  """Before ``atlasjax.compilation_cache`` exists: JAX's own, same folder."""
+  if not (REPO / "atlasjax" / "compilation_cache.py").exists():
+    import jax  # pylint: disable=g-import-not-at-top
+    folder = os.environ["ATLASJAX_COMPILATION_CACHE"]
+    if folder != "off":
+      jax.config.update("jax_compilation_cache_dir", folder)
+
+
 def _cache_summary(render) -> dict:
   info = render.cache_info()
   return {"hits": info.hits, "misses": info.misses,
           "compile_s": [round(c[-1], 2) for c in info.compiles]}
 
 
+def _children_cpu() -> float:
+  usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+  return usage.ru_utime + usage.ru_stime
+
+
 def _spawn(command: list[str], env: dict) -> dict:
-  """Runs a child that prints one JSON line; adds the parent's wall time."""
+  """Runs a child that prints one JSON line; adds the parent's wall time and
+  the child's CPU seconds (all threads: on a shared machine the wall time
+  grows with the load, the CPU time much less)."""
+  cpu = _children_cpu()
   spawned = time.time()
   proc = subprocess.run(command + [f"--spawned_at={spawned}"], env=env,
                         cwd=REPO, capture_output=True, text=True,
@@ -102,6 +138,7 @@ def _spawn(command: list[str], env: dict) -> dict:
     raise SystemExit(f"error: {command[1]} failed:\n{proc.stderr[-3000:]}")
   record = json.loads(proc.stdout.strip().splitlines()[-1])
   record["process_wall_s"] = round(time.time() - spawned, 2)
+  record["process_cpu_s"] = round(_children_cpu() - cpu, 2)
   return record
 
 
@@ -145,8 +182,7 @@ def main(argv):
     print(json.dumps(child_atlasjax()))
     return
   if _CHILD.value == "compiles":
-    import first_image_tasks  # pylint: disable=g-import-not-at-top
-    first_image_tasks.run()
+    child_compiles()
     return
   with tempfile.TemporaryDirectory(prefix="first_image_") as tmp:
     root = pathlib.Path(tmp)
