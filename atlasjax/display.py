@@ -7,6 +7,8 @@ notebook and on disk:
   :class:`~atlasjax.atlas.result.Atlas`) that is the value of a cell shows
   itself through ``_repr_png_``: the images tiled row-major into a
   near-square contact sheet (alpha dropped), white gaps between tiles;
+* :class:`Picture` shows anything else the same way (a photo beside its
+  caricature, a few images picked from several results);
 * :func:`save` writes exactly that picture to a PNG file, atomically (a
   reader never sees half a file, and an interrupted save leaves the old file
   as it was)::
@@ -14,6 +16,7 @@ notebook and on disk:
     result = render.render(model, params, make, args=channels)
     display.save(result, "channels.png")          # the sheet the notebook shows
     display.save(result.images[2], "one.png")     # one image
+    display.Picture([photo, result.images[0]])    # a cell's value: shown
 
 Only numpy and PIL, so showing a result does not import matplotlib.
 """
@@ -106,6 +109,30 @@ def as_sheet(what) -> np.ndarray:
 def sheet_png(what) -> bytes:
   """:func:`as_sheet` of ``what`` as PNG bytes (what ``_repr_png_`` shows)."""
   return png_bytes(as_sheet(what))
+
+
+class Picture:
+  """Shows ``what`` (see :func:`as_sheet`) as a notebook cell's value.
+
+  ``Picture(np.stack([photo, image]))`` or ``Picture([photo, image])`` puts
+  images side by side; the sheet is built (and bad input refused) at once.
+  """
+
+  def __init__(self, what):
+    if isinstance(what, (list, tuple)):
+      shapes = sorted({np.shape(a) for a in what})
+      if len(shapes) > 1:
+        raise ValueError(f"Picture: images of different shapes {shapes}; "
+                         "resize them to one size first")
+      what = np.stack([np.asarray(a, np.float32) for a in what])
+    self.sheet = as_sheet(what)
+
+  def _repr_png_(self) -> bytes:
+    return png_bytes(self.sheet)
+
+  def __repr__(self) -> str:
+    h, w = self.sheet.shape[:2]
+    return f"Picture({w}×{h})"
 
 
 def save(what, path: os.PathLike | str) -> pathlib.Path:
