@@ -21,6 +21,7 @@ import pathlib
 from absl import flags
 
 import script_setup
+from atlasjax import compilation_cache
 from atlasjax import data as data_lib
 from atlasjax import images as images_lib
 from atlasjax import models
@@ -36,9 +37,18 @@ WEIGHTS = flags.DEFINE_string(
     ".npz); ViTs ship no weights. GoogLeNet/EfficientNet load theirs.")
 
 
+COMPILATION_CACHE = flags.DEFINE_string(
+    "compilation_cache", None,
+    "Folder of JAX's persistent compilation cache, or 'off' (default: "
+    f"${compilation_cache.ENV_VAR}, else the user cache folder).")
+
+
 def load_model():
-  """``(model, params)`` of ``--model`` from ``--data`` / ``--weights``; quiet logging."""
+  """``(model, params)`` of ``--model`` from ``--data`` / ``--weights``; quiet
+  logging; the compilation cache of ``--compilation_cache``."""
   script_setup.quiet_logging()
+  if COMPILATION_CACHE.value:
+    compilation_cache.configure(COMPILATION_CACHE.value)
   return models.load(MODEL.value, DATA.value, WEIGHTS.value)
 
 

@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import os
 import pathlib
+import tempfile
 
 import numpy as np
 import pytest
 
 import toy_model
+
+# One persistent compilation cache per test run, shared by the workers and
+# the scripts they start (a program compiled in one is loaded by the others;
+# nothing from an earlier run is reused). Set before atlasjax reads it.
+os.environ.setdefault("ATLASJAX_COMPILATION_CACHE",
+                      tempfile.mkdtemp(prefix="atlasjax-test-xla-"))
 
 from atlasjax import data as data_lib
 from atlasjax import models

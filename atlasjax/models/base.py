@@ -41,6 +41,12 @@ from typing import Any, Callable, Hashable, Mapping, Sequence
 
 import jax
 
+from atlasjax import compilation_cache
+
+# Every program atlasjax compiles runs a model: turning the persistent cache
+# on here covers renders, collection and the scripts (see compilation_cache).
+compilation_cache.configure()
+
 Params = Any
 Activations = Mapping[str, jax.Array]
 ApplyFn = Callable[..., dict]

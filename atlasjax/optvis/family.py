@@ -55,6 +55,9 @@ def _value_key(value: Any, depth: int) -> Hashable:
     return ("module", value.__name__)
   if isinstance(value, Family):
     return value.key
+  if hasattr(value, "fn") and type(value).__name__ in ("Objective", "_Sum"):
+    # An Objective by what it computes (its function and captured values).
+    return ("objective", _value_key(value.fn, depth), value.layers, value.name)
   if isinstance(value, functools.partial):
     return ("partial", _value_key(value.func, depth),
             _value_key(value.args, depth),

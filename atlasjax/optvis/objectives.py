@@ -25,13 +25,36 @@ Everything that varies across a batch of renders — a channel index, a neuron
 position, a direction vector, a class — is an ordinary (possibly traced) array
 argument, so ``jax.vmap(lambda c: channel("mixed4a", c)(acts))`` works and the
 renderer compiles one program for a whole family of objectives.
+
+Static and traced arguments. Every *numeric* argument of the objectives here
+may be an array that varies per item — indices, positions, ``cossim_pow``,
+weights (``w * obj``), vectors, whitening matrices, ``decay_ratio``,
+``constant``, image indices (:func:`on_image`), reference photos — and the
+renderer batches it with ``vmap`` under one compile. What must be static is
+what changes the *structure* of the computation: layer names, ``form``, the
+choice between ``position=None`` (the centre) and an array, ``whitening=None``
+versus a matrix, reference slot names. Closing over a different constant is
+a different family and compiles again; passing it through ``args`` does not.
+
+Reference photos (Lucid's ``T("input")`` trick for caricatures and style):
+an objective may carry ``references``, images ``[H, W, 3]`` in [0, 1] under
+a slot name. The renderer sends each through the *same* per-step transform
+(same random key) as the item's image and through the network, and the
+objective reads the photo's activations at ``acts[ref(layer, slot)]``. See
+:func:`caricature`, :func:`style` and :func:`match`.
+
+Checks. Objectives record the index ranges they need (:class:`Bound`), and
+:func:`atlasjax.optvis.render.check` — run by every render before it
+compiles — raises :class:`ObjectiveError`, one line, for an index out of
+range, an undeclared layer read, a value that is not a scalar, or Python
+control flow on a traced argument.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import numbers
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -58,6 +81,35 @@ BLUR_KERNEL = np.array([[0.5, 0.5, 0.5], [0.5, 1.0, 0.5], [0.5, 0.5, 0.5]],
                        np.float32)
 
 
+# Slot name of a reference photo when an objective does not name one.
+REFERENCE = "reference"
+# Axes a Bound can check: the channel (last) axis, or a spatial one.
+BOUND_AXES = {"channel": -1, "row": 1, "col": 2}
+
+
+class ObjectiveError(ValueError):
+  """An objective that cannot run; one line naming the problem and the fix."""
+
+
+class Bound(NamedTuple):
+  """An index an objective takes into a layer, checked before compiling.
+
+  ``value`` (int or array, any shape; each entry is checked) must lie in
+  ``[0, n)`` where ``n`` is the size of ``layer``'s ``axis`` (a key of
+  :data:`BOUND_AXES`) under the render's transforms. ``what`` names it in the
+  error (``"channel"``, ``"position row"``, …).
+  """
+  layer: str
+  axis: str
+  value: Any
+  what: str
+
+
+def ref(layer: str, slot: str = REFERENCE) -> str:
+  """The key of a reference photo's activations at ``layer`` in ``acts``."""
+  return f"{slot}:{layer}"
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Objective:
   """A scalar function of activations, with the layers it reads.
@@ -66,21 +118,39 @@ class Objective:
     fn: ``acts -> scalar`` (see the module docstring for ``acts``).
     layers: model layer names ``fn`` reads (``"input"`` excluded); the
       renderer asks the model for exactly these and stops the forward pass at
-      the deepest of them.
+      the deepest of them. A single name may be given as a string.
     name: human-readable description.
+    bounds: :class:`Bound` index checks (the built-ins fill them in).
+    references: ``(slot, image)`` pairs: photos ``[H, W, 3]`` in [0, 1] that
+      go through the render's transforms and network beside the image; ``fn``
+      reads them at ``acts[ref(layer, slot)]``.
   """
 
   fn: ObjectiveFn
   layers: tuple[str, ...] = ()
   name: str = ""
+  bounds: tuple[Bound, ...] = ()
+  references: tuple[tuple[str, Any], ...] = ()
+
+  def __post_init__(self):
+    if isinstance(self.fn, Objective) or not callable(self.fn):
+      raise ObjectiveError(
+          f"Objective(fn=...) needs a function acts -> scalar, got "
+          f"{type(self.fn).__name__}; e.g. Objective(lambda acts: "
+          "acts['mixed4a'][..., 97].mean(), layers=('mixed4a',))")
+    layers = (self.layers,) if isinstance(self.layers, str) else tuple(self.layers)
+    if not all(isinstance(l, str) for l in layers):
+      raise ObjectiveError(f"Objective {self.name!r}: layers must be layer names "
+                           f"(strings), got {layers!r}")
+    object.__setattr__(self, "layers", _layers(*layers))
 
   def __call__(self, acts: Activations) -> jax.Array:
     return self.fn(acts)
 
   def __add__(self, other):
     if _is_scalar(other):
-      return Objective(lambda acts: self.fn(acts) + other, self.layers,
-                       f"({self.name} + {_fmt(other)})")
+      return _derived(lambda acts: self.fn(acts) + other, [self],
+                      f"({self.name} + {_fmt(other)})")
     return sum_objectives([self, other])
 
   def __radd__(self, other):
@@ -99,11 +169,11 @@ class Objective:
 
   def __mul__(self, other):
     if _is_scalar(other):
-      return Objective(lambda acts: other * self.fn(acts), self.layers,
-                       f"{_fmt(other)}·{self.name}")
+      return _derived(lambda acts: other * self.fn(acts), [self],
+                      f"{_fmt(other)}·{self.name}")
     if isinstance(other, Objective):
-      return Objective(lambda acts: self.fn(acts) * other.fn(acts),
-                       _merge_layers([self, other]), f"{self.name}·{other.name}")
+      return _derived(lambda acts: self.fn(acts) * other.fn(acts),
+                      [self, other], f"{self.name}·{other.name}")
     return NotImplemented
 
   def __rmul__(self, other):
@@ -135,6 +205,26 @@ def _merge_layers(objs: Iterable[Objective]) -> tuple[str, ...]:
   return tuple(seen)
 
 
+def _merge_references(objs: Iterable[Objective]) -> tuple[tuple[str, Any], ...]:
+  """The terms' reference photos, one per slot (the same photo may repeat)."""
+  slots: dict[str, Any] = {}
+  for o in objs:
+    for slot, image in o.references:
+      if slot in slots and slots[slot] is not image:
+        raise ObjectiveError(
+            f"two different reference photos share the slot {slot!r}; give one "
+            "of them another slot (e.g. caricature(..., slot='photo2'))")
+      slots[slot] = image
+  return tuple(slots.items())
+
+
+def _derived(fn: ObjectiveFn, parts: Sequence[Objective], name: str) -> Objective:
+  """An objective computed from ``parts``: their layers, bounds and photos."""
+  return Objective(fn, _merge_layers(parts), name,
+                   tuple(b for p in parts for b in p.bounds),
+                   _merge_references(parts))
+
+
 def _flatten_terms(objs: Sequence[Objective]) -> list[Objective]:
   """Expands nested flat sums so ``a + b + c`` is one list, not a chain."""
   terms: list[Objective] = []
@@ -149,7 +239,12 @@ class _Sum(Objective):
 
 def sum_objectives(objs: Iterable[Objective]) -> Objective:
   """The sum of ``objs`` as one flat objective (safe for thousands of terms)."""
-  terms = _flatten_terms(list(objs))
+  objs = list(objs)
+  for o in objs:
+    if not isinstance(o, Objective):
+      raise ObjectiveError(f"sum_objectives: {o!r} is a {type(o).__name__}, not "
+                           "an Objective; wrap a function as Objective(fn, layers=...)")
+  terms = _flatten_terms(objs)
   if not terms:
     raise ValueError("sum_objectives needs at least one objective")
 
@@ -161,7 +256,8 @@ def sum_objectives(objs: Iterable[Objective]) -> Objective:
 
   name = " + ".join(t.name for t in terms[:4]) + (
       f" + … ({len(terms)} terms)" if len(terms) > 4 else "")
-  out = _Sum(fn, _merge_layers(terms), name)
+  out = _Sum(fn, _merge_layers(terms), name,
+             tuple(b for t in terms for b in t.bounds), _merge_references(terms))
   object.__setattr__(out, "_terms", terms)
   return out
 
@@ -175,7 +271,35 @@ def _centre(a: jax.Array, position) -> tuple[Any, Any]:
   if position is None:
     return a.shape[1] // 2, a.shape[2] // 2
   position = jnp.asarray(position)
-  return position[0], position[1]
+  return position[..., 0], position[..., 1]
+
+
+def _index_bounds(layer: str, index, what: str = "channel") -> tuple[Bound, ...]:
+  return (Bound(layer, "channel", index, what),)
+
+
+def _position_bounds(layer: str, position) -> tuple[Bound, ...]:
+  """Row and column checks of a ``(row, col)`` position (none for the centre)."""
+  if position is None:
+    return ()
+  if isinstance(position, (tuple, list)) and len(position) == 2:
+    row, col = position
+  else:
+    row, col = _Column(position, 0), _Column(position, 1)
+  return (Bound(layer, "row", row, "position row"),
+          Bound(layer, "col", col, "position column"))
+
+
+class _Column:
+  """Column ``i`` of a ``[..., 2]`` position array, read only when checked
+  (a traced position has no values to check)."""
+
+  def __init__(self, position, i: int):
+    self.position, self.i = position, i
+
+  def __array__(self, dtype=None, copy=None):
+    del copy
+    return np.asarray(self.position, dtype)[..., self.i]
 
 
 # ----------------------------------------------------------------------------
@@ -194,14 +318,16 @@ def neuron(layer: str, index, position=None) -> Objective:
     a = acts[layer]
     r, c = _centre(a, position)
     return jnp.take(a[:, r, c, :], index, axis=-1).mean()
-  return Objective(fn, _layers(layer), f"neuron:{layer}")
+  return Objective(fn, _layers(layer), f"neuron:{layer}",
+                   _index_bounds(layer, index) + _position_bounds(layer, position))
 
 
 def channel(layer: str, index) -> Objective:
   """Mean activation of channel ``index`` over all positions (and images)."""
   def fn(acts):
     return jnp.take(acts[layer], index, axis=-1).mean()
-  return Objective(fn, _layers(layer), f"channel:{layer}")
+  return Objective(fn, _layers(layer), f"channel:{layer}",
+                   _index_bounds(layer, index))
 
 
 def deepdream(layer: str) -> Objective:
@@ -232,8 +358,8 @@ def _dot_cossim(x: jax.Array, y: jax.Array, cossim_pow: float) -> jax.Array:
   With ``cossim_pow == 0`` it is the mean dot product.
   """
   dot = jnp.sum(x * y, axis=-1)
-  if cossim_pow == 0:
-    return dot.mean()
+  # No ``if cossim_pow == 0`` shortcut: the power may be traced (per item).
+  # The floored cosine is ≥ 0.1, so its 0th power is exactly 1.
   x_mag = safe_norm(x)
   y_mag = safe_norm(y)
   cossim = dot / (COSSIM_EPS + x_mag) / (COSSIM_EPS + y_mag)
@@ -268,7 +394,8 @@ def direction_neuron(layer: str, vec, position=None,
     a = acts[layer]
     r, c = _centre(a, position)
     return _dot_cossim(a[:, r, c, :], jnp.asarray(vec), cossim_pow)
-  return Objective(fn, _layers(layer), f"direction_neuron:{layer}")
+  return Objective(fn, _layers(layer), f"direction_neuron:{layer}",
+                   _position_bounds(layer, position))
 
 
 # Names of the forms of :func:`direction_neuron_cossim`.
@@ -317,12 +444,16 @@ def direction_neuron_cossim(layer: str, vec, position=None,
     whitening: optional ``[C, C]`` matrix, closed over (same for every item).
     form: one of :data:`COSSIM_FORMS`; see above.
   """
+  if form is not None and not isinstance(form, str):
+    raise ObjectiveError(f"direction_neuron_cossim: form is static (it picks the "
+                         f"formula); pass one of {', '.join(COSSIM_FORMS)}, not "
+                         f"a {type(form).__name__}")
   form = form or ("lucid" if whitening is None else "cosine")
   form = _FORM_ALIASES.get(form, form)
   if form not in COSSIM_FORMS:
-    raise ValueError(f"form must be one of {', '.join(COSSIM_FORMS)}; got {form!r}")
+    raise ObjectiveError(f"form must be one of {', '.join(COSSIM_FORMS)}; got {form!r}")
   if form == "lucid" and whitening is not None:
-    raise ValueError("whitening is not part of Lucid's _dot_cossim; use "
+    raise ObjectiveError("whitening is not part of Lucid's _dot_cossim; use "
                      "form='cosine' (or 'lucid_notebook') with a whitening matrix")
 
   def fn(acts):
@@ -342,7 +473,8 @@ def direction_neuron_cossim(layer: str, vec, position=None,
     along = jnp.sum(a * unit, axis=-1)
     cossim = jnp.maximum(COSSIM_FLOOR, along / (COSSIM_EPS + mag))
     return jnp.mean(along * cossim ** cossim_pow)
-  return Objective(fn, _layers(layer), f"direction_neuron_cossim[{form}]:{layer}")
+  return Objective(fn, _layers(layer), f"direction_neuron_cossim[{form}]:{layer}",
+                   _position_bounds(layer, position))
 
 
 # ----------------------------------------------------------------------------
@@ -352,7 +484,8 @@ def class_logit(label, layer: str = "logits") -> Objective:
   """The logit of class ``label`` (int or traced int), averaged over images."""
   def fn(acts):
     return jnp.take(acts[layer], label, axis=-1).mean()
-  return Objective(fn, _layers(layer), f"logit:{layer}")
+  return Objective(fn, _layers(layer), f"logit:{layer}",
+                   _index_bounds(layer, label, "class"))
 
 
 def class_probability(label, layer: str = "logits") -> Objective:
@@ -360,7 +493,8 @@ def class_probability(label, layer: str = "logits") -> Objective:
   def fn(acts):
     probs = jax.nn.softmax(acts[layer], axis=-1)
     return jnp.take(probs, label, axis=-1).mean()
-  return Objective(fn, _layers(layer), f"probability:{layer}")
+  return Objective(fn, _layers(layer), f"probability:{layer}",
+                   _index_bounds(layer, label, "class"))
 
 
 # ----------------------------------------------------------------------------
@@ -429,7 +563,8 @@ def channel_interpolate(layer1: str, index1, layer2: str, index2) -> Objective:
     m1 = a1.reshape(b, -1).mean(axis=1)
     m2 = a2.reshape(b, -1).mean(axis=1)
     return jnp.sum((1.0 - w) * m1 + w * m2)
-  return Objective(fn, _layers(layer1, layer2), f"interpolate:{layer1}:{layer2}")
+  return Objective(fn, _layers(layer1, layer2), f"interpolate:{layer1}:{layer2}",
+                   _index_bounds(layer1, index1) + _index_bounds(layer2, index2))
 
 
 def alignment(layer: str, decay_ratio: float = 2.0) -> Objective:
@@ -472,10 +607,92 @@ def diversity(layer: str) -> Objective:
   return Objective(fn, _layers(layer), f"diversity:{layer}")
 
 
+# ----------------------------------------------------------------------------
+# One image of the batch.
+
+def on_image(obj: Objective, index) -> Objective:
+  """``obj`` evaluated on image ``index`` of the ``B`` images optimised
+  together (Lucid's ``batch=``); ``index`` may be traced (per item).
+
+  Every activation (and the input) is cut to that image, keeping a batch axis
+  of 1, so ``obj`` sees ``[1, …]`` arrays.
+  """
+  def fn(acts):
+    one = {k: jax.lax.dynamic_slice_in_dim(v, jnp.asarray(index, jnp.int32), 1)
+           for k, v in acts.items()}
+    return obj.fn(one)
+  return Objective(fn, obj.layers, f"{obj.name}[image]", obj.bounds,
+                   obj.references)
+
+
+# ----------------------------------------------------------------------------
+# Reference photos (they pass through the render's per-step transform).
+
+def _photo(photo) -> Any:
+  """A reference photo as given: ``[H, W, 3]`` (checked by the renderer)."""
+  if isinstance(photo, (np.ndarray, list, tuple)):
+    photo = np.asarray(photo, np.float32)
+  if np.ndim(photo) != 3 or np.shape(photo)[-1] != 3:
+    raise ObjectiveError(f"a reference photo must be [H, W, 3] RGB in [0, 1]; "
+                         f"got shape {tuple(np.shape(photo))}")
+  return photo
+
+
+def caricature(layer: str, photo, cossim_pow: float = 1.0,
+               slot: str = REFERENCE) -> Objective:
+  """Lucid's caricature: ``photo``'s activations at ``layer``, exaggerated.
+
+  The value is Lucid's ``dot_compare``: at every position, the dot product of
+  the image's activations with the photo's (fixed: no gradient flows into the
+  photo), weighted by their floored cosine similarity to ``cossim_pow``,
+  averaged. The photo goes through the same per-step transform as the image.
+  """
+  photo = _photo(photo)
+
+  def fn(acts):
+    target = jax.lax.stop_gradient(acts[ref(layer, slot)])
+    return _dot_cossim(acts[layer], target, cossim_pow)
+  return Objective(fn, _layers(layer), f"caricature:{layer}",
+                   references=((slot, photo),))
+
+
+def gram(a: jax.Array) -> jax.Array:
+  """Per-image Gram matrices ``AᵀA / (H·W)`` of ``[B, H, W, C]`` activations."""
+  b, c = a.shape[0], a.shape[-1]
+  flat = a.reshape(b, -1, c)
+  return jnp.einsum("bnc,bnd->bcd", flat, flat) / flat.shape[1]
+
+
+def style(layer: str, photo, slot: str = REFERENCE) -> Objective:
+  """Gatys et al.'s style match: ``-mean((G(image) - G(photo))²)`` with the
+  Gram matrices of :func:`gram`. Maximising it makes the image's texture
+  statistics at ``layer`` those of the photo (seen through the transform)."""
+  photo = _photo(photo)
+
+  def fn(acts):
+    target = jax.lax.stop_gradient(gram(acts[ref(layer, slot)]))
+    return -jnp.mean((gram(acts[layer]) - target) ** 2)
+  return Objective(fn, _layers(layer), f"style:{layer}",
+                   references=((slot, photo),))
+
+
+def match(layer: str, photo, slot: str = REFERENCE) -> Objective:
+  """Alignment to a photo (feature inversion): ``-mean((a - a_photo)²)`` of
+  the activations at ``layer``, position by position."""
+  photo = _photo(photo)
+
+  def fn(acts):
+    target = jax.lax.stop_gradient(acts[ref(layer, slot)])
+    return -jnp.mean((acts[layer] - target) ** 2)
+  return Objective(fn, _layers(layer), f"match:{layer}",
+                   references=((slot, photo),))
+
+
 __all__ = [
     "Objective", "sum_objectives", "neuron", "channel", "deepdream",
     "direction", "direction_cossim", "direction_neuron",
     "direction_neuron_cossim", "class_logit", "class_probability", "l1", "l2",
     "total_variation", "blur", "blur_input_each_step", "channel_interpolate",
-    "alignment", "diversity", "INPUT",
+    "alignment", "diversity", "INPUT", "ObjectiveError", "Bound", "BOUND_AXES",
+    "REFERENCE", "ref", "on_image", "caricature", "style", "match", "gram",
 ]

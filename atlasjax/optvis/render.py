@@ -89,6 +89,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from atlasjax import compilation_cache
 from atlasjax import display
 from atlasjax import xla_cpu
 from atlasjax.models import base
@@ -117,10 +118,13 @@ LOGGER = logging.getLogger("atlasjax")
 
 
 class Compile(NamedTuple):
-  """One XLA compilation of a render program (see :func:`cache_info`)."""
+  """One compilation of a render program (see :func:`cache_info`):
+  ``seconds`` from tracing to executable; ``from_disk`` when XLA's work was
+  loaded from the persistent cache (:mod:`atlasjax.compilation_cache`)."""
   family: str
   config: str
   seconds: float
+  from_disk: bool = False
 
 
 class CacheInfo(NamedTuple):
@@ -469,11 +473,51 @@ class Renderer:
       images = self.param.to_rgb(raw)
       if offset is not None:
         images = images + offset
+    return images, self._transform(images, key, step)
+
+  def _transform(self, images, key, step):
+    """The step's transformed views of one item's ``[B, H, W, C]`` images.
+
+    Image ``b`` of the item always gets key ``b`` of the step, so a reference
+    photo paired with it (:meth:`_reference_views`) is transformed the same.
+    """
     with jax.named_scope("transforms"):
       keys = jax.random.split(jax.random.fold_in(key, step), images.shape[0])
       progress = step / max(self.config.steps - 1, 1)
       views = jax.vmap(transform_lib.at_progress(self.transform, progress))(keys, images)
-      return images, views.reshape((-1,) + views.shape[-3:])
+      return views.reshape((-1,) + views.shape[-3:])
+
+  def _photos(self, args, slot, image_shape):
+    """Each item's reference photo of ``slot``, as its ``[B, H, W, C]`` images.
+
+    The photo is resized to the image size and, for RGBA renders, given an
+    opaque alpha channel, so that the transforms treat it like the image.
+    """
+    photos = jax.vmap(lambda a: jnp.asarray(
+        dict(self.make(a).references)[slot], jnp.float32))(args)
+    b, h, w, c = image_shape[-4:]
+    if photos.shape[1:3] != (h, w):
+      photos = jax.vmap(lambda p: jax.image.resize(p, (h, w, 3), "linear"))(photos)
+    if c == 4:
+      photos = jnp.concatenate([photos, jnp.ones_like(photos[..., :1])], -1)
+    return jnp.broadcast_to(photos[:, None], photos.shape[:1] + (b,) + photos.shape[1:])
+
+  def _with_references(self, obj, args, x, images, transform):
+    """``x`` [M, V, …] with every reference slot's views appended on axis 1,
+    and the slot names in order (none: ``x`` unchanged)."""
+    slots = tuple(slot for slot, _ in obj.references)
+    parts = [x] + [transform(self._photos(args, slot, images.shape)) for slot in slots]
+    return (jnp.concatenate(parts, axis=1) if slots else x), slots
+
+  def _split_references(self, acts, slots, views):
+    """Undoes :meth:`_with_references` on activations ``[M, V·(1+R), …]``:
+    the image's under their layer names, each photo's under ``ref(layer, slot)``."""
+    out = {}
+    for layer, a in acts.items():
+      out[layer] = a[:, :views]
+      for i, slot in enumerate(slots, start=1):
+        out[objectives_lib.ref(layer, slot)] = a[:, i * views:(i + 1) * views]
+    return out
 
   def _redirect(self, step):
     """Whether ReLU gradients are redirected at ``step`` (None: never)."""
@@ -482,31 +526,38 @@ class Renderer:
     return step < self.config.redirect_relu_steps
 
   def _loss(self, raw, arg, key, step, params):
-    """One item's loss (``-objective`` on its transformed views)."""
+    """One item's loss (``-objective`` on its transformed views), computed
+    alone: the reference :meth:`_losses` is tested against (no photos)."""
     obj = self.make(arg)
     images, x = self._view(raw, key, step)
-    redirect = self._redirect(step)
-    acts = self._activations(params, obj, x, redirect)
+    acts = self._activations(params, obj, x, self._redirect(step))
     acts[objectives_lib.INPUT] = images
     return -obj(acts)
 
   def _losses(self, raw, args, keys, step, params, offset=None):
     """All items' losses ``[M]``, with ONE network call on the whole batch.
 
-    Equal to ``vmap(_loss)``, but the network runs on a plain
+    Equal to a ``vmap`` of one item's loss, but the network runs on a plain
     ``[M·B, H, W, C]`` batch rather than under ``vmap``: batching rules would
     otherwise give pooling and LRN an extra item axis (rank-5 windows), which
     XLA:CPU runs markedly slower than the same ops on a rank-4 batch.
+    Reference photos join that batch, transformed with their item's keys.
     """
     batch = P(_BATCH_AXIS)
     images, x = self._per_device(jax.vmap(self._view, in_axes=(0, 0, None, 0)),
                                  (batch, batch, P(), batch))(raw, keys, step, offset)
-    m, b = x.shape[:2]
-    obj = self.make(jax.tree_util.tree_map(lambda a: a[0], args))   # layer names
+    obj = self.make(jax.tree_util.tree_map(lambda a: a[0], args))   # the structure
+    views = x.shape[1]
+    transform = lambda photos: self._per_device(
+        jax.vmap(self._transform, in_axes=(0, 0, None)), (batch, batch, P()))(
+            photos, keys, step)
+    x, slots = self._with_references(obj, args, x, images, transform)
+    m, n = x.shape[:2]
     redirect = self._redirect(step)
     with jax.named_scope("network"):
-      acts = self._activations(params, obj, x.reshape((m * b,) + x.shape[2:]), redirect)
-    acts = {k: v.reshape((m, b) + v.shape[1:]) for k, v in acts.items()}
+      acts = self._activations(params, obj, x.reshape((m * n,) + x.shape[2:]), redirect)
+    acts = {k: v.reshape((m, n) + v.shape[1:]) for k, v in acts.items()}
+    acts = self._split_references(acts, slots, views)
 
     def one(arg, acts, images):
       acts = dict(acts)
@@ -516,9 +567,15 @@ class Renderer:
       return jax.vmap(one)(args, acts, images)
 
   def _score(self, images, arg, params):
+    """One item's objective on its final images, untransformed."""
     obj = self.make(arg)
     x = _drop_alpha(images)
-    acts = self._activations(params, obj, x, None)
+    one = jax.tree_util.tree_map(lambda a: a[None], arg)
+    x, slots = self._with_references(obj, one, x[None], images[None],
+                                     lambda photos: _drop_alpha(photos))
+    acts = self._activations(params, obj, x[0], None)
+    acts = {k: v[None] for k, v in acts.items()}
+    acts = {k: v[0] for k, v in self._split_references(acts, slots, images.shape[0]).items()}
     acts[objectives_lib.INPUT] = images
     return obj(acts)
 
@@ -653,11 +710,13 @@ class Renderer:
     signature = (tree, tuple((np.shape(x), jnp.result_type(x),
                               getattr(x, "sharding", None)) for x in leaves))
     if signature not in self._executables:
-      start = time.perf_counter()
+      start, loaded = time.perf_counter(), compilation_cache.hits()
       self._executables[signature] = self.fn.lower(*inputs).compile()
-      record = Compile(*self.describe(inputs[3]), time.perf_counter() - start)
+      record = Compile(*self.describe(inputs[3]), time.perf_counter() - start,
+                       compilation_cache.hits() > loaded)
       _COMPILES.append(record)
-      LOGGER.info("render: compiled %s (%s) in %.1f s", *record)
+      LOGGER.info("render: compiled %s (%s) in %.1f s%s", *record[:3],
+                  " (from the persistent cache)" if record.from_disk else "")
     return self._executables[signature]
 
   def _precise(self, fn):
@@ -763,6 +822,28 @@ def custom_pieces(config: RenderConfig) -> tuple:
           ("transforms", config.transforms, registry.BUILTIN_TRANSFORMS)))
 
 
+_SHAPES: dict[Any, dict[str, tuple[int, ...]]] = {}
+
+
+def _checked(model, params, make, args, config, param, transforms) -> None:
+  """:func:`check` before the first compile of a family; later calls check
+  only the new args' indices against the shapes found then."""
+  key = (model, make, config, param, transforms, custom_pieces(config),
+         jax.tree_util.tree_structure(args))
+  try:
+    shapes = _SHAPES.get(key)
+  except TypeError:   # an unhashable piece: check every time
+    shapes, key = None, None
+  if shapes is None:
+    shapes = check(model, params, make, args, config, param=param,
+                   transforms=transforms)
+    if key is not None:
+      _SHAPES[key] = shapes
+  elif args is not None:
+    for obj in _concrete_objectives(make, args, _num_items(args)):
+      _check_bounds(obj, shapes)
+
+
 def cache_info() -> CacheInfo:
   """Hits and misses of the in-process program cache, and every compile."""
   info = build.cache_info()
@@ -773,6 +854,7 @@ def cache_clear() -> None:
   """Empties the in-process program cache and the compile record."""
   build.cache_clear()
   _COMPILES.clear()
+  _SHAPES.clear()
 
 
 @functools.lru_cache(maxsize=64)
@@ -787,6 +869,215 @@ class _Started:
 
   def __call__(self, arg):
     return self.make(arg[0])
+
+
+# ----------------------------------------------------------------------------
+# Checks before compiling.
+
+ObjectiveError = objectives_lib.ObjectiveError
+
+
+def _undeclared(obj: objectives_lib.Objective, key) -> ObjectiveError:
+  """The error for an objective that read ``acts[key]`` without declaring it."""
+  declared = ", ".join(repr(l) for l in obj.layers) or "none"
+  return ObjectiveError(
+      f"objective {obj.name or obj!r} reads acts[{key!r}] but declares layers "
+      f"({declared}); declare it: Objective(fn, layers=(..., {key!r}))")
+
+
+def _family(make, args):
+  """``(make, args)`` with an Objective given directly turned into a family."""
+  if isinstance(make, objectives_lib.Objective):
+    if args is not None:
+      raise ObjectiveError(
+          "render got one Objective and args: pass a family arg -> Objective "
+          "(e.g. lambda c: objectives.channel('mixed4a', c)) to batch over args")
+    obj = make
+    return (lambda: obj), None
+  if not callable(make):
+    raise ObjectiveError(f"render needs an Objective or a family arg -> Objective, "
+                         f"got a {type(make).__name__}")
+  return make, args
+
+
+def _made(make, arg, given_args: bool) -> objectives_lib.Objective:
+  """``make(arg)`` (``make()`` without args), checked to be an Objective."""
+  try:
+    obj = make(arg) if given_args else make()
+  except TypeError as e:
+    if not given_args and "positional argument" in str(e):
+      raise ObjectiveError(
+          f"render got a function that needs an argument ({str(e).splitlines()[0]}) "
+          "and no args: an objective acts -> scalar must be wrapped as "
+          "Objective(fn, layers=(...)); a family arg -> Objective needs args=") from None
+    raise
+  if not isinstance(obj, objectives_lib.Objective):
+    what = "a function" if callable(obj) else f"a {type(obj).__name__}"
+    raise ObjectiveError(
+        f"the objective family returned {what}, not an Objective; wrap a function "
+        "acts -> scalar as objectives.Objective(fn, layers=('layer', ...), name=...)")
+  return obj
+
+
+def _views_shape(transform, images) -> tuple[int, ...]:
+  """``[B·V, h, w, c]``: the views the transform makes of ``images`` [B, …]."""
+  def views(imgs):
+    keys = jax.random.split(jax.random.PRNGKey(0), imgs.shape[0])
+    out = jax.vmap(transform_lib.at_progress(transform, 0.0))(keys, imgs)
+    return out.reshape((-1,) + out.shape[-3:])
+  shape = jax.eval_shape(views, images).shape
+  return (shape[0],) + shape[1:-1] + (3,) if shape[-1] == 4 else tuple(shape)
+
+
+def activation_shapes(model: base.Model, params: PyTree, layers: Sequence[str],
+                      config: RenderConfig = RenderConfig(), *,
+                      param: param_lib.ImageParam | None = None,
+                      transforms: transform_lib.Transform | None = None
+                      ) -> dict[str, tuple[int, ...]]:
+  """The shapes of ``acts`` an item's objective sees in a render (no compile).
+
+  ``acts[layer]`` is ``[B·V, h, w, c]``: the ``B = images_per_item`` images
+  times ``V`` views per image (1, or the crops of MaCo's transforms), at the
+  size the transforms leave; ``acts["input"]`` is ``[B, size, size, C]``.
+  """
+  image_param = param if param is not None else config.image_param()
+  transform = transforms if transforms is not None else config.transform()
+  raw = jax.eval_shape(image_param.init, jax.random.PRNGKey(0))
+  images = jax.eval_shape(image_param.to_rgb, raw)
+  views = _views_shape(transform, images)
+  outs = jax.eval_shape(lambda p, x: model.apply(p, x, layers=tuple(layers)),
+                        params, jax.ShapeDtypeStruct(views, jnp.float32))
+  shapes = {k: tuple(v.shape) for k, v in outs.items() if k in layers}
+  shapes[objectives_lib.INPUT] = tuple(images.shape)
+  return shapes
+
+
+def _check_bounds(obj: objectives_lib.Objective, shapes) -> None:
+  """Every recorded index within its layer's axis (concrete values only)."""
+  for bound in obj.bounds:
+    if bound.layer not in shapes:
+      continue
+    shape = shapes[bound.layer]
+    axis = objectives_lib.BOUND_AXES[bound.axis]
+    if len(shape) < 4 and bound.axis != "channel":
+      raise ObjectiveError(f"objective {obj.name}: {bound.layer!r} has shape "
+                           f"{shape[1:]} per image, no spatial {bound.what}")
+    try:
+      value = np.asarray(bound.value)
+    except (TypeError, jax.errors.ConcretizationTypeError):
+      continue   # traced here; the concrete values were checked by the caller
+    n = shape[axis]
+    bad = value[(value >= n) | (value < -n)] if value.size else value
+    if bad.size:
+      where = (f"{bound.layer!r} has {n} channels" if bound.axis == "channel" else
+               f"{bound.layer!r} is {shape[1]}×{shape[2]} under this render's size "
+               "and transforms")
+      raise ObjectiveError(
+          f"objective {obj.name}: {bound.what} {bad.reshape(-1)[0]} is out of range: "
+          f"{where}, so it must be in 0…{n - 1}")
+
+
+def _concrete_objectives(make, args, n: int):
+  """The items' objectives built from concrete args, for their bounds: one
+  call on the whole batch when the family allows it, else item by item."""
+  try:
+    return [_made(make, args, True)]
+  except Exception:  # pylint: disable=broad-except  # a family of one item
+    return [_made(make, jax.tree_util.tree_map(lambda a, i=i: np.asarray(a)[i], args),
+                  True) for i in range(n)]
+
+
+def _traced_leaf(make, args, avals) -> str | None:
+  """The path of the ``args`` leaf that must be static: the first whose
+  concrete value (the first item's) lets the family trace."""
+  leaves, tree = jax.tree_util.tree_flatten_with_path(args)
+  firsts = [np.asarray(v)[0] for _, v in leaves]
+  for k, (path, _) in enumerate(leaves):
+    def traced(acts, *free, k=k):
+      values = list(free)
+      values.insert(k, firsts[k])
+      obj = make(jax.tree_util.tree_unflatten(tree, values))
+      return obj.fn(acts)
+    specs = [jax.ShapeDtypeStruct(f.shape, f.dtype)
+             for i, f in enumerate(firsts) if i != k]
+    try:
+      jax.eval_shape(traced, avals, *specs)
+    except Exception:  # pylint: disable=broad-except  # still failing: not this leaf
+      continue
+    return "args" + jax.tree_util.keystr(path)
+  return None
+
+
+def check(model: base.Model, params: PyTree, make: Callable[..., Any],
+          args: PyTree = None, config: RenderConfig = RenderConfig(), *,
+          param: param_lib.ImageParam | None = None,
+          transforms: transform_lib.Transform | None = None
+          ) -> dict[str, tuple[int, ...]]:
+  """Checks an objective family for a render, without compiling anything.
+
+  Raises :class:`~atlasjax.optvis.objectives.ObjectiveError` (one line) for a
+  function where an Objective is expected, a layer the model does not have,
+  an undeclared layer read, a value that is not a scalar, an index out of
+  range (:class:`~atlasjax.optvis.objectives.Bound`), or Python control flow
+  on an argument that varies per item. :func:`render` runs it before its
+  first compile of a family; call it yourself to fail early (e.g. when a
+  config is built). Returns the shapes the objective sees
+  (:func:`activation_shapes`).
+  """
+  make, args = _family(make, args)
+  given = args is not None
+  first = jax.tree_util.tree_map(lambda a: np.asarray(a)[0], args) if given else None
+  obj = _made(make, first, given)
+  model.check_layers(obj.layers)
+  shapes = activation_shapes(model, params, obj.layers, config, param=param,
+                             transforms=transforms)
+  objs = _concrete_objectives(make, args, _num_items(args)) if given else [obj]
+  for o in objs:
+    _check_bounds(o, shapes)
+  avals = {k: jax.ShapeDtypeStruct(v, jnp.float32) for k, v in shapes.items()}
+  for slot, photo in obj.references:
+    for layer in obj.layers:
+      avals[objectives_lib.ref(layer, slot)] = avals[layer]
+  _check_value(make, first, given, avals, args)
+  return shapes
+
+
+def _check_value(make, first, given: bool, avals, args) -> None:
+  """Traces one item's objective on abstract activations: declared layers
+  only, a scalar value, no Python control flow on per-item arguments."""
+  def value(arg, acts):
+    obj = make(arg) if given else make()
+    try:
+      return obj.fn(acts)
+    except KeyError as e:
+      if e.args and isinstance(e.args[0], str) and e.args[0] not in acts:
+        raise _undeclared(obj, e.args[0]) from None
+      raise
+  spec = (jax.tree_util.tree_map(
+      lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype), first)
+          if given else None)
+  try:
+    out = jax.eval_shape(value, spec, avals)
+  except jax.errors.ConcretizationTypeError as e:
+    leaf = _traced_leaf(make, args, avals) if given else None
+    what = leaf or "a per-item argument"
+    raise ObjectiveError(
+        f"the objective family uses {what} as a Python value (if/int()/range/a "
+        f"static hyperparameter: {str(e).splitlines()[0][:100]}); it must be static "
+        "there: close over it (one compile per value) or compute with jnp") from None
+  except (TypeError, ValueError, IndexError) as e:
+    if isinstance(e, ObjectiveError):
+      raise
+    obj = _made(make, first, given)
+    seen = ", ".join(f"{k} {list(avals[k].shape)}" for k in obj.layers if k in avals)
+    raise ObjectiveError(
+        f"objective {obj.name or obj!r} fails on the activations it reads ({seen}): "
+        f"{type(e).__name__}: {str(e).splitlines()[0][:160]}") from None
+  if out.shape != ():
+    name = _made(make, first, given).name
+    raise ObjectiveError(
+        f"objective {name} returns an array of shape {tuple(out.shape)}, not a "
+        "scalar: reduce it, e.g. with .mean() or .sum()")
 
 
 def _num_items(args) -> int:
@@ -841,9 +1132,11 @@ def render(model: base.Model, params: PyTree, make: Callable[..., Any],
   Returns:
     A :class:`RenderResult` of device arrays.
   """
+  make, args = _family(make, args)
   # Keyed on structure: a notebook cell that rebuilds the same lambda reuses
   # the compiled program (see atlasjax.optvis.family).
   make = family_lib.keyed(make)
+  _checked(model, params, make, args, config, param, transforms)
   if args is None:
     make, args = _ignore_arg(make), np.zeros((1,), np.int32)
   if start is not None:
@@ -885,4 +1178,5 @@ __all__ = ["RenderConfig", "RenderResult", "RenderError", "Renderer", "build",
            "render", "check_input_size", "redirected_relu", "DEFAULT_LR",
            "LUCID_REDIRECT_STEPS", "PRECISIONS", "best_finite_attempt",
            "nonfinite_items", "cast_params", "network_outputs", "cache_info",
-           "cache_clear", "CacheInfo", "Compile", "custom_pieces"]
+           "cache_clear", "CacheInfo", "Compile", "custom_pieces", "check",
+           "activation_shapes", "ObjectiveError"]
