@@ -57,6 +57,8 @@ _LUCENT_PYTHON = flags.DEFINE_string(
     "lucent_python", "", "A Python with torch and torch-lucent 0.1.8 (empty: "
     "atlasjax only).")
 _ROUNDS = flags.DEFINE_integer("rounds", 1, "Interleaved A/B rounds.")
+_RUNS = flags.DEFINE_list("runs", ["first", "second"],
+                          "Runs per round: first (empty persistent cache), second.")
 _STEPS = flags.DEFINE_integer("steps", 0, "Steps (0: each tool's default, 512).")
 _CHILD = flags.DEFINE_enum("child", "", ["", "atlasjax", "compiles"],
                            "Internal: what a child process runs.")
@@ -70,7 +72,6 @@ _SPAWNED_AT = flags.DEFINE_float("spawned_at", 0.0, "Internal: parent's clock.")
 def child_atlasjax() -> dict:
   """One fresh-process first image; the stages as seen from inside."""
   start = _SPAWNED_AT.value
-  _persistent_cache_until_landed()
   from atlasjax import display, models  # pylint: disable=g-import-not-at-top
   from atlasjax.optvis import objectives, render  # pylint: disable=g-import-not-at-top
   imported = time.time()
@@ -105,19 +106,11 @@ def child_compiles() -> None:
                       "machine": machine.describe()}), flush=True)
 
 
-def _persistent_cache_until_landed() -> None:
-  """Before ``atlasjax.compilation_cache`` exists: JAX's own, same folder."""
-  if not (REPO / "atlasjax" / "compilation_cache.py").exists():
-    import jax  # pylint: disable=g-import-not-at-top
-    folder = os.environ["ATLASJAX_COMPILATION_CACHE"]
-    if folder != "off":
-      jax.config.update("jax_compilation_cache_dir", folder)
-
-
 def _cache_summary(render) -> dict:
   info = render.cache_info()
   return {"hits": info.hits, "misses": info.misses,
-          "compile_s": [round(c[-1], 2) for c in info.compiles]}
+          "compile_s": [round(c.seconds, 2) for c in info.compiles],
+          "from_disk": [c.from_disk for c in info.compiles]}
 
 
 def _children_cpu() -> float:
@@ -159,7 +152,7 @@ def first_image(root: pathlib.Path) -> None:
   """Interleaved rounds: atlasjax (cold cache), Lucent, atlasjax (warm), Lucent."""
   for r in range(_ROUNDS.value):
     cache = root / f"jax_cache_{r}"         # empty: a first run on this machine
-    for run in ("first", "second"):
+    for run in _RUNS.value:
       tools = [("atlasjax", lambda o: _atlasjax_run(o, cache))]
       if _LUCENT_PYTHON.value:
         tools.append(("lucent", _lucent_run))

@@ -4,6 +4,7 @@ family or new per-item hyperparameters cost none."""
 
 import importlib.util
 import pathlib
+import sys
 
 import jax
 import numpy as np
@@ -13,6 +14,7 @@ from atlasjax.optvis import render
 _SCRIPT = pathlib.Path(__file__).parents[2] / "bench" / "research_tasks.py"
 _spec = importlib.util.spec_from_file_location("research_tasks", _SCRIPT)
 research_tasks = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = research_tasks      # dataclasses look their module up
 _spec.loader.exec_module(research_tasks)
 
 # Render compiles each step must cost, in research_tasks.run's order.
