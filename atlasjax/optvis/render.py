@@ -238,10 +238,9 @@ class RenderResult:
   alpha_map: jax.Array | None = None
 
   def _repr_png_(self) -> bytes:
-    """Jupyter shows the images as one contact sheet."""
-    images = np.asarray(self.images, np.float32)
-    images = images.reshape((-1,) + images.shape[-3:])
-    return display.png_bytes(display.sheet(images))
+    """Jupyter shows the images as one contact sheet (what
+    :func:`atlasjax.display.save` writes)."""
+    return display.sheet_png(self)
 
 
 # ----------------------------------------------------------------------------
@@ -960,7 +959,7 @@ def _check_bounds(obj: objectives_lib.Objective, shapes) -> None:
     shape = shapes[bound.layer]
     axis = objectives_lib.BOUND_AXES[bound.axis]
     if len(shape) < 4 and bound.axis != "channel":
-      raise ObjectiveError(f"objective {obj.name}: {bound.layer!r} has shape "
+      raise ObjectiveError(f"objective {obj.name or '(unnamed)'}: {bound.layer!r} has shape "
                            f"{shape[1:]} per image, no spatial {bound.what}")
     try:
       value = np.asarray(bound.value)
@@ -973,7 +972,7 @@ def _check_bounds(obj: objectives_lib.Objective, shapes) -> None:
                f"{bound.layer!r} is {shape[1]}×{shape[2]} under this render's size "
                "and transforms")
       raise ObjectiveError(
-          f"objective {obj.name}: {bound.what} {bad.reshape(-1)[0]} is out of range: "
+          f"objective {obj.name or '(unnamed)'}: {bound.what} {bad.reshape(-1)[0]} is out of range: "
           f"{where}, so it must be in 0…{n - 1}")
 
 
@@ -1074,7 +1073,7 @@ def _check_value(make, first, given: bool, avals, args) -> None:
         f"objective {obj.name or obj!r} fails on the activations it reads ({seen}): "
         f"{type(e).__name__}: {str(e).splitlines()[0][:160]}") from None
   if out.shape != ():
-    name = _made(make, first, given).name
+    name = _made(make, first, given).name or "(unnamed)"
     raise ObjectiveError(
         f"objective {name} returns an array of shape {tuple(out.shape)}, not a "
         "scalar: reduce it, e.g. with .mean() or .sum()")
