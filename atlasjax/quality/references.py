@@ -11,8 +11,12 @@ objective is):
   (``query_max_j``) with the ``j``-th least activating (``query_min_j``) —
   the extremes of the unit's activation, as in Borowski et al.;
 * synthetic references: ``n`` visualizations of the unit and ``n`` of its
-  negation, rendered as ONE family (``arg -> sign · channel(layer, unit)``)
-  so every parameterization and unit shares one compiled program.
+  negation, rendered as ONE family (:func:`signed_channel`) so every
+  parameterization and unit shares one compiled program. The negation reads
+  the layer's pre-ReLU twin when the model declares one: the mean of a
+  post-ReLU channel stops at 0 (a grey image already reaches it, and the
+  gradient vanishes there), while its pre-ReLU input can be driven down into
+  a pattern — what Borowski et al.'s minimally activating references show.
 """
 
 from __future__ import annotations
@@ -87,10 +91,16 @@ def natural_trials(unit_values: np.ndarray, split: Split, references: int,
   return Trials(ref_max, ref_min, query_max, query_min)
 
 
-def signed_channel(layer: str):
-  """The family ``arg -> arg["sign"] · channel(layer, arg["unit"])``."""
+def signed_channel(layer: str, negative_layer: str | None = None):
+  """The family ``arg -> channel(layer, u)`` for ``arg["sign"] = +1`` and
+  ``-channel(negative_layer, u)`` for ``-1`` (``negative_layer`` defaults to
+  ``layer``); the sign is a per-item array, so both are one program."""
+  negative_layer = negative_layer or layer
+
   def make(arg):
-    return arg["sign"] * objectives.channel(layer, arg["unit"])
+    up, down = (arg["sign"] + 1) / 2, (arg["sign"] - 1) / 2   # (1, 0) or (0, -1)
+    return (up * objectives.channel(layer, arg["unit"])
+            + down * objectives.channel(negative_layer, arg["unit"]))
   return make
 
 
@@ -116,9 +126,11 @@ def render_synthetic(model: base.Model, params, layer: str, units: Sequence[int]
                      references: int) -> tuple[np.ndarray, np.ndarray]:
   """Synthetic references: ``(max, min)``, each ``[U, references, S, S, 3]``.
 
-  One batched render of the :func:`signed_channel` family (unit and negation).
+  One batched render of the :func:`signed_channel` family (unit and negation;
+  the negation on the pre-ReLU twin when the model has one).
   """
-  result = render.render(model, params, signed_channel(layer),
+  family = signed_channel(layer, model.pre_relu(layer))
+  result = render.render(model, params, family,
                          synthetic_args(units, references), config, key,
                          item_ids=synthetic_item_ids(units, references))
   images = np.asarray(result.images)[..., :3].reshape(

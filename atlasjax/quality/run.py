@@ -42,6 +42,9 @@ from atlasjax.quality import suite as suite_lib
 RUN_FILE = "run.json"
 PHOTOS_FILE = "photos.npz"
 NATURAL = "natural"
+# Version of the trial design; results of another design are not mixed.
+# 2: the negation's references minimize the pre-ReLU channel.
+DESIGN = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +81,7 @@ class RunSpec:
 
   def settings(self) -> dict:
     """What the stored results depend on (not which units or params)."""
-    return {"model": self.model, "judge": self.judge, "size": self.size,
+    return {"design": DESIGN, "model": self.model, "judge": self.judge, "size": self.size,
             "steps": self.steps, "lr": self.lr, "transforms": self.transforms,
             **dataclasses.asdict(self.suite)}
 

@@ -204,7 +204,8 @@ def test_quality_script_end_to_end(run_script, toy_registry, eight_photos, tmp_p
   assert sorted(p for p in out.rglob("*")) == before
   for bad, needle in (("--units=1-x", "--units"), ("--units=99", "out of range"),
                       ("--params=nosuch", "nosuch")):
-    r = run_script("quality", *FLAGS, bad, f"--photos={eight_photos}", f"--out={tmp_path / 'x'}")
+    r = run_script("quality", *FLAGS, "--units=0-2", bad, f"--photos={eight_photos}",
+                   f"--out={tmp_path / 'x'}")
     assert r.code == 2 and len(r.error_lines) == 1 and needle in r.error_lines[0], r
     assert "Traceback" not in r.err
 
