@@ -11,7 +11,8 @@ one batched render each; every image is resized to the judge's input size and
 classified by ``--judge``. Prints one JSON line per parameterization: how often
 the target class is the judge's top-1 / top-5, the same on the source itself,
 and the mean softmax probability of the target on the judge. ``--out`` gets a
-contact sheet per parameterization.
+contact sheet per parameterization. The measure itself is
+:mod:`atlasjax.quality.transfer`.
 """
 
 import json
@@ -29,6 +30,7 @@ from atlasjax import models
 from atlasjax import plotting
 from atlasjax.classic import synthesis
 from atlasjax.optvis import render
+from atlasjax.quality import transfer
 
 _SOURCE = flags.DEFINE_string("source", "bvlc_googlenet", "Network rendered on.")
 _JUDGE = flags.DEFINE_string("judge", "efficientnet_lite0", "Network that classifies.")
@@ -42,30 +44,11 @@ _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed of the renders.")
 _OUT = flags.DEFINE_string("out", None, "Folder for contact sheets (optional).")
 
 
-def class_set(n: int) -> np.ndarray:
-  """``n`` class indices spread evenly over ImageNet's 1000."""
-  return np.round(np.linspace(0, 999, n + 2)[1:-1]).astype(np.int32)
-
-
-def judge_logits(model, params, images) -> np.ndarray:
-  """``[N, 1000]`` logits of ``images`` resized to ``model.input_size``."""
-  s = model.input_size
-  x = jax.image.resize(jnp.asarray(images)[..., :3], (len(images), s, s, 3), "linear")
-  return np.asarray(model.apply(params, x, layers=("logits",))["logits"])
-
-
-def hit_rates(logits: np.ndarray, classes: np.ndarray) -> dict:
-  ranks = (logits > logits[np.arange(len(classes)), classes][:, None]).sum(1)
-  probs = jax.nn.softmax(jnp.asarray(logits), axis=-1)
-  return {"top1": float((ranks < 1).mean()), "top5": float((ranks < 5).mean()),
-          "target_prob": float(np.asarray(probs)[np.arange(len(classes)), classes].mean())}
-
-
 def main(argv):
   del argv
   source, source_params = models.load(_SOURCE.value)
   judge, judge_params = models.load(_JUDGE.value)
-  classes = class_set(_CLASSES.value)
+  classes = transfer.class_set(_CLASSES.value)
   out = pathlib.Path(_OUT.value) if _OUT.value else None
   for kind in _PARAMS.value:
     config = render.RenderConfig(size=_SIZE.value, steps=_STEPS.value, lr=_LR.value,
@@ -85,10 +68,10 @@ def main(argv):
             "judge": _JUDGE.value, "param": kind, "transforms": _TRANSFORMS.value,
             "classes": len(classes), "size": _SIZE.value, "steps": _STEPS.value,
             "lr": _LR.value}
-    line.update({f"judge_{k}": v for k, v in
-                 hit_rates(judge_logits(judge, judge_params, images), classes).items()})
-    line.update({f"source_{k}": v for k, v in
-                 hit_rates(judge_logits(source, source_params, images), classes).items()})
+    for prefix, (net, net_params) in (("judge", (judge, judge_params)),
+                                      ("source", (source, source_params))):
+      rates = transfer.hit_rates(transfer.judge_logits(net, net_params, images), classes)
+      line.update({f"{prefix}_{k}": v for k, v in rates.items()})
     line.update({"render_s": seconds, "machine": machine.describe()})
     print(json.dumps(line), flush=True)
 

@@ -25,6 +25,7 @@ from absl import flags
 import cli
 from atlasjax import images as images_lib
 from atlasjax import microscope
+from atlasjax.microscope import quality as quality_scores
 
 _DEFAULTS = microscope.MicroscopeConfig()
 
@@ -53,6 +54,9 @@ _IMAGES = flags.DEFINE_string("images", None,
 _LIMIT = flags.DEFINE_integer("limit", None, "Use only the first N photos.")
 _WORKDIR = flags.DEFINE_string("workdir", None,
                                "Work directory (default: workdir/microscope_<layers>).")
+_QUALITY = flags.DEFINE_string("quality", None, "A quality.json of "
+                               "experiments/quality.py: its per-unit scores go on "
+                               "the unit pages (and the layer pages sort by them).")
 
 
 def main(argv):
@@ -71,12 +75,31 @@ def main(argv):
   paths = paths[:_LIMIT.value] if _LIMIT.value else paths
   workdir = cli.output_dir(_WORKDIR.value or "workdir/microscope_"
                            + "_".join(config.layers), "--workdir")
+  quality = cli_quality_file(_QUALITY.value)
   summary = microscope.build(model, params, config, workdir, paths,
                              image_root=folder)
+  if quality is not None:
+    summary["quality_layers"] = quality_scores.add_quality_scores(workdir, quality)
   print(json.dumps({"index": summary["index"],
                     "site_layers": summary["site_layers"],
                     "render_seconds": {l: round(s["seconds"], 1)
-                                       for l, s in summary["renders"].items()}}))
+                                       for l, s in summary["renders"].items()},
+                    "quality_layers": summary.get("quality_layers", [])}))
+
+
+def cli_quality_file(path):
+  """``--quality``, checked to be a readable quality.json before any work."""
+  if path is None:
+    return None
+  try:
+    result = json.loads(open(path, encoding="utf-8").read())
+  except (OSError, json.JSONDecodeError) as e:
+    raise ValueError(f"--quality={path} is not a readable quality.json ({e}); "
+                     "pass the file experiments/quality.py wrote.") from None
+  if not isinstance(result, dict) or "params" not in result:
+    raise ValueError(f"--quality={path} has no 'params'; pass the quality.json "
+                     "experiments/quality.py wrote.")
+  return result
 
 
 if __name__ == "__main__":

@@ -114,6 +114,25 @@ def add_feature_links(workdir: os.PathLike | str, layer: str) -> bool:
   return True
 
 
+def layer_data_path(workdir: os.PathLike | str, layer: str) -> pathlib.Path:
+  """``<workdir>/microscope/data/<layer>.js``: the data file of a site layer."""
+  return pathlib.Path(workdir) / SITE_DIR / "data" / f"{layer}.js"
+
+
+def read_layer_data(workdir: os.PathLike | str, layer: str) -> dict | None:
+  """The payload of a written site layer (``None`` when there is none)."""
+  script = layer_data_path(workdir, layer)
+  if not script.is_file():
+    return None
+  prefix, suffix = _LAYER_CALL.split("%s")
+  return json.loads(script.read_text().strip()[len(prefix):-len(suffix)])
+
+
+def write_layer_data(workdir: os.PathLike | str, layer: str, data: dict) -> None:
+  """Rewrites a site layer's data file (atomically) with ``data``."""
+  workdir_lib.write_text(layer_data_path(workdir, layer), _js(_LAYER_CALL, data))
+
+
 def _save_png(image: np.ndarray, path: pathlib.Path) -> None:
   if not path.is_file():   # Written atomically: present means complete.
     workdir_lib.save_image(path, Image.fromarray(np.asarray(image, np.uint8)))

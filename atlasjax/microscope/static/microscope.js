@@ -96,6 +96,54 @@ const Microscope = (() => {
               el("small", {text: `w = ${w >= 0 ? "+" : "−"}${Math.abs(w).toFixed(3)}`}))))));
   }
 
+  // Quality scores (atlasjax.quality, added by add_quality_scores): a table
+  // on the unit page, and sort keys for the layer grid.
+  const pct = v => (v === null || v === undefined) ? "–" : `${(100 * v).toFixed(0)} %`;
+  const interval = ci => ci ? ` [${pct(ci[0])}, ${pct(ci[1])}]` : "";
+  const SCORE_KINDS = [["s", "synthetic"], ["n", "natural"], ["p", "path check"]];
+  const sortBy = {};   // layer -> "param:kind" or "" (unit order)
+
+  function qualitySection(L, u) {
+    if (!u.q || !L.quality) return null;
+    const rows = L.quality.params.filter(p => u.q[p]).map(p => {
+      const q = u.q[p];
+      return el("tr", {"data-param": p}, el("td", {text: p}),
+        el("td", {text: pct(q.s) + interval(q.sc)}),
+        el("td", {text: pct(q.n) + interval(q.nc)}),
+        el("td", {text: q.p === null ? "–" : q.p.toFixed(2)}));
+    });
+    return el("section", {className: "ms-quality"},
+      el("h3", {text: `Quality (2AFC accuracy judged by ${L.quality.judge}, ` +
+                      `${u.q[L.quality.params.find(p => u.q[p])].t} trials; chance 50 %)`}),
+      el("table", {},
+         el("tr", {}, ...["param", "synthetic refs", "natural refs", "path check"].map(
+           t => el("th", {text: t}))),
+         ...rows));
+  }
+
+  function sortControl(name, L) {
+    if (!L.quality) return null;
+    const select = el("select", {id: "ms-sort"},
+      el("option", {value: "", text: "unit order"}),
+      ...L.quality.params.flatMap(p => SCORE_KINDS.map(([k, label]) =>
+        el("option", {value: `${p}:${k}`, text: `${p} ${label}`}))));
+    select.value = sortBy[name] || "";
+    select.addEventListener("change", () => { sortBy[name] = select.value; showGrid(name); });
+    return el("label", {className: "ms-sort"}, "Sort by ", select);
+  }
+
+  function gridOrder(name, L) {
+    const order = L.units.map((u, c) => c);
+    const key = sortBy[name];
+    if (!key) return order;
+    const [p, k] = key.split(":");
+    const value = c => {
+      const q = L.units[c].q && L.units[c].q[p];
+      return q && q[k] !== null && q[k] !== undefined ? q[k] : -Infinity;
+    };
+    return order.sort((a, b) => value(b) - value(a) || a - b);
+  }
+
   function setView(view, layer, unit) {
     const r = root();
     r.dataset.view = view;
@@ -109,13 +157,21 @@ const Microscope = (() => {
   function showGrid(name) {
     const L = layers[name];
     const m = main();
-    m.replaceChildren(
+    const key = sortBy[name];
+    const score = c => {
+      if (!key) return "";
+      const [p, k] = key.split(":");
+      const q = L.units[c].q && L.units[c].q[p];
+      return q && q[k] !== null ? ` · ${k === "p" ? q[k].toFixed(2) : pct(q[k])}` : "";
+    };
+    m.replaceChildren(...[
       el("h2", {text: `${name} — ${L.depth} units` +
                 (L.rendered ? "" : " (not rendered: dataset examples shown)")}),
-      el("div", {className: "ms-grid"}, ...L.units.map((u, c) =>
+      sortControl(name, L),
+      el("div", {className: "ms-grid"}, ...gridOrder(name, L).map(c =>
         el("a", {className: "ms-tile", href: unitHref(name, c),
                  "data-unit": `${name}:${c}`},
-           thumb(name, c), el("span", {text: String(c)})))));
+           thumb(name, c), el("span", {text: String(c) + score(c)}))))].filter(Boolean));
     setView("grid", name, "");
   }
 
@@ -142,7 +198,7 @@ const Microscope = (() => {
                  el("div", {className: "ms-examples"}, ...u.ex.filter(e => safeUrl(e[0])).map(([src, score, file]) =>
                    el("figure", {title: file}, el("img", {src: BASE + src, alt: file}),
                       el("figcaption", {text: score.toFixed(1)})))));
-    parts.push(featureSection(name, u.f),
+    parts.push(qualitySection(L, u), featureSection(name, u.f),
                linkSection("Strongest positive inputs", u.in, "p"),
                linkSection("Strongest negative inputs", u.in, "n"),
                linkSection("Strongest positive outputs", u.out, "p"),

@@ -1,7 +1,7 @@
 r"""Gorton's question on mixed3b: which dictionary features, and which neurons,
 look like curve detectors? Scores and pictures.
 
-  nice -n 5 python bench/sae_curves.py --dictionary=/tmp/sae_layers/mixed3b/dictionary.npz \
+  nice -n 5 python bench/figures/sae_curves.py --dictionary=/tmp/sae_layers/mixed3b/dictionary.npz \
       --out=docs/images/mixed3b_curves.jpg
 
 Every neuron of ``mixed3b`` and every feature of a dictionary trained on it
@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # bench/
 import machine  # noqa: E402
 
 from atlasjax import models  # noqa: E402

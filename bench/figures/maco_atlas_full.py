@@ -3,7 +3,7 @@ r"""A full atlas with ``--param=maco`` against the default, on the same cells.
   python experiments/atlas.py --workdir=W_fft
   mkdir W_maco && cp -r W_fft/{collect,layout,run_config.json} W_maco/
   python experiments/atlas.py --workdir=W_maco --param=maco
-  python bench/maco_atlas_full.py --workdirs=W_fft,W_maco --grid=10 \
+  python bench/figures/maco_atlas_full.py --workdirs=W_fft,W_maco --grid=10 \
       --out=docs/images/maco_atlas_full.jpg
 
 Collection and layout do not depend on the parameterization, so the second
@@ -19,6 +19,7 @@ atlas (the window holding the most cells).
 
 import json
 import pathlib
+import sys
 
 from absl import app
 from absl import flags
@@ -26,7 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-import machine  # bench/ (this script's folder is on sys.path)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # bench/
+import machine  # noqa: E402  pylint: disable=g-import-not-at-top
 from atlasjax import models
 from atlasjax.atlas import render_atlas
 

@@ -1,6 +1,6 @@
 r"""MaCo next to fft for a few GoogLeNet units: the README's unit figure.
 
-  python bench/maco_units.py --out=docs/images/maco_vs_fft_units.jpg
+  python bench/figures/maco_units.py --out=docs/images/maco_vs_fft_units.jpg
 
 Renders ``channel(--layer, c)`` for each of ``--channels`` with each
 parameterization in ``--params`` (``name:lr`` pairs; MaCo's phase wants a
@@ -14,6 +14,7 @@ its load.
 import dataclasses
 import json
 import pathlib
+import sys
 import time
 
 from absl import app
@@ -23,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-import machine  # bench/ (this script's folder is on sys.path)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # bench/
+import machine  # noqa: E402  pylint: disable=g-import-not-at-top
 from atlasjax import models
 from atlasjax import plotting
 from atlasjax.optvis import objectives as obj

@@ -1,6 +1,6 @@
 r"""Feature visualizations of the distilled ViT at three depths (Ghiasi et al. 2022).
 
-  nice -n 5 python bench/vit_renders.py [--steps=256] [--units=5] \
+  nice -n 5 python bench/figures/vit_renders.py [--steps=256] [--units=5] \
       [--out=docs/images/vit_distilled_features.jpg]
 
 Ghiasi et al., "What do Vision Transformers Learn? A Visual Exploration"
@@ -35,7 +35,7 @@ from atlasjax.optvis import objectives
 from atlasjax.optvis import render
 from atlasjax.optvis import transform as T
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # bench/
 import machine  # pylint: disable=g-import-not-at-top
 
 MODEL = "vit_distilled"
