@@ -499,9 +499,10 @@ def _depth(value: Any) -> int:
 
 def read_json(path: os.PathLike | str, schema: Any = None, *,
               fix: str = "re-create the file with the stage that writes it",
-              max_bytes: int = MAX_JSON_BYTES) -> Any:
+              max_bytes: int = MAX_JSON_BYTES, allow_nan: bool = False) -> Any:
   """A JSON file, refused unread above ``max_bytes`` and checked against
-  ``schema`` (see :func:`check`).
+  ``schema`` (see :func:`check`). ``allow_nan`` accepts the ``NaN`` and
+  ``Infinity`` that Python's ``json`` writes (a stage's own records).
 
   Raises:
     FileFormatError: too large, not UTF-8, not JSON (``NaN``/``Infinity``
@@ -518,7 +519,8 @@ def read_json(path: os.PathLike | str, schema: Any = None, *,
   if len(data) > size:
     raise refuse(path, f"grew past {max_bytes} bytes while read", fix)
   try:
-    value = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
+    value = json.loads(data.decode("utf-8"),
+                       **({} if allow_nan else {"parse_constant": _no_constant}))
   except RecursionError:
     raise refuse(path, f"JSON nested deeper than {MAX_JSON_DEPTH} levels",
                  fix) from None

@@ -173,8 +173,9 @@ def load_npy(path: os.PathLike | str) -> np.ndarray:
 
 def read_json(path: os.PathLike | str) -> Any:
   """Reads a UTF-8 JSON file through :func:`atlasjax.readers.read_json`
-  (size, encoding and nesting checked)."""
-  return readers.read_json(path)
+  (size, encoding and nesting checked). ``NaN`` is accepted: :func:`write_json`
+  writes Python's ``json``, and stages record NaN for "not measured"."""
+  return readers.read_json(path, allow_nan=True)
 
 
 def is_temporary(path: os.PathLike | str) -> bool:

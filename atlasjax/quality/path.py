@@ -86,6 +86,7 @@ class PathCurve:
   score: float
 
   def to_json(self) -> dict:
+    """The curve as ``quality.json`` stores it (values rounded to 4 places)."""
     r = lambda a: [round(float(v), 4) for v in a]  # noqa: E731
     return {"layers": list(self.layers), "visualization": r(self.visualization),
             "floor": r(self.floor), "exemplars": r(self.exemplars),

@@ -127,6 +127,7 @@ class Accuracy:
   trials: int
 
   def to_json(self) -> dict:
+    """The accuracy as ``quality.json`` stores it (rounded to 4 places)."""
     return {"accuracy": round(self.accuracy, 4),
             "ci95": [round(v, 4) for v in self.ci95], "trials": self.trials}
 
