@@ -149,7 +149,8 @@ def toy_registry(monkeypatch):
   """``models.get`` / ``models.load`` also know the toy CNN and the toy judge."""
   toys = {"toy_cnn": toy_model.TOY_MODEL, "toy_judge": TOY_JUDGE}
   get, load = models.get, models.load
-  monkeypatch.setattr(models, "get", lambda name="bvlc_googlenet": toys.get(name) or get(name))
+  monkeypatch.setattr(models, "get", lambda name="bvlc_googlenet", weights=None:
+                      toys.get(name) or get(name, weights))
   monkeypatch.setattr(models, "load", lambda name="bvlc_googlenet", data=None, weights=None: (
       (toys[name], toy_model.toy_params()) if name in toys else load(name, data, weights)))
 
