@@ -185,9 +185,68 @@ def to_model_input(images, convention: InputConvention):
 # ----------------------------------------------------------------------------
 # The Flax modules.
 
-def _conv(features, kernel=1, stride=1, groups=1, name=None):
+def _conv(features, kernel=1, stride=1, name=None):
   return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
-                 padding="SAME", feature_group_count=groups, name=name)
+                 padding="SAME", name=name)
+
+
+def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+  """TensorFlow "SAME" padding of one side: the extra pixel goes after."""
+  total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+  return total // 2, total - total // 2
+
+
+def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int,
+                   method: str = "auto") -> jax.Array:
+  """Depthwise k×k convolution with "SAME" padding (``kernel`` is ``[k, k, 1, C]``).
+
+  ``method="shifted"`` sums k² strided slices of the padded input, each
+  scaled by its per-channel weights; ``"grouped"`` is XLA's grouped
+  convolution (``feature_group_count=C``); ``"auto"`` picks ``shifted`` on CPU
+  and ``grouped`` elsewhere. On CPU XLA's grouped convolution is ~10× slower
+  than the shifted sum, forward and backward, at every EfficientNet-Lite0
+  depthwise shape (``bench/depthwise.py``); on accelerators cuDNN / TPU
+  kernels handle grouped convolutions natively. The two agree to float32
+  rounding (tested).
+  """
+  if method == "auto":
+    method = "shifted" if jax.default_backend() == "cpu" else "grouped"
+  if method == "grouped":
+    return jax.lax.conv_general_dilated(
+        x, kernel, (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=x.shape[-1])
+  if method != "shifted":
+    raise ValueError(f"depthwise method {method!r}: use 'auto', 'shifted' or 'grouped'.")
+  k = kernel.shape[0]
+  pads = [_same_padding(n, k, stride) for n in x.shape[1:3]]
+  x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+  out_h, out_w = ((n - k) // stride + 1 for n in x.shape[1:3])
+  out = jnp.zeros((x.shape[0], out_h, out_w, x.shape[-1]), x.dtype)
+  for i in range(k):
+    for j in range(k):
+      window = x[:, i:i + (out_h - 1) * stride + 1:stride,
+                 j:j + (out_w - 1) * stride + 1:stride]
+      out = out + window * kernel[i, j, 0]
+  return out
+
+
+class DepthwiseConv(nn.Module):
+  """A depthwise convolution with bias; its variables are ``nn.Conv``'s with
+  ``feature_group_count=features`` (``kernel [k, k, 1, C]``, ``bias [C]``), so
+  the converted weights load unchanged."""
+  features: int
+  kernel: int
+  stride: int = 1
+  method: str = "auto"
+
+  @nn.compact
+  def __call__(self, x):
+    """``x`` ``[N, H, W, C]`` → ``[N, ⌈H/s⌉, ⌈W/s⌉, C]``."""
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        (self.kernel, self.kernel, 1, self.features))
+    bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    return (depthwise_conv(x, kernel.astype(x.dtype), self.stride, self.method)
+            + bias.astype(x.dtype))
 
 
 class MBConv(nn.Module):
@@ -197,13 +256,14 @@ class MBConv(nn.Module):
   every stage is one convolution with a bias.
   """
   unit: Unit
+  depthwise_method: str = "auto"
 
   def setup(self):
     """Declares the expansion (if any), depthwise and projection convolutions."""
     u = self.unit
     if u.expand_ratio != 1:
       self.expand = _conv(u.hidden)
-    self.depthwise = _conv(u.hidden, u.kernel, u.stride, groups=u.hidden)
+    self.depthwise = DepthwiseConv(u.hidden, u.kernel, u.stride, self.depthwise_method)
     self.project = _conv(u.features)
 
 
@@ -214,9 +274,11 @@ class EfficientNetLite(nn.Module):
   here). ``layers`` (a name or tuple of names) returns just those outputs and
   stops the forward pass once they exist. ``perturb`` maps output names to
   arrays added to those outputs before the rest of the network reads them;
-  ``jax.jvp`` through it linearises the downstream network.
+  ``jax.jvp`` through it linearises the downstream network. ``depthwise``
+  picks how depthwise convolutions run (:func:`depthwise_conv`; same values).
   """
   spec: EfficientNetLiteSpec = EFFICIENTNET_LITE0
+  depthwise: str = "auto"
 
   @nn.compact
   def __call__(self, images, layers: Sequence[str] | str | None = None,
@@ -265,7 +327,7 @@ class EfficientNetLite(nn.Module):
     if done():
       return result()
     for unit in units(spec):
-      block = MBConv(unit, name=unit.scope)
+      block = MBConv(unit, self.depthwise, name=unit.scope)
       prefix = f"block{unit.stage}"
       h = x
       if unit.expand_ratio != 1:

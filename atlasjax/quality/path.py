@@ -31,6 +31,7 @@ than to random photos (early layers).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Mapping, Sequence
 
 import jax
@@ -50,14 +51,24 @@ def path_layers(model: base.Model, layer: str) -> tuple[str, ...]:
 
 
 def layer_means(model: base.Model, params, images, layers: Sequence[str],
-                batch_size: int = BATCH) -> dict[str, np.ndarray]:
-  """``{layer: [N, C]}`` spatially averaged activations of ``images``."""
-  layers = tuple(layers)
-  f = jax.jit(lambda x: {k: v.mean(axis=(1, 2)) for k, v in
-                         model.apply(params, x, layers=layers).items()})
+                batch_size: int = BATCH, size: int | None = None
+                ) -> dict[str, np.ndarray]:
+  """``{layer: [N, C]}`` spatially averaged activations of ``images``
+  (resized to ``size`` px first when given)."""
+  layers, f = tuple(layers), _means(model, tuple(layers), size)
   images = np.asarray(images, np.float32)[..., :3]
-  parts = [f(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
+  parts = [f(params, images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
   return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in layers}
+
+
+@functools.lru_cache(maxsize=None)
+def _means(model: base.Model, layers: tuple[str, ...], size: int | None):
+  # Compiled once per model, layers and size with the weights an argument
+  # (a closure over them recompiles on every call and embeds them as constants).
+  def means(params, x):
+    x = x if size is None else psychophysics.resize(x, size)
+    return {k: v.mean(axis=(1, 2)) for k, v in model.apply(params, x, layers=layers).items()}
+  return jax.jit(means)
 
 
 def _leave_one_out(sim: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ explicit seed. The judge should be independent of the network under study
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Sequence
 
 import jax
@@ -73,12 +74,18 @@ def resize(images, size: int) -> jax.Array:
 def embed(judge: base.Model, params, images, size: int = TRIAL_SIZE,
           batch_size: int = EMBED_BATCH) -> np.ndarray:
   """``[N, D]`` embeddings: the judge's last feature map averaged over space."""
-  layer = embedding_layer(judge)
-  f = jax.jit(lambda x: judge.apply(params, resize(x, size), layers=(layer,))[
-      layer].mean(axis=(1, 2)))
+  f = _embedder(judge, embedding_layer(judge), size)
   images = np.asarray(images)
-  return np.concatenate([np.asarray(f(images[i:i + batch_size]))
+  return np.concatenate([np.asarray(f(params, images[i:i + batch_size]))
                          for i in range(0, len(images), batch_size)])
+
+
+@functools.lru_cache(maxsize=None)
+def _embedder(judge: base.Model, layer: str, size: int):
+  # One compiled program per judge and size, the weights an argument: a
+  # closure over them would embed them as constants and recompile per call.
+  return jax.jit(lambda params, x: judge.apply(params, resize(x, size), layers=(layer,))[
+      layer].mean(axis=(1, 2)))
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -11,9 +11,9 @@ Layout of ``out/`` (every file written atomically through
   trials/natural/<layer>_<unit>/ the natural references (same names)
   quality.json, quality.md, quality.png
 
-A rerun with the same settings skips every unit already recorded (units
-and parameterizations may be added); different settings are refused before
-anything is written.
+A rerun with the same settings skips every unit already recorded (units,
+layers and parameterizations may be added); different settings are refused
+before anything is written.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from PIL import Image
 from atlasjax import images as images_lib
 from atlasjax import plotting
 from atlasjax import progress
+from atlasjax import readers
 from atlasjax import workdir as workdir_lib
 from atlasjax.models import base
 from atlasjax.optvis import registry
@@ -42,6 +43,14 @@ from atlasjax.quality import suite as suite_lib
 RUN_FILE = "run.json"
 PHOTOS_FILE = "photos.npz"
 NATURAL = "natural"
+# photos.npz: which photos, the split, and per-layer values_<layer> [N, C].
+PHOTOS_SPEC = {
+    "paths": readers.Array(("N",), readers.STRING),
+    "embeddings": readers.Array(("N", None)),
+    "reference": readers.Array((None,), readers.INTEGER),
+    "query": readers.Array((None,), readers.INTEGER),
+    "random": readers.Array((None,), readers.INTEGER),
+}
 # Version of the trial design; results of another design are not mixed.
 # 2: the negation's references minimize the pre-ReLU channel.
 DESIGN = 2
@@ -125,13 +134,18 @@ def _record_settings(out: pathlib.Path, spec: RunSpec, photos_id: str) -> None:
 def _photo_stats(out, spec, model, params, judge, judge_params, photos):
   path = out / PHOTOS_FILE
   if path.exists():
-    z = np.load(path, allow_pickle=False)
-    kept = [str(p) for p in z["paths"]]
-    split = refs_lib.Split(z["reference"], z["query"])
-    return suite_lib.PhotoStats(kept, {k: z[f"values_{k}"] for k in spec.layers},
-                                z["embeddings"], split, z["random"])
-  stats = suite_lib.photo_stats(model, params, judge, judge_params, photos,
-                                spec.layers, spec.suite)
+    z, _ = readers.read_npz(path, PHOTOS_SPEC, fix=f"delete {path} and rerun")
+    stats = suite_lib.PhotoStats(
+        [str(p) for p in z["paths"]],
+        {k[len("values_"):]: v for k, v in z.items() if k.startswith("values_")},
+        z["embeddings"], refs_lib.Split(z["reference"], z["query"]), z["random"])
+    added = [k for k in spec.layers if k not in stats.unit_values]
+    if not added:
+      return stats
+    stats = suite_lib.add_layers(stats, model, params, added)   # a layer added on resume
+  else:
+    stats = suite_lib.photo_stats(model, params, judge, judge_params, photos,
+                                  spec.layers, spec.suite)
   workdir_lib.save_npz(path, paths=np.array(stats.paths), embeddings=stats.embeddings,
                        reference=stats.split.reference, query=stats.split.query,
                        random=stats.random,

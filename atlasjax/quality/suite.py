@@ -71,24 +71,43 @@ def photo_stats(model: base.Model, params, judge: base.Model, judge_params,
   """Reads every photo once (its evaluation crop at the trial size, as saved
   for the trials): unit-layer channel means at the model's input size and
   judge embeddings."""
-  layers, size = tuple(layers), model.input_size
-  means = jax.jit(lambda x: {k: v.mean(axis=(1, 2)) for k, v in model.apply(
-      params, psychophysics.resize(x, size), layers=layers).items()})
-  values, embeddings, kept = {k: [] for k in layers}, [], []
-  load = lambda p: images_lib.load_for_model(p, psychophysics.TRIAL_SIZE)  # noqa: E731
-  with progress.bar(len(paths), "photos", unit="photo") as bar:
-    for batch in images_lib.iter_batches(list(paths), PHOTO_BATCH, load=load):
-      out = means(batch.images)
-      for k in layers:
-        values[k].append(np.asarray(out[k]))
-      embeddings.append(psychophysics.embed(judge, judge_params, batch.images))
-      kept += batch.paths
-      bar.update(len(batch.paths))
+  kept, (values, embeddings) = _over_photos(
+      paths, _layer_values(model, params, layers),
+      lambda x: psychophysics.embed(judge, judge_params, x))
   split = refs_lib.split_photos(len(kept), config.seed)
   random = np.sort(np.random.default_rng(config.seed + 1).choice(
       split.reference, min(config.random_photos, len(split.reference)), replace=False))
-  return PhotoStats(kept, {k: np.concatenate(v) for k, v in values.items()},
-                    np.concatenate(embeddings), split, random)
+  return PhotoStats(kept, values, embeddings, split, random)
+
+
+def add_layers(stats: PhotoStats, model: base.Model, params,
+               layers: Sequence[str]) -> PhotoStats:
+  """``stats`` with the unit values of ``layers`` added (one pass over its photos)."""
+  kept, (values,) = _over_photos(stats.paths, _layer_values(model, params, layers))
+  if kept != stats.paths:
+    missing = sorted(set(stats.paths) - set(kept))
+    raise ValueError(f"{len(missing)} photo(s) of this run no longer load "
+                     f"(first: {missing[0]}); restore them or start a new --out.")
+  return dataclasses.replace(stats, unit_values={**stats.unit_values, **values})
+
+
+def _layer_values(model, params, layers):
+  layers = tuple(layers)
+  return lambda x: path_lib.layer_means(model, params, x, layers, size=model.input_size)
+
+
+def _over_photos(paths, *fns):
+  """``(loaded paths, [each fn's outputs concatenated])`` over batches of the
+  photos' trial-size crops (photos that fail to load are left out)."""
+  load = lambda p: images_lib.load_for_model(p, psychophysics.TRIAL_SIZE)  # noqa: E731
+  outputs, kept = [[] for _ in fns], []
+  with progress.bar(len(paths), "photos", unit="photo") as bar:
+    for batch in images_lib.iter_batches(list(paths), PHOTO_BATCH, load=load):
+      for out, fn in zip(outputs, fns):
+        out.append(fn(batch.images))
+      kept += batch.paths
+      bar.update(len(batch.paths))
+  return kept, [jax.tree_util.tree_map(lambda *a: np.concatenate(a), *out) for out in outputs]
 
 
 def unit_trials(stats: PhotoStats, layer: str, unit: int,
@@ -156,27 +175,40 @@ def score_units(model: base.Model, params, judge: base.Model, judge_params,
                                           render_config, key, n)
   # Judge exactly what is saved: 8-bit images (a trial recomputes from PNGs).
   maxes, mins = (np.round(np.clip(x, 0, 1) * 255) / 255 for x in (maxes, mins))
-  layers = path_lib.path_layers(model, layer)
-  size = render_config.size
-  random_acts = path_lib.layer_means(model, params, load(
-      [stats.paths[i] for i in stats.random], size), layers)
+  every_trials = [unit_trials(stats, layer, unit, config) for unit in units]
+  ref_e = psychophysics.embed(judge, judge_params, np.concatenate(
+      [maxes, mins], 1).reshape(-1, *maxes.shape[2:])).reshape(len(units), 2, n, -1)
+  curves, reached = _path_checks(model, params, stats, layer, units, maxes, every_trials,
+                                 render_config.size, load)
   e = stats.embeddings
-  out = []
-  for u, unit in enumerate(units):
-    trials = unit_trials(stats, layer, unit, config)
-    ref_e = psychophysics.embed(judge, judge_params, np.concatenate([maxes[u], mins[u]]))
-    synthetic = psychophysics.judge_trials(ref_e[:n], ref_e[n:], e[trials.query_max],
-                                           e[trials.query_min])
-    vis_acts = path_lib.layer_means(model, params, maxes[u], layers)
-    top_acts = path_lib.layer_means(model, params, load(
-        [stats.paths[i] for i in trials.ref_max], size), layers)
-    curve = path_lib.path_curve(vis_acts, top_acts, random_acts)
-    out.append(UnitScore(
-        layer, int(unit), synthetic, natural_scores(stats, trials), curve,
-        float(vis_acts[layer][:, unit].mean()),
-        float(stats.unit_values[layer][:, unit].max()), maxes[u], mins[u], trials))
-  return out
+  return [UnitScore(layer, int(unit),
+                    psychophysics.judge_trials(ref_e[u, 0], ref_e[u, 1],
+                                               e[trials.query_max], e[trials.query_min]),
+                    natural_scores(stats, trials), curves[u], reached[u],
+                    float(stats.unit_values[layer][:, unit].max()), maxes[u], mins[u], trials)
+          for u, (unit, trials) in enumerate(zip(units, every_trials))]
 
 
-__all__ = ["PhotoStats", "SuiteConfig", "UnitScore", "load_photos",
+def _path_checks(model, params, stats, layer, units, maxes, every_trials, size, load):
+  """Each unit's path curve and the activation its max visualizations reach.
+
+  One forward pass per kind of image for all units (fuller batches): the
+  visualizations, every unit's top natural exemplars, the random photos.
+  """
+  layers = path_lib.path_layers(model, layer)
+  split = lambda acts, sizes: [{k: v[a:b] for k, v in acts.items()}  # noqa: E731
+                               for a, b in zip(np.cumsum([0, *sizes[:-1]]), np.cumsum(sizes))]
+  random = path_lib.layer_means(model, params, load(
+      [stats.paths[i] for i in stats.random], size), layers)
+  vis = split(path_lib.layer_means(model, params, maxes.reshape(-1, *maxes.shape[2:]), layers),
+              [maxes.shape[1]] * len(units))
+  top = split(path_lib.layer_means(model, params, load(
+      [stats.paths[i] for t in every_trials for i in t.ref_max], size), layers),
+              [len(t.ref_max) for t in every_trials])
+  curves = [path_lib.path_curve(v, t, random) for v, t in zip(vis, top)]
+  reached = [float(v[layer][:, unit].mean()) for v, unit in zip(vis, units)]
+  return curves, reached
+
+
+__all__ = ["PhotoStats", "SuiteConfig", "UnitScore", "add_layers", "load_photos",
            "natural_scores", "photo_stats", "score_units", "unit_trials"]

@@ -200,6 +200,36 @@ def test_pinned_logits(module, variables, photos):
     assert int(np.argmax(logits[i])) == classes[0]
 
 
+@pytest.mark.parametrize("size,kernel,stride", [(9, 3, 1), (9, 3, 2), (10, 5, 2),
+                                                (8, 5, 1), (7, 5, 2)])
+def test_depthwise_shifted_equals_grouped(size, kernel, stride):
+  """The CPU path (shifted sums) is XLA's grouped convolution, value and gradients."""
+  x = jax.random.normal(jax.random.key(1), (2, size, size + 1, 6))
+  w = jax.random.normal(jax.random.key(2), (kernel, kernel, 1, 6))
+  loss = lambda method: lambda x, w: (  # noqa: E731
+      enet.depthwise_conv(x, w, stride, method) ** 2 * jnp.arange(6)).sum()
+  shifted = enet.depthwise_conv(x, w, stride, "shifted")
+  grouped = enet.depthwise_conv(x, w, stride, "grouped")
+  assert shifted.shape == grouped.shape == (2, -(-size // stride), -(-(size + 1) // stride), 6)
+  np.testing.assert_allclose(shifted, grouped, rtol=1e-5, atol=1e-5)
+  for a, b in zip(jax.grad(loss("shifted"), (0, 1))(x, w),
+                  jax.grad(loss("grouped"), (0, 1))(x, w)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_network_is_the_same_under_either_depthwise_method(variables, small_photos, full):
+  head = lambda method: jax.jit(lambda v, x: enet.EfficientNetLite(  # noqa: E731
+      depthwise=method).apply(v, x, layers="head"))(variables, small_photos)
+  grouped, shifted = head("grouped"), head("shifted")
+  np.testing.assert_allclose(shifted["head"], grouped["head"], rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(full["head"], grouped["head"], rtol=1e-4, atol=1e-4)
+
+
+def test_depthwise_method_is_checked():
+  with pytest.raises(ValueError, match="'auto', 'shifted' or 'grouped'"):
+    enet.depthwise_conv(jnp.zeros((1, 4, 4, 2)), jnp.zeros((3, 3, 1, 2)), 1, "fft")
+
+
 # ----------------------------------------------------------------------------
 # Structure: layers, truncation, perturbation.
 
@@ -246,7 +276,10 @@ def test_truncated_forward_equals_full(module, variables, small_photos, full):
   # Stopping early means later layers are not even traced.
   jaxpr = str(jax.make_jaxpr(lambda x: module.apply(variables, x, layers="block3"))(
       small_photos))
-  assert jaxpr.count("conv_general_dilated") == 1 + 2 + 3 * 2 + 3 * 2  # stem, block1-3
+  # stem; block1's unit: depthwise + project; blocks 2-3, two units each:
+  # expand + depthwise + project (depthwise is a shifted sum, no conv, on CPU).
+  dw = 0 if jax.default_backend() == "cpu" else 1
+  assert jaxpr.count("conv_general_dilated") == 1 + (1 + dw) + 2 * 2 * (2 + dw)
 
 
 def test_perturb(module, variables, small_photos, full):

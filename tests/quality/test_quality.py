@@ -196,6 +196,19 @@ def test_quality_script_end_to_end(run_script, toy_registry, eight_photos, tmp_p
   r = run_script("quality", *FLAGS, "--units=0-3", f"--photos={eight_photos}", f"--out={out}")
   assert r.code == 0 and scored == [[3]], (r, scored)
   assert len(json.loads((out / "quality.json").read_text())["params"]["fft"]["units"]) == 4
+  # A layer added on resume: its photo values are computed, only its units render.
+  before_npz = dict(np.load(out / "photos.npz"))
+  added = [f for f in FLAGS if not f.startswith("--layer=")] + ["--layer=conv2,conv1"]
+  r = run_script("quality", *added, "--units=0-3", f"--photos={eight_photos}", f"--out={out}")
+  assert r.code == 0 and scored == [[3], [0, 1], [2, 3]], (r, scored)
+  after_npz = dict(np.load(out / "photos.npz"))
+  assert set(after_npz) == set(before_npz) | {"values_conv1"}
+  for name, value in before_npz.items():
+    np.testing.assert_array_equal(after_npz[name], value)
+  assert after_npz["values_conv1"].shape == (8, 8)
+  units = json.loads((out / "quality.json").read_text())["params"]["fft"]["units"]
+  assert sorted(units) == [f"conv{l}:{u}" for l in (1, 2) for u in range(4)]
+  assert "| fft | all | 8 |" in (out / "quality.md").read_text()
 
   # Other settings are refused in one line; nothing is removed.
   before = sorted(p for p in out.rglob("*"))
