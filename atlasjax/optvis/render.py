@@ -824,10 +824,10 @@ def custom_pieces(config: RenderConfig) -> tuple:
 _SHAPES: dict[Any, dict[str, tuple[int, ...]]] = {}
 
 
-def _checked(model, params, make, args, config, param, transforms) -> None:
+def _checked(model, params, make, args, config, param, transforms, pieces) -> None:
   """:func:`check` before the first compile of a family; later calls check
   only the new args' indices against the shapes found then."""
-  key = (model, make, config, param, transforms, custom_pieces(config),
+  key = (model, make, config, param, transforms, pieces,
          jax.tree_util.tree_structure(args))
   try:
     shapes = _SHAPES.get(key)
@@ -1135,7 +1135,8 @@ def render(model: base.Model, params: PyTree, make: Callable[..., Any],
   # Keyed on structure: a notebook cell that rebuilds the same lambda reuses
   # the compiled program (see atlasjax.optvis.family).
   make = family_lib.keyed(make)
-  _checked(model, params, make, args, config, param, transforms)
+  pieces = custom_pieces(config)
+  _checked(model, params, make, args, config, param, transforms, pieces)
   if args is None:
     make, args = _ignore_arg(make), np.zeros((1,), np.int32)
   if start is not None:
@@ -1143,8 +1144,7 @@ def render(model: base.Model, params: PyTree, make: Callable[..., Any],
   n = _num_items(args)
   key = jax.random.PRNGKey(0) if key is None else key
   renderer = build(model, make, config, param, transforms, optimizer,
-                   tuple(devices) if devices is not None else None,
-                   custom_pieces(config))
+                   tuple(devices) if devices is not None else None, pieces)
   renderer.progress = progress if progress is not None else _print_progress
   ids = np.arange(n) if item_ids is None else np.asarray(item_ids)
   if ids.shape != (n,):

@@ -112,12 +112,50 @@ def markdown_table(result: Mapping) -> str:
 
 
 def figure(result: Mapping, path: os.PathLike | str) -> None:
-  """Accuracies with intervals per parameterization, and mean path curves."""
+  """One layer: accuracies with intervals per parameterization and mean path
+  curves. Several layers: accuracy and path check per layer."""
   import matplotlib  # Lazy: only the figure needs it.
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   names = list(result["params"])
   fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.6))
+  if len(by_layer(result["params"][names[0]]["units"])) > 1:
+    _by_layer_panels(result, ax, bx)
+  else:
+    _one_layer_panels(result, ax, bx)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110, format="png")
+  plt.close(fig)
+
+
+def _by_layer_panels(result, ax, bx) -> None:
+  seed, resamples = result["settings"]["seed"], result["settings"]["resamples"]
+  layers = None
+  for n, (name, block) in enumerate(result["params"].items()):
+    groups = by_layer(block["units"])
+    layers = layers or list(groups)
+    rows = [summarize(groups[layer], seed, resamples) for layer in layers]
+    x = np.arange(len(layers)) + (n - len(result["params"]) / 2) * 0.06
+    acc = np.array([r["synthetic"] for r in rows])
+    ci = np.array([r["synthetic_ci95"] for r in rows])
+    ax.errorbar(x, acc, yerr=[acc - ci[:, 0], ci[:, 1] - acc], marker="o", capsize=3,
+                label=name)
+    bx.plot(np.arange(len(layers)), [r["path_check"] for r in rows], marker="o", label=name)
+  natural = [summarize(units, seed, resamples)["natural"] for units in
+             (by_layer(next(iter(result["params"].values()))["units"])[l] for l in layers)]
+  ax.plot(np.arange(len(layers)), natural, "k:", marker="s", label="natural refs")
+  for axis, label in ((ax, "2AFC accuracy (synthetic refs)"),
+                      (bx, "path check (mean percentile)")):
+    axis.axhline(0.5, color="k", lw=0.8, ls="--")
+    axis.set_xticks(np.arange(len(layers)), layers)
+    axis.set_ylim(0, 1.02)
+    axis.set_ylabel(label)
+    axis.legend(fontsize=7)
+  ax.set_title(f"{result['model']}, judged by {result['judge']}", fontsize=9)
+
+
+def _one_layer_panels(result, ax, bx) -> None:
+  names = list(result["params"])
   for k, kind in enumerate(KINDS):
     vals = [result["params"][n]["summary"][kind] for n in names]
     cis = np.array([result["params"][n]["summary"][f"{kind}_ci95"] for n in names])
@@ -142,9 +180,6 @@ def figure(result: Mapping, path: os.PathLike | str) -> None:
   bx.set_ylim(0, 1.02)
   bx.set_ylabel(f"path check: percentile among\nrandom photos ({layers[-1]} units)")
   bx.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110, format="png")
-  plt.close(fig)
 
 
 __all__ = ["DECISION_RULE", "by_layer", "figure", "markdown_table", "summarize",
