@@ -85,6 +85,45 @@ def by_layer(units: Mapping[str, dict]) -> dict[str, dict]:
   return groups
 
 
+def compare(result: Mapping, param: str, baseline: str, *,
+            layer: str | None = None) -> dict:
+  """Is ``param`` better than ``baseline``? Paired over the units both scored.
+
+  Per unit, the difference of synthetic accuracy (same trials, same queries)
+  and of path check; their means with percentile-bootstrap 95 % intervals
+  over *units* (the trials of a unit are not independent draws across
+  parameterizations: the queries are shared), and how many units each side
+  wins. ``layer`` restricts to one layer.
+
+  Returns:
+    ``{"param", "baseline", "units", "synthetic": {"difference", "ci95",
+    "wins", "losses"}, "path_check": {...}}``.
+  """
+  a, b = (result["params"][name]["units"] for name in (param, baseline))
+  keys = [k for k in a if k in b and (layer is None or a[k]["layer"] == layer)]
+  if not keys:
+    raise ValueError(f"{param!r} and {baseline!r} share no scored unit"
+                     + (f" in {layer}" if layer else "") + "; score the same units.")
+  seed, resamples = result["settings"]["seed"], result["settings"]["resamples"]
+  out = {"param": param, "baseline": baseline, "units": len(keys)}
+  for kind in ("synthetic", "path_check"):
+    d = np.array([a[k][kind] - b[k][kind] for k in keys], np.float64)
+    d = d[np.isfinite(d)]
+    out[kind] = {"difference": round(float(d.mean()), 4),
+                 "ci95": [round(v, 4) for v in _mean_interval(d, seed, resamples)],
+                 "wins": int((d > 0).sum()), "losses": int((d < 0).sum())}
+  return out
+
+
+def _mean_interval(values: np.ndarray, seed: int, resamples: int) -> tuple[float, float]:
+  """Percentile-bootstrap 95 % interval of the mean of ``values``."""
+  rng = np.random.default_rng(seed)
+  means = rng.choice(values, size=(resamples, values.size)).mean(axis=1)
+  tail = (1.0 - psychophysics.CONFIDENCE) / 2 * 100
+  lo, hi = np.percentile(means, [tail, 100 - tail])
+  return float(lo), float(hi)
+
+
 def _pct(value, interval) -> str:
   return f"{100 * value:.1f} [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]"
 
@@ -108,7 +147,30 @@ def markdown_table(result: Mapping) -> str:
           f"| {_pct(s['synthetic'], s['synthetic_ci95'])} "
           f"| {_pct(s['natural'], s['natural_ci95'])} | {s['path_check']} "
           f"| {s['activation_ratio_median']} |")
-  return "\n".join(lines) + "\n"
+  return "\n".join(lines + _comparison_lines(result)) + "\n"
+
+
+def _comparison_lines(result: Mapping) -> list[str]:
+  """Each parameterization paired against the first (:func:`compare`), per
+  layer (and over all layers when several)."""
+  names = list(result["params"])
+  if len(names) < 2:
+    return []
+  lines = ["", f"Paired against `{names[0]}` over the units both scored: mean "
+           "per-unit difference, bootstrap 95 % interval over units; units "
+           "better / worse.", "",
+           "| param | layer | units | synthetic accuracy (points) | path check |",
+           "|---|---|---|---|---|"]
+  layers = list(by_layer(result["params"][names[0]]["units"]))
+  cell = lambda m, scale, digits: (  # noqa: E731
+      f"{scale * m['difference']:+.{digits}f} [{scale * m['ci95'][0]:+.{digits}f}, "
+      f"{scale * m['ci95'][1]:+.{digits}f}]; {m['wins']} / {m['losses']}")
+  for name in names[1:]:
+    for layer in layers + (["all"] if len(layers) > 1 else []):
+      c = compare(result, name, names[0], layer=None if layer == "all" else layer)
+      lines.append(f"| {name} − {names[0]} | {layer} | {c['units']} "
+                   f"| {cell(c['synthetic'], 100, 1)} | {cell(c['path_check'], 1, 2)} |")
+  return lines
 
 
 def figure(result: Mapping, path: os.PathLike | str) -> None:
@@ -182,5 +244,5 @@ def _one_layer_panels(result, ax, bx) -> None:
   bx.legend(fontsize=7)
 
 
-__all__ = ["DECISION_RULE", "by_layer", "figure", "markdown_table", "summarize",
+__all__ = ["DECISION_RULE", "by_layer", "compare", "figure", "markdown_table", "summarize",
            "unit_key", "unit_record"]

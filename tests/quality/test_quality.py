@@ -18,6 +18,7 @@ from atlasjax.optvis import render
 from atlasjax.quality import path as path_lib
 from atlasjax.quality import psychophysics
 from atlasjax.quality import references
+from atlasjax.quality import report
 from atlasjax.quality import suite as suite_lib
 from atlasjax.quality import transfer
 import toy_model
@@ -119,6 +120,33 @@ def test_transfer_rates_and_activation_ratio():
                                  "target_prob": (p[0, 0] + p[1, 6]) / 2})
   np.testing.assert_allclose(transfer.class_set(3), [250, 500, 749])
   np.testing.assert_allclose(transfer.activation_ratio([2.0, 3.0], [4.0, 1.5]), [0.5, 2.0])
+
+
+def test_paired_comparison_against_numpy():
+  rng = np.random.default_rng(3)
+  units = lambda acc, path: {  # noqa: E731
+      f"{layer}:{u}": {"layer": layer, "synthetic": acc[i], "path_check": path[i]}
+      for i, (layer, u) in enumerate([("a", 0), ("a", 1), ("a", 2), ("b", 0), ("b", 1)])}
+  acc_a, acc_b = rng.random(5), rng.random(5)
+  path_a, path_b = rng.random(5), np.array([*rng.random(4), np.nan])
+  result = {"settings": {"seed": 7, "resamples": 500},
+            "params": {"new": {"units": units(acc_a, path_a)},
+                       "base": {"units": units(acc_b, path_b)}}}
+  c = report.compare(result, "new", "base")
+  d = acc_a - acc_b
+  means = np.random.default_rng(7).choice(d, size=(500, 5)).mean(1)
+  assert c["units"] == 5
+  assert c["synthetic"]["difference"] == pytest.approx(d.mean(), abs=1e-4)
+  np.testing.assert_allclose(c["synthetic"]["ci95"], np.percentile(means, [2.5, 97.5]),
+                             atol=1e-4)
+  assert (c["synthetic"]["wins"], c["synthetic"]["losses"]) == ((d > 0).sum(), (d < 0).sum())
+  finite = (path_a - path_b)[:4]   # a NaN path check (no exemplar spread) is left out
+  assert c["path_check"]["difference"] == pytest.approx(finite.mean(), abs=1e-4)
+  layer_b = report.compare(result, "new", "base", layer="b")
+  assert layer_b["units"] == 2
+  assert layer_b["synthetic"]["difference"] == pytest.approx(d[3:].mean(), abs=1e-4)
+  with pytest.raises(ValueError, match="share no scored unit in c"):
+    report.compare(result, "new", "base", layer="c")
 
 
 def test_synthetic_references_drive_the_unit_up_and_down(toy):
