@@ -57,6 +57,16 @@ FIGURES = (
         "--out={work}/quality_mixed4a",
         "bench/figures/copy_file.py {work}/quality_mixed4a/quality.png "
         f"{IMAGES}/quality_mixed4a.png")),
+    # The defaults grid (issue 28): four GoogLeNet layers, three EfficientNet-Lite0
+    # layers, four parameterizations, 32 units each (~35 + ~21 min on 2 cores).
+    *(Figure(f"quality_{model}", f"{IMAGES}/quality_{model}.png", (
+        f"experiments/quality.py --model={model} --layer={layers} --units=0-31 "
+        "--params=fft,maco,pixel,laplacian --size=64 --steps=48 --references=3 "
+        f"--trials=10 --batch_units=8 --out={{work}}/quality_{model}",
+        f"bench/figures/copy_file.py {{work}}/quality_{model}/quality.png "
+        f"{IMAGES}/quality_{model}.png"))
+      for model, layers in (("bvlc_googlenet", "mixed3b,mixed4a,mixed4e,mixed5a"),
+                            ("efficientnet_lite0", "block3,block5,block6"))),
 )
 
 
