@@ -96,8 +96,8 @@ def compare(result: Mapping, param: str, baseline: str, *,
   wins. ``layer`` restricts to one layer.
 
   Returns:
-    ``{"param", "baseline", "units", "synthetic": {"difference", "ci95",
-    "wins", "losses"}, "path_check": {...}}``.
+    A dict with ``param``, ``baseline``, ``units`` and, under ``synthetic``
+    and ``path_check`` each, ``difference``, ``ci95``, ``wins``, ``losses``.
   """
   a, b = (result["params"][name]["units"] for name in (param, baseline))
   keys = [k for k in a if k in b and (layer is None or a[k]["layer"] == layer)]
