@@ -296,13 +296,15 @@ def test_one_network_call_equals_per_item_losses_and_gradients(toy):
   make = lambda c: obj.channel("conv2", c) + obj.diversity("conv1")
   r = render.build(model, make, cfg)
   raw, _, args, keys = r.init(KEY, jnp.arange(3), jnp.arange(3))
+  # Jitted (one program each, not op-by-op dispatch of the whole transform stack).
+  per_item_fn = jax.jit(jax.vmap(jax.value_and_grad(r._loss), in_axes=(0, 0, 0, None, None)))
+  batched_fn = jax.jit(jax.value_and_grad(
+      lambda x, step: r._losses(x, args, keys, step, params).sum()))
+  losses_fn = jax.jit(lambda step: r._losses(raw, args, keys, step, params))
   for step in (0, 5):        # with and without ReLU redirection
-    per_item = jax.vmap(jax.value_and_grad(r._loss), in_axes=(0, 0, 0, None, None))(
-        raw, args, keys, jnp.int32(step), params)
-    batched = jax.value_and_grad(lambda x: r._losses(x, args, keys, jnp.int32(step),
-                                                     params).sum())(raw)
-    np.testing.assert_allclose(
-        r._losses(raw, args, keys, jnp.int32(step), params), per_item[0], rtol=1e-5)
+    per_item = per_item_fn(raw, args, keys, jnp.int32(step), params)
+    batched = batched_fn(raw, jnp.int32(step))
+    np.testing.assert_allclose(losses_fn(jnp.int32(step)), per_item[0], rtol=1e-5)
     np.testing.assert_allclose(batched[1], per_item[1], rtol=1e-4, atol=1e-7)
 
 
