@@ -95,14 +95,15 @@ def test_attribution_matches_finite_difference_on_googlenet(googlenet):
   images = jax.random.uniform(jax.random.PRNGKey(0), (1, 96, 96, 3))
   positions = np.array([[[2, 3]]], np.int32)
   out = collect.make_sample_fn(model, ("mixed4c",), True)(params, images, positions)
-  a = model.apply(params, images, layers=("mixed4c",))["mixed4c"]
+  a = jax.jit(lambda p, x: model.apply(p, x, layers=("mixed4c",)))(params, images)["mixed4c"]
   tangent = jnp.zeros_like(a).at[0, 2, 3].set(a[0, 2, 3])
   # ReLUs downstream make the logits piecewise linear in the perturbation, so
   # the central difference needs a small step; float32 noise then bounds the
   # agreement at about 1e-3.
   eps = 1e-3
-  f = lambda e: model.apply(params, images, perturb={"mixed4c": e})["logits"]
-  fd = np.asarray((f(eps * tangent) - f(-eps * tangent)) / (2 * eps))[0]
+  logits = jax.jit(lambda p, e: model.apply(p, images, perturb={"mixed4c": e})["logits"])
+  fd = np.asarray((logits(params, eps * tangent) - logits(params, -eps * tangent))
+                  / (2 * eps))[0]
   jvp = np.asarray(out["attributions/mixed4c"], np.float32)[0]
   assert np.corrcoef(jvp, fd)[0, 1] > 0.995
   np.testing.assert_allclose(jvp, fd, atol=0.1 * np.abs(fd).max())
