@@ -109,19 +109,11 @@ def compare(result: Mapping, param: str, baseline: str, *,
   for kind in ("synthetic", "path_check"):
     d = np.array([a[k][kind] - b[k][kind] for k in keys], np.float64)
     d = d[np.isfinite(d)]
+    interval = psychophysics.bootstrap_interval(d, seed, resamples)
     out[kind] = {"difference": round(float(d.mean()), 4),
-                 "ci95": [round(v, 4) for v in _mean_interval(d, seed, resamples)],
+                 "ci95": [round(v, 4) for v in interval],
                  "wins": int((d > 0).sum()), "losses": int((d < 0).sum())}
   return out
-
-
-def _mean_interval(values: np.ndarray, seed: int, resamples: int) -> tuple[float, float]:
-  """Percentile-bootstrap 95 % interval of the mean of ``values``."""
-  rng = np.random.default_rng(seed)
-  means = rng.choice(values, size=(resamples, values.size)).mean(axis=1)
-  tail = (1.0 - psychophysics.CONFIDENCE) / 2 * 100
-  lo, hi = np.percentile(means, [tail, 100 - tail])
-  return float(lo), float(hi)
 
 
 def _pct(value, interval) -> str:
